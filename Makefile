@@ -1,0 +1,31 @@
+# Thin wrapper over CMake: `make demo` and `make test` are the README's two commands.
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all setup build test demo asan clean bench
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: setup build
+	@bash scripts/demo.sh $(BUILD)/loom
+
+test: setup build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+asan:
+	@$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DLOOM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+	@cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+bench: setup build
+	@bash bench/run_all.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan

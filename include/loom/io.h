@@ -1,0 +1,29 @@
+/* Model files: save a model as safetensors with Hugging Face GPT-2 names and layouts
+ * (+ config.json in GPT2Config form), and load one back (ours or Hugging Face's). */
+#ifndef LOOM_IO_H
+#define LOOM_IO_H
+
+#include "loom/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reads the config of a model file: V, block size, C and L from the tensor shapes;
+ * n_head from the file's metadata, else from config.json beside it, else from
+ * `fallback->n_head`. */
+loom_status loom_model_file_config(const char *path, const loom_gpt_config *fallback,
+                                   loom_gpt_config *cfg);
+/* Copies the weights of a model file into g (shapes must match g's config). Accepts
+ * F32, F16 and BF16 tensors, names with or without "transformer.", and ignores extra
+ * tensors (attention-mask buffers, lm_head.weight tied to wte). */
+loom_status loom_model_load(loom_gpt *g, const char *path);
+/* Writes g's parameters to path (safetensors, F32) with the config in __metadata__. */
+loom_status loom_model_save(const loom_gpt *g, const char *path);
+/* Writes a Hugging Face GPT2Config config.json for cfg. */
+loom_status loom_model_write_hf_config(const loom_gpt_config *cfg, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

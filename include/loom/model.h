@@ -1,0 +1,104 @@
+/* GPT-2 model: config and presets, the parameter layout (one contiguous buffer, tensors
+ * in Hugging Face GPT-2 order, names and (in, out) layouts), the activation arena, and
+ * hand-written forward and backward passes over a kernel backend. No autograd, no
+ * allocation after loom_gpt_init. */
+#ifndef LOOM_MODEL_H
+#define LOOM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loom/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct loom_gpt_config {
+    int vocab_size; /* V */
+    int block_size; /* maximum sequence length: rows of wpe */
+    int n_layer;    /* L */
+    int n_embd;     /* C */
+    int n_head;     /* H, divides C */
+} loom_gpt_config;
+
+/* Fills `cfg` from a preset name: tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl. */
+loom_status loom_gpt_preset(const char *name, loom_gpt_config *cfg);
+const char *loom_gpt_preset_names(void); /* "tiny, small, ..." for help texts */
+/* Checks that the config is possible; the message names the offending flag. */
+loom_status loom_gpt_config_validate(const loom_gpt_config *cfg);
+
+/* Per-layer parameter tensors, in Hugging Face state_dict order. */
+typedef enum loom_layer_param {
+    LOOM_LN1_W, LOOM_LN1_B, LOOM_QKV_W, LOOM_QKV_B, LOOM_ATTPROJ_W, LOOM_ATTPROJ_B,
+    LOOM_LN2_W, LOOM_LN2_B, LOOM_FC_W, LOOM_FC_B, LOOM_FCPROJ_W, LOOM_FCPROJ_B,
+    LOOM_LAYER_PARAMS
+} loom_layer_param;
+
+/* One parameter tensor of the flat buffer. Tensor order: wte, wpe, then 12 per layer
+ * (so each layer's parameters are contiguous: one gradient bucket per layer), then
+ * ln_f.weight, ln_f.bias. */
+typedef struct loom_param_info {
+    char name[48];     /* Hugging Face name, e.g. "h.3.attn.c_attn.weight" */
+    size_t offset;     /* in floats from the start of the buffer */
+    size_t numel;
+    int ndim;
+    int64_t shape[2];
+    int decay;         /* 1 for tensors of 2 or more dims (AdamW weight decay) */
+} loom_param_info;
+
+/* Sizes of everything, computed from (config, B, T) alone: the trainer and the planner
+ * call this one function. */
+typedef struct loom_gpt_sizes {
+    int n_tensors;
+    size_t n_params;      /* floats in params (and in grads, m, v) */
+    size_t n_acts;        /* floats in the activation arena */
+    size_t n_grad_acts;   /* floats in the activation-gradient scratch */
+    double flops_per_token; /* training FLOPs per token: 6N + 12*L*T*C (N without wpe) */
+} loom_gpt_sizes;
+void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, loom_gpt_sizes *out);
+
+typedef struct loom_gpt loom_gpt; /* fields below are read-only for callers */
+struct loom_gpt {
+    loom_gpt_config cfg;
+    loom_gpt_sizes sizes;
+    int max_B, max_T;       /* the activation arena's capacity */
+    loom_param_info *params_info; /* (n_tensors) */
+    float *params;          /* (n_params) */
+    float *grads;           /* (n_params), NULL when built without training buffers */
+    float *logits;          /* (B, T, V) after forward; holds dlogits after a training forward */
+    float *losses;          /* (B, T) per-position losses after forward */
+    float *acts, *grad_acts;
+    const void *backend;    /* const loom_backend * */
+};
+
+/* Builds a model with capacity for micro-batches of max_B x max_T (T <= block_size).
+ * with_grads = 0 allocates no gradient buffers (eval/sample). Parameters start zero. */
+loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T,
+                          int with_grads, const char *backend);
+void loom_gpt_free(loom_gpt *g);
+
+/* GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2L), LayerNorm
+ * weights 1, biases 0. Element values depend only on (seed, tensor, index). */
+void loom_gpt_init_weights(loom_gpt *g, uint64_t seed);
+
+/* Pointer to a tensor: tensor index from loom_gpt_layer_tensor or 0 (wte), 1 (wpe),
+ * n_tensors-2 (ln_f.weight), n_tensors-1 (ln_f.bias). */
+static inline int loom_gpt_layer_tensor(int layer, loom_layer_param p) {
+    return 2 + layer * LOOM_LAYER_PARAMS + (int)p;
+}
+int loom_gpt_find_param(const loom_gpt *g, const char *name); /* index or -1 */
+
+/* Forward over inputs/targets (B,T). Returns the mean loss over the B*T positions
+ * (targets may be NULL: logits only, returns 0). If grad_scale != 0 the logits are
+ * replaced by grad_scale * dloss/dlogits per position, ready for loom_gpt_backward. */
+float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *targets, int B, int T,
+                       float grad_scale);
+/* Backward after a training forward: ADDS parameter gradients into g->grads. */
+void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T);
+void loom_gpt_zero_grad(loom_gpt *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

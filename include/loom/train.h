@@ -1,0 +1,47 @@
+/* The training loop and evaluation: gradient accumulation up to a total batch in tokens,
+ * the LR schedule, clipping, AdamW, progress lines, metrics.jsonl, validation. */
+#ifndef LOOM_TRAIN_H
+#define LOOM_TRAIN_H
+
+#include <stdint.h>
+
+#include "loom/data.h"
+#include "loom/model.h"
+#include "loom/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct loom_train_opts {
+    loom_gpt_config model;
+    const char *data, *val_data;   /* comma-separated glob patterns */
+    loom_data_format data_format;
+    int batch, seq_len;            /* micro-batch: sequences x tokens */
+    long total_batch_tokens;       /* 0 = one micro-batch per step */
+    int steps;
+    loom_adamw_config optim;       /* lr, min_lr, warmup, betas, eps, wd, clip */
+    uint64_t seed;
+    int shuffle;
+    const char *init_from;         /* safetensors file, or NULL for GPT-2 init */
+    const char *out_dir;           /* metrics.jsonl and model.safetensors go here */
+    int threads;
+    int eval_every, val_batches;   /* validation cadence (0 = only at the end) and size */
+    const char *backend;
+    int quiet;                     /* no per-step lines (tests) */
+    double peak_flops;             /* MFU denominator; 0 = measure at start-up */
+} loom_train_opts;
+
+/* Runs the whole training; returns LOOM_OK or the first error (message set). */
+loom_status loom_train(const loom_train_opts *opts);
+
+/* Mean cross-entropy over the dataset's windows in order (sample i = tokens
+ * [i*T, i*T+T+1)), batch by batch of B; the mean of the batch means over
+ * min(max_batches, samples/B) full batches (max_batches <= 0: all). */
+loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
+                           double *loss, long *batches);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,121 @@
+/* Flag parsing helpers for the `loom` commands. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cli_fail(const char *cmd) {
+    fprintf(stderr, "loom %s: error: %s\n", cmd, loom_error_msg());
+    return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "loom %s: error: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see loom %s --help)\n", cmd);
+    return 2;
+}
+
+int cli_int(const char *flag, const char *s, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno) {
+        loom_error(LOOM_ERR_ARG, "%s: '%s' is not an integer", flag, s);
+        return -1;
+    }
+    if (v < min || v > max) {
+        loom_error(LOOM_ERR_ARG, "%s: %ld is out of range [%ld, %ld]", flag, v, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_float(const char *flag, const char *s, double min, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(v)) {
+        loom_error(LOOM_ERR_ARG, "%s: '%s' is not a number", flag, s);
+        return -1;
+    }
+    if (v < min || v > max) {
+        loom_error(LOOM_ERR_ARG, "%s: %g is out of range [%g, %g]", flag, v, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_onoff(const char *flag, const char *s, int *out) {
+    if (!strcmp(s, "on")) *out = 1;
+    else if (!strcmp(s, "off")) *out = 0;
+    else {
+        loom_error(LOOM_ERR_ARG, "%s: '%s' must be on or off", flag, s);
+        return -1;
+    }
+    return 0;
+}
+
+void cli_model_defaults(cli_model *m, const char *preset) {
+    m->preset = preset;
+    for (int i = 0; i < 5; i++) m->overrides[i] = -1;
+}
+
+int cli_model_opt(cli_model *m, int c, const char *arg) {
+    static const char *flags[5] = {"--n-layer", "--n-embd", "--n-head", "--vocab-size", "--block-size"};
+    if (c == CLI_MODEL_OPT_BASE) {
+        m->preset = arg;
+        return 1;
+    }
+    int k = c - CLI_MODEL_OPT_BASE - 1;
+    if (k < 0 || k >= 5) return 0;
+    return cli_int(flags[k], arg, 1, 1L << 24, &m->overrides[k]) ? -1 : 1;
+}
+
+int cli_model_config(const cli_model *m, loom_gpt_config *cfg) {
+    if (loom_gpt_preset(m->preset, cfg)) return -1;
+    int *fields[5] = {&cfg->n_layer, &cfg->n_embd, &cfg->n_head, &cfg->vocab_size, &cfg->block_size};
+    for (int i = 0; i < 5; i++)
+        if (m->overrides[i] >= 0) *fields[i] = (int)m->overrides[i];
+    return loom_gpt_config_validate(cfg) ? -1 : 0;
+}
+
+int cli_bad_flag(const char *cmd, const char *arg, int missing_value) {
+    if (missing_value)
+        fprintf(stderr, "loom %s: error: %s needs a value (see loom %s --help)\n", cmd, arg, cmd);
+    else
+        fprintf(stderr, "loom %s: error: unknown flag '%s' (see loom %s --help)\n", cmd, arg, cmd);
+    return 2;
+}
+
+int cli_load_model(const cli_model *m, const char *init_from, uint64_t seed, int B, int T,
+                   loom_gpt **out) {
+    loom_gpt_config cfg;
+    if (cli_model_config(m, &cfg)) return -1;
+    if (init_from && loom_model_file_config(init_from, &cfg, &cfg)) return -1;
+    if (T == 0) T = cfg.block_size;
+    if (T > cfg.block_size) {
+        loom_error(LOOM_ERR_ARG, "--seq-len: %d exceeds the model's block size %d", T, cfg.block_size);
+        return -1;
+    }
+    if (loom_gpt_init(out, &cfg, B, T, 0, "cpu")) return -1;
+    if (init_from) {
+        if (loom_model_load(*out, init_from)) {
+            loom_gpt_free(*out);
+            *out = NULL;
+            return -1;
+        }
+    } else {
+        loom_gpt_init_weights(*out, seed);
+    }
+    return 0;
+}

@@ -1,0 +1,61 @@
+/* Shared pieces of the `loom` command line: flag value parsing with one clear error line
+ * per bad value, and the model flags every command takes. */
+#ifndef LOOM_CLI_H
+#define LOOM_CLI_H
+
+#include <getopt.h>
+
+#include "loom/io.h"
+#include "loom/model.h"
+
+int cli_fail(const char *cmd); /* prints "loom <cmd>: error: <message>", returns 1 */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Each returns 0, or records "FLAG: 'VALUE' is not ..." and returns -1. */
+int cli_int(const char *flag, const char *s, long min, long max, long *out);
+int cli_float(const char *flag, const char *s, double min, double max, double *out);
+int cli_onoff(const char *flag, const char *s, int *out);
+
+/* Model flags shared by train/eval/export: --model and its overrides. */
+enum { CLI_MODEL_OPT_BASE = 1000 };
+#define CLI_MODEL_OPTIONS                                                   \
+    {"model", required_argument, 0, CLI_MODEL_OPT_BASE + 0},                \
+    {"n-layer", required_argument, 0, CLI_MODEL_OPT_BASE + 1},              \
+    {"n-embd", required_argument, 0, CLI_MODEL_OPT_BASE + 2},               \
+    {"n-head", required_argument, 0, CLI_MODEL_OPT_BASE + 3},               \
+    {"vocab-size", required_argument, 0, CLI_MODEL_OPT_BASE + 4},           \
+    {"block-size", required_argument, 0, CLI_MODEL_OPT_BASE + 5}
+#define CLI_MODEL_HELP                                                                  \
+    "  --model NAME         preset: tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl\n" \
+    "  --n-layer N, --n-embd N, --n-head N, --vocab-size N, --block-size N\n"            \
+    "                       override any field of the preset\n"
+
+typedef struct cli_model {
+    const char *preset;
+    long overrides[5]; /* -1 = not given; order: layer, embd, head, vocab, block */
+} cli_model;
+void cli_model_defaults(cli_model *m, const char *preset);
+/* Handles option `c` if it is a model option: returns 1 (handled), 0 (not one), -1 (error). */
+int cli_model_opt(cli_model *m, int c, const char *arg);
+/* Builds the config from the preset and overrides; -1 on error (message set). */
+int cli_model_config(const cli_model *m, loom_gpt_config *cfg);
+
+/* The getopt loop's error cases ('?' unknown flag, ':' missing value; getopt's own
+ * messages are off via opterr = 0): one line naming the flag. Returns 2. */
+int cli_bad_flag(const char *cmd, const char *arg, int missing_value);
+#define CLI_GETOPT_ERRORS(cmd, argv)                                           \
+    case '?': return cli_bad_flag(cmd, argv[optind - 1], 0);                   \
+    case ':': return cli_bad_flag(cmd, argv[optind - 1], 1)
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif
+
+/* The model a command works on: the file `init_from` if given (its config comes from
+ * the file), else a fresh GPT-2 initialisation of the flags' config with `seed`.
+ * Capacity for micro-batches of B x T (T = 0: the block size). -1 on error. */
+int cli_load_model(const cli_model *m, const char *init_from, uint64_t seed, int B, int T,
+                   loom_gpt **out);

@@ -1,0 +1,124 @@
+/* loom train: flags -> loom_train_opts -> loom_train. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "loom/train.h"
+
+static const char *help =
+    "usage: loom train --data GLOB [flags]\n"
+    "\n"
+    "Trains a GPT-2 model; prints one line per step and writes OUT/metrics.jsonl, and at\n"
+    "the end OUT/model.safetensors + OUT/config.json (Hugging Face GPT-2 form).\n"
+    "\n"
+    "model:\n" CLI_MODEL_HELP
+    "  --init-from FILE     start from a safetensors model (ours or Hugging Face GPT-2)\n"
+    "data:\n"
+    "  --data GLOB[,GLOB]   training tokens: llm.c shards, or headerless *.u16 files\n"
+    "  --val-data GLOB      validation tokens (loss every --eval-every steps and at the end)\n"
+    "  --data-format F      auto (default), shard, or u16 (headerless uint16)\n"
+    "  --shuffle on|off     seeded permutation of windows per epoch (default on)\n"
+    "batch:\n"
+    "  --batch N            sequences per micro-batch (default 8)\n"
+    "  --seq-len T          tokens per sequence (default 256)\n"
+    "  --total-batch-tokens N  tokens per optimizer step, a multiple of batch x seq-len\n"
+    "                       (gradient accumulation; default one micro-batch)\n"
+    "optimizer (AdamW, torch semantics):\n"
+    "  --steps N            optimizer steps (default 100)\n"
+    "  --lr X               peak learning rate (default 6e-4)\n"
+    "  --min-lr X           final learning rate of the cosine (default lr/10)\n"
+    "  --warmup N           linear warmup steps (default 10)\n"
+    "  --weight-decay X     on tensors of 2+ dims (default 0.1)\n"
+    "  --clip X             global grad-norm clip, 0 = off (default 1.0)\n"
+    "  --beta1 X, --beta2 X, --eps X   (defaults 0.9, 0.95, 1e-8)\n"
+    "run:\n"
+    "  --seed N             weights and data order (default 1337)\n"
+    "  --out DIR            output directory (default out)\n"
+    "  --threads N          OpenMP threads (default: all cores)\n"
+    "  --eval-every N       validation cadence in steps (default 0: at the end only)\n"
+    "  --val-batches N      batches per validation (default 20)\n"
+    "  --peak-gflops X      MFU denominator (default: measured at start-up)\n"
+    "  --backend NAME       cpu (default) or ref (slow reference kernels)\n"
+    "  --quiet              no per-step lines\n";
+
+enum {
+    O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
+    O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
+    O_PEAK, O_BACKEND, O_QUIET, O_HELP
+};
+
+int cmd_train(int argc, char **argv) {
+    static const struct option opts[] = {
+        CLI_MODEL_OPTIONS,
+        {"data", required_argument, 0, O_DATA}, {"val-data", required_argument, 0, O_VAL},
+        {"data-format", required_argument, 0, O_FMT}, {"batch", required_argument, 0, O_BATCH},
+        {"seq-len", required_argument, 0, O_SEQ}, {"total-batch-tokens", required_argument, 0, O_TOTAL},
+        {"steps", required_argument, 0, O_STEPS}, {"lr", required_argument, 0, O_LR},
+        {"min-lr", required_argument, 0, O_MINLR}, {"warmup", required_argument, 0, O_WARMUP},
+        {"weight-decay", required_argument, 0, O_WD}, {"clip", required_argument, 0, O_CLIP},
+        {"beta1", required_argument, 0, O_B1}, {"beta2", required_argument, 0, O_B2},
+        {"eps", required_argument, 0, O_EPS}, {"seed", required_argument, 0, O_SEED},
+        {"shuffle", required_argument, 0, O_SHUFFLE}, {"init-from", required_argument, 0, O_INIT},
+        {"out", required_argument, 0, O_OUT}, {"threads", required_argument, 0, O_THREADS},
+        {"eval-every", required_argument, 0, O_EVAL}, {"val-batches", required_argument, 0, O_VALB},
+        {"peak-gflops", required_argument, 0, O_PEAK}, {"backend", required_argument, 0, O_BACKEND},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    const char *cmd = "train";
+    cli_model m;
+    cli_model_defaults(&m, "small");
+    loom_train_opts o = {
+        .data_format = LOOM_DATA_AUTO, .batch = 8, .seq_len = 256, .steps = 100,
+        .optim = {.lr = 6e-4f, .min_lr = -1.0f, .warmup = 10, .beta1 = 0.9f, .beta2 = 0.95f,
+                  .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f},
+        .seed = 1337, .shuffle = 1, .out_dir = "out", .val_batches = 20, .backend = "cpu"};
+    long iv;
+    double fv;
+    int c, bad = 0;
+    opterr = 0;
+    optind = 1;
+    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        int r = cli_model_opt(&m, c, optarg);
+        if (r) { bad = r < 0; continue; }
+        switch (c) {
+        case O_DATA: o.data = optarg; break;
+        case O_VAL: o.val_data = optarg; break;
+        case O_FMT:
+            if (!strcmp(optarg, "auto")) o.data_format = LOOM_DATA_AUTO;
+            else if (!strcmp(optarg, "shard")) o.data_format = LOOM_DATA_SHARD;
+            else if (!strcmp(optarg, "u16")) o.data_format = LOOM_DATA_U16;
+            else bad = 1, loom_error(LOOM_ERR_ARG, "--data-format: '%s' must be auto, shard or u16", optarg);
+            break;
+        case O_BATCH: bad = cli_int("--batch", optarg, 1, 1 << 20, &iv); o.batch = (int)iv; break;
+        case O_SEQ: bad = cli_int("--seq-len", optarg, 1, 1 << 16, &iv); o.seq_len = (int)iv; break;
+        case O_TOTAL: bad = cli_int("--total-batch-tokens", optarg, 1, 1L << 40, &iv); o.total_batch_tokens = iv; break;
+        case O_STEPS: bad = cli_int("--steps", optarg, 1, 1L << 30, &iv); o.steps = (int)iv; break;
+        case O_LR: bad = cli_float("--lr", optarg, 0, 10, &fv); o.optim.lr = (float)fv; break;
+        case O_MINLR: bad = cli_float("--min-lr", optarg, 0, 10, &fv); o.optim.min_lr = (float)fv; break;
+        case O_WARMUP: bad = cli_int("--warmup", optarg, 0, 1L << 30, &iv); o.optim.warmup = (int)iv; break;
+        case O_WD: bad = cli_float("--weight-decay", optarg, 0, 10, &fv); o.optim.weight_decay = (float)fv; break;
+        case O_CLIP: bad = cli_float("--clip", optarg, 0, 1e30, &fv); o.optim.clip = (float)fv; break;
+        case O_B1: bad = cli_float("--beta1", optarg, 0, 0.999999, &fv); o.optim.beta1 = (float)fv; break;
+        case O_B2: bad = cli_float("--beta2", optarg, 0, 0.999999, &fv); o.optim.beta2 = (float)fv; break;
+        case O_EPS: bad = cli_float("--eps", optarg, 0, 1, &fv); o.optim.eps = (float)fv; break;
+        case O_SEED: bad = cli_int("--seed", optarg, 0, 1L << 62, &iv); o.seed = (uint64_t)iv; break;
+        case O_SHUFFLE: bad = cli_onoff("--shuffle", optarg, &o.shuffle); break;
+        case O_INIT: o.init_from = optarg; break;
+        case O_OUT: o.out_dir = optarg; break;
+        case O_THREADS: bad = cli_int("--threads", optarg, 1, 4096, &iv); o.threads = (int)iv; break;
+        case O_EVAL: bad = cli_int("--eval-every", optarg, 0, 1L << 30, &iv); o.eval_every = (int)iv; break;
+        case O_VALB: bad = cli_int("--val-batches", optarg, 1, 1L << 30, &iv); o.val_batches = (int)iv; break;
+        case O_PEAK: bad = cli_float("--peak-gflops", optarg, 1e-3, 1e9, &fv); o.peak_flops = fv * 1e9; break;
+        case O_BACKEND: o.backend = optarg; break;
+        case O_QUIET: o.quiet = 1; break;
+        case O_HELP: fputs(help, stdout); return 0;
+        CLI_GETOPT_ERRORS(cmd, argv);
+        }
+    }
+    if (bad) return cli_fail(cmd);
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!o.data) return cli_usage_error(cmd, "--data is required");
+    if (cli_model_config(&m, &o.model)) return cli_fail(cmd);
+    if (o.optim.min_lr < 0) o.optim.min_lr = o.optim.lr * 0.1f;
+    if (loom_train(&o)) return cli_fail(cmd);
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* `loom`: one binary, one subcommand per job. Parses flags and calls the library; no
+ * math here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char *usage =
+    "loom " LOOM_VERSION ": train and run GPT-2 models on CPU clusters\n"
+    "\n"
+    "usage: loom <command> [flags]   (loom <command> --help for its flags)\n"
+    "\n"
+    "commands:\n"
+    "  train    train a GPT-2 model on token shards\n"
+    "  eval     mean cross-entropy of a model over a token file's windows\n"
+    "  export   write a model as Hugging Face GPT-2 safetensors + config.json\n"
+    "  info     this build and machine: GEMM library, threads, CPU features, peak FLOP/s\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("loom %s\n", LOOM_VERSION);
+        return 0;
+    }
+    const char *cmd = argv[1];
+    argv[1] = argv[0];
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    fprintf(stderr, "loom: error: unknown command '%s' (commands: train, eval, export, info)\n", cmd);
+    return 2;
+}

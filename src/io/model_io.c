@@ -1,0 +1,174 @@
+/* Model save/load over the safetensors reader and writer. Training checkpoints
+ * (optimizer state, RNG, loader position) are not here. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/json.h"
+#include "loom/io.h"
+#include "loom/safetensors.h"
+
+static const loom_st_tensor *find_tensor(const loom_st_file *f, const char *name) {
+    const loom_st_tensor *t = loom_st_find(f, name);
+    if (!t) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "transformer.%s", name);
+        t = loom_st_find(f, buf);
+    }
+    return t;
+}
+
+static int read_n_head_json(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) slash[1] = 0;
+    else dir[0] = 0;
+    char cfgpath[4200];
+    snprintf(cfgpath, sizeof cfgpath, "%sconfig.json", dir);
+    FILE *fp = fopen(cfgpath, "rb");
+    if (!fp) return 0;
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    int heads = 0;
+    loom_json_error err;
+    loom_json_doc *doc = loom_json_parse(buf, n, NULL, &err);
+    if (doc) {
+        const loom_json *v = loom_json_get(loom_json_root(doc), "n_head");
+        uint64_t u;
+        if (v && loom_json_get_u64(v, &u) && u > 0 && u < 100000) heads = (int)u;
+        loom_json_free(doc);
+    }
+    return heads;
+}
+
+loom_status loom_model_file_config(const char *path, const loom_gpt_config *fallback,
+                                   loom_gpt_config *cfg) {
+    loom_st_file *f;
+    loom_status st = loom_st_open(path, &f);
+    if (st) return st;
+    *cfg = *fallback;
+    const loom_st_tensor *wte = find_tensor(f, "wte.weight"), *wpe = find_tensor(f, "wpe.weight");
+    if (!wte || !wpe || wte->ndim != 2 || wpe->ndim != 2 || wte->shape[1] != wpe->shape[1]) {
+        loom_st_close(f);
+        return loom_error(LOOM_ERR_FORMAT, "%s: not a GPT-2 model (needs 2-D wte.weight and wpe.weight "
+                          "with the same width)", path);
+    }
+    cfg->vocab_size = (int)wte->shape[0];
+    cfg->block_size = (int)wpe->shape[0];
+    cfg->n_embd = (int)wte->shape[1];
+    int L = 0;
+    for (;; L++) {
+        char name[64];
+        snprintf(name, sizeof name, "h.%d.ln_1.weight", L);
+        if (!find_tensor(f, name)) break;
+    }
+    cfg->n_layer = L;
+    const char *nh = loom_st_meta(f, "n_head");
+    int heads = nh ? atoi(nh) : read_n_head_json(path);
+    if (heads > 0) cfg->n_head = heads;
+    loom_st_close(f);
+    if (L == 0) return loom_error(LOOM_ERR_FORMAT, "%s: no transformer layers (h.0.ln_1.weight missing)", path);
+    st = loom_gpt_config_validate(cfg);
+    if (st) return loom_error(st, "%s: %s", path, loom_error_msg());
+    return LOOM_OK;
+}
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else { /* subnormal: renormalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
+    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    float out;
+    memcpy(&out, &bits, 4);
+    return out;
+}
+
+loom_status loom_model_load(loom_gpt *g, const char *path) {
+    loom_st_file *f;
+    loom_status st = loom_st_open(path, &f);
+    if (st) return st;
+    for (int i = 0; i < g->sizes.n_tensors && !st; i++) {
+        const loom_param_info *pi = &g->params_info[i];
+        const loom_st_tensor *t = find_tensor(f, pi->name);
+        if (!t) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' is missing", path, pi->name);
+            break;
+        }
+        int same = t->ndim == pi->ndim;
+        for (int d = 0; same && d < pi->ndim; d++) same = t->shape[d] == pi->shape[d];
+        if (!same) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' has shape [%lld%s%lld], the model needs [%lld%s%lld]",
+                            path, pi->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "",
+                            t->ndim > 1 ? (long long)t->shape[1] : 0LL, (long long)pi->shape[0],
+                            pi->ndim > 1 ? ", " : "", pi->ndim > 1 ? (long long)pi->shape[1] : 0LL);
+            break;
+        }
+        const unsigned char *src = loom_st_data(f, t);
+        float *dst = g->params + pi->offset;
+        if (t->dtype == LOOM_DTYPE_F32) {
+            memcpy(dst, src, pi->numel * sizeof(float));
+        } else if (t->dtype == LOOM_DTYPE_BF16 || t->dtype == LOOM_DTYPE_F16) {
+            for (size_t k = 0; k < pi->numel; k++) {
+                uint16_t h;
+                memcpy(&h, src + 2 * k, 2);
+                if (t->dtype == LOOM_DTYPE_BF16) {
+                    uint32_t bits = (uint32_t)h << 16;
+                    memcpy(&dst[k], &bits, 4);
+                } else dst[k] = half_to_float(h);
+            }
+        } else {
+            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' has dtype %s (F32, F16 or BF16 expected)",
+                            path, pi->name, loom_dtype_name(t->dtype));
+        }
+    }
+    loom_st_close(f);
+    return st;
+}
+
+loom_status loom_model_save(const loom_gpt *g, const char *path) {
+    loom_st_writer *w = loom_st_writer_init();
+    if (!w) return LOOM_ERR_NOMEM;
+    loom_status st = LOOM_OK;
+    for (int i = 0; i < g->sizes.n_tensors && !st; i++) {
+        const loom_param_info *pi = &g->params_info[i];
+        st = loom_st_writer_add(w, pi->name, LOOM_DTYPE_F32, pi->ndim, pi->shape, g->params + pi->offset);
+    }
+    char v[5][24];
+    snprintf(v[0], sizeof v[0], "%d", g->cfg.vocab_size);
+    snprintf(v[1], sizeof v[1], "%d", g->cfg.block_size);
+    snprintf(v[2], sizeof v[2], "%d", g->cfg.n_layer);
+    snprintf(v[3], sizeof v[3], "%d", g->cfg.n_embd);
+    snprintf(v[4], sizeof v[4], "%d", g->cfg.n_head);
+    const char *keys[5] = {"vocab_size", "block_size", "n_layer", "n_embd", "n_head"};
+    for (int k = 0; k < 5 && !st; k++) st = loom_st_writer_meta(w, keys[k], v[k]);
+    if (!st) st = loom_st_writer_meta(w, "format", "pt");
+    if (!st) st = loom_st_writer_meta(w, "producer", "loom " LOOM_VERSION);
+    if (!st) st = loom_st_writer_write(w, path);
+    loom_st_writer_free(w);
+    return st;
+}
+
+loom_status loom_model_write_hf_config(const loom_gpt_config *c, const char *path) {
+    FILE *fp = fopen(path, "w");
+    if (!fp) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    fprintf(fp,
+            "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
+            "  \"vocab_size\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n"
+            "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_inner\": null,\n"
+            "  \"activation_function\": \"gelu_new\",\n  \"layer_norm_epsilon\": 1e-05,\n"
+            "  \"initializer_range\": 0.02,\n  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n"
+            "  \"attn_pdrop\": 0.0,\n  \"scale_attn_weights\": true,\n  \"tie_word_embeddings\": true,\n"
+            "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256,\n  \"torch_dtype\": \"float32\"\n}\n",
+            c->vocab_size, c->block_size, c->block_size, c->n_embd, c->n_layer, c->n_head);
+    if (fclose(fp) != 0) return loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    return LOOM_OK;
+}

@@ -1,0 +1,349 @@
+/* The "cpu" backend: OpenMP threads + SIMD loops, GEMM from oneDNN (dnnl_sgemm picks
+ * its AVX-512/AVX2 kernels from CPUID itself, so it is fast with no variable set; see
+ * bench/bench_gemm for the measurement that chose it). Every reduction runs in a fixed
+ * order; column sums are split by column so they do not depend on the thread count. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "kernels/cpu/simd.h"
+#include "kernels/kernels.h"
+#include "loom/core.h"
+
+static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc) {
+    dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
+                                  beta, C, ldc);
+    if (st != dnnl_success) LOOM_PANIC("dnnl_sgemm failed (status %d, M=%d N=%d K=%d)", (int)st, M, N, K);
+}
+
+/* Column sums of x(N,C) added into out(C); threads split the columns, rows run in order. */
+static void colsum_acc(float *out, const float *x, int N, int C) {
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int per = (C + nt - 1) / nt;
+        per = (per + 15) & ~15;
+        int c0 = id * per, c1 = c0 + per < C ? c0 + per : C;
+        for (int n = 0; n < N && c0 < c1; n++) {
+            const float *row = x + (size_t)n * C;
+#pragma omp simd
+            for (int c = c0; c < c1; c++) out[c] += row[c];
+        }
+    }
+}
+
+static void cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
+                                int B, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *e = wte + (size_t)inp[bt] * C, *p = wpe + (size_t)(bt % T) * C;
+        float *o = out + (size_t)bt * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
+    }
+}
+
+static void cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                                 int B, int T, int C) {
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int per = ((C + nt - 1) / nt + 15) & ~15;
+        int c0 = id * per, c1 = c0 + per < C ? c0 + per : C;
+        for (int bt = 0; bt < B * T && c0 < c1; bt++) {
+            const float *d = dout + (size_t)bt * C;
+            float *e = dwte + (size_t)inp[bt] * C, *p = dwpe + (size_t)(bt % T) * C;
+#pragma omp simd
+            for (int c = c0; c < c1; c++) {
+                e[c] += d[c];
+                p[c] += d[c];
+            }
+        }
+    }
+}
+
+static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                  const float *w, const float *b, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int c = 0; c < C; c++) s += x[c];
+        float m = s / C, v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        float r = 1.0f / sqrtf(v / C + 1e-5f);
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * w[c] + b[c];
+        mean[n] = m;
+        rstd[n] = r;
+    }
+}
+
+static void cpu_layernorm_backward_acc(float *dinp, float *dw, float *db, const float *dout,
+                                       const float *inp, const float *w, const float *mean,
+                                       const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+        float *di = dinp + (size_t)n * C;
+        float m = mean[n], r = rstd[n], dsum = 0.0f, dxsum = 0.0f;
+#pragma omp simd reduction(+ : dsum, dxsum)
+        for (int c = 0; c < C; c++) {
+            float dn = w[c] * d[c];
+            dsum += dn;
+            dxsum += dn * (x[c] - m) * r;
+        }
+        dsum /= C;
+        dxsum /= C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float xh = (x[c] - m) * r;
+            di[c] += (w[c] * d[c] - dsum - xh * dxsum) * r;
+        }
+    }
+    /* parameter gradients: column sums, split by column */
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int per = ((C + nt - 1) / nt + 15) & ~15;
+        int c0 = id * per, c1 = c0 + per < C ? c0 + per : C;
+        for (int n = 0; n < N && c0 < c1; n++) {
+            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            float m = mean[n], r = rstd[n];
+#pragma omp simd
+            for (int c = c0; c < c1; c++) {
+                dw[c] += d[c] * (x[c] - m) * r;
+                db[c] += d[c];
+            }
+        }
+    }
+}
+
+static void cpu_matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                               int N, int C, int OC) {
+    float beta = 0.0f;
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+        beta = 1.0f;
+    }
+    cpu_gemm(0, 0, N, OC, C, 1.0f, inp, C, w, OC, beta, out, OC);
+}
+
+static void cpu_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
+                                const float *inp, const float *w, int N, int C, int OC) {
+    if (dinp) cpu_gemm(0, 1, N, C, OC, 1.0f, dout, OC, w, OC, 0.0f, dinp, C);
+    cpu_gemm(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC);
+    if (dbias) colsum_acc(dbias, dout, N, OC);
+}
+
+/* Attention, one query row at a time with the whole causal row of scores in a
+ * T-float scratch (O(T) memory per thread, never B*H*T*T). */
+static void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
+                                  int H) {
+    const int hs = C / H, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel
+    {
+        float s[T];
+#pragma omp for collapse(3) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int t = 0; t < T; t++) {
+                    const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
+                    const float *kbase = qkv + (size_t)b * T * C3 + C + h * hs;
+                    float mx = -INFINITY;
+                    for (int j = 0; j <= t; j++) {
+                        const float *k = kbase + (size_t)j * C3;
+                        float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+                        for (int i = 0; i < hs; i++) d += q[i] * k[i];
+                        s[j] = d * scale;
+                        mx = s[j] > mx ? s[j] : mx;
+                    }
+                    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                    for (int j = 0; j <= t; j++) {
+                        s[j] = loom_expf(s[j] - mx);
+                        sum += s[j];
+                    }
+                    float inv = 1.0f / sum;
+                    float *o = out + ((size_t)b * T + t) * C + h * hs;
+                    for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                    for (int j = 0; j <= t; j++) {
+                        const float *v = kbase + C + (size_t)j * C3;
+                        float p = s[j] * inv;
+#pragma omp simd
+                        for (int i = 0; i < hs; i++) o[i] += p * v[i];
+                    }
+                    lse[((size_t)b * H + h) * T + t] = mx + logf(sum);
+                }
+    }
+}
+
+static void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                   const float *out, const float *lse, int B, int T, int C, int H) {
+    const int hs = C / H, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *base = qkv + (size_t)b * T * C3 + h * hs;
+            float *dbase = dqkv + (size_t)b * T * C3 + h * hs;
+            for (int j = 0; j < T; j++) { /* dk, dv of this head accumulate below */
+                memset(dbase + (size_t)j * C3 + C, 0, hs * sizeof(float));
+                memset(dbase + (size_t)j * C3 + 2 * C, 0, hs * sizeof(float));
+            }
+            for (int t = 0; t < T; t++) {
+                const float *q = base + (size_t)t * C3;
+                const float *dO = dout + ((size_t)b * T + t) * C + h * hs;
+                const float *O = out + ((size_t)b * T + t) * C + h * hs;
+                float *dq = dbase + (size_t)t * C3;
+                float D = 0.0f;
+#pragma omp simd reduction(+ : D)
+                for (int i = 0; i < hs; i++) D += dO[i] * O[i];
+                float l = lse[((size_t)b * H + h) * T + t];
+                for (int i = 0; i < hs; i++) dq[i] = 0.0f;
+                for (int j = 0; j <= t; j++) {
+                    const float *k = base + (size_t)j * C3 + C, *v = k + C;
+                    float *dk = dbase + (size_t)j * C3 + C, *dv = dk + C;
+                    float sd = 0.0f, dp = 0.0f;
+#pragma omp simd reduction(+ : sd, dp)
+                    for (int i = 0; i < hs; i++) {
+                        sd += q[i] * k[i];
+                        dp += dO[i] * v[i];
+                    }
+                    float p = loom_expf(sd * scale - l);
+                    float ds = p * (dp - D) * scale;
+#pragma omp simd
+                    for (int i = 0; i < hs; i++) {
+                        dq[i] += ds * k[i];
+                        dk[i] += ds * q[i];
+                        dv[i] += p * dO[i];
+                    }
+                }
+            }
+        }
+}
+
+static void cpu_gelu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + loom_tanhf(LOOM_GELU_S * (x + LOOM_GELU_C * x * x * x)));
+    }
+}
+
+static void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = loom_tanhf(LOOM_GELU_S * (x + LOOM_GELU_C * x * x * x));
+        float du = LOOM_GELU_S * (1.0f + 3.0f * LOOM_GELU_C * x * x);
+        dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+    }
+}
+
+static void cpu_residual_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void cpu_crossentropy(float *losses, float *logits, const int32_t *targets, int N, int V,
+                             float dscale) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *x = logits + (size_t)n * V;
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+        float sum = 0.0f;
+        float xt = x[targets[n]];
+        if (dscale != 0.0f) {
+#pragma omp simd reduction(+ : sum)
+            for (int i = 0; i < V; i++) {
+                x[i] = loom_expf(x[i] - mx);
+                sum += x[i];
+            }
+            float k = dscale / sum;
+#pragma omp simd
+            for (int i = 0; i < V; i++) x[i] *= k;
+            x[targets[n]] -= dscale;
+        } else {
+#pragma omp simd reduction(+ : sum)
+            for (int i = 0; i < V; i++) sum += loom_expf(x[i] - mx);
+        }
+        losses[n] = mx + logf(sum) - xt;
+    }
+}
+
+static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float wd, float bc1, float bc2,
+                      float gscale) {
+    const float step = lr / bc1, sbc2 = sqrtf(bc2);
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * gscale;
+        float pi = p[i] * (1.0f - lr * wd);
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        /* the same association as torch: step = lr/bc1, denom = sqrt(v)/sqrt(bc2) + eps */
+        p[i] = pi - step * mi / (sqrtf(vi) / sbc2 + eps);
+    }
+}
+
+/* 256 fixed chunks summed in order: the result does not depend on the thread count. */
+static double cpu_sumsq(const float *x, size_t n) {
+    enum { NCHUNK = 256 };
+    double part[NCHUNK];
+    size_t per = (n + NCHUNK - 1) / NCHUNK;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < NCHUNK; c++) {
+        size_t i0 = (size_t)c * per, i1 = i0 + per < n ? i0 + per : n;
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+        part[c] = s;
+    }
+    double s = 0.0;
+    for (int c = 0; c < NCHUNK; c++) s += part[c];
+    return s;
+}
+
+static const loom_backend cpu_backend = {
+    .name = "cpu",
+    .gemm = cpu_gemm,
+    .encoder_forward = cpu_encoder_forward,
+    .encoder_backward = cpu_encoder_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward_acc = cpu_layernorm_backward_acc,
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .residual_forward = cpu_residual_forward,
+    .crossentropy = cpu_crossentropy,
+    .adamw = cpu_adamw,
+    .sumsq = cpu_sumsq,
+};
+
+const loom_backend *loom_backend_cpu(void) { return &cpu_backend; }
+
+const char *loom_gemm_library(void) {
+    static char buf[64];
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, sizeof buf, "oneDNN %d.%d.%d (dnnl_sgemm, %s)", v->major, v->minor, v->patch,
+             v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other runtime");
+    return buf;
+}

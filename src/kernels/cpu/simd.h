@@ -1,0 +1,38 @@
+/* Branch-free scalar math that GCC vectorises inside `#pragma omp simd` loops
+ * (glibc's vector expf/tanhf are only declared under -ffast-math, which loom avoids:
+ * it would break the NaN/inf handling the error paths rely on). */
+#ifndef LOOM_CPU_SIMD_H
+#define LOOM_CPU_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#pragma omp declare simd notinbranch
+static inline float loom_expf(float x) {
+    /* Cephes expf: exp(x) = 2^n * exp(r), |r| <= ln2/2; max rel. error ~2 ulp. */
+    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+#pragma omp declare simd notinbranch
+static inline float loom_tanhf(float x) {
+    /* tanh(x) = 1 - 2 / (exp(2x) + 1); the clamp in loom_expf saturates it to +-1. */
+    return 1.0f - 2.0f / (loom_expf(2.0f * x) + 1.0f);
+}
+
+#define LOOM_GELU_S 0.7978845608028654f /* sqrt(2/pi) */
+#define LOOM_GELU_C 0.044715f
+
+#endif

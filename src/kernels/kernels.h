@@ -1,0 +1,86 @@
+/* The kernel backend interface: one table of function pointers per backend, so the
+ * model never names an ISA or a library. Two backends today: "cpu" (OpenMP + SIMD,
+ * oneDNN sgemm) and "ref" (plain loops, used only by tests as the reference).
+ *
+ * Shapes are row-major. Conventions every backend keeps:
+ *  - parameter gradients (dweight, dbias, dwte, dwpe) ACCUMULATE (+=), so gradient
+ *    accumulation over micro-batches needs no extra pass;
+ *  - activation gradients OVERWRITE unless the name says `_acc` (then +=);
+ *  - linear weights are stored (in, out) as Hugging Face GPT-2's Conv1D does;
+ *  - for a fixed thread count every op is deterministic (no atomics, fixed orders). */
+#ifndef LOOM_KERNELS_H
+#define LOOM_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct loom_backend {
+    const char *name;
+
+    /* C(M,N) = alpha * op(A) op(B) + beta * C, row-major; trans_a/trans_b select op. */
+    void (*gemm)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+    /* out(B,T,C) = wte[inp[b,t]] + wpe[t]. Token ids are validated by the loader. */
+    void (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe,
+                            int B, int T, int C);
+    /* dwte(V,C) += scatter(dout), dwpe(T,C) += sum over b of dout. */
+    void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                             int B, int T, int C);
+
+    /* Per row of inp(N,C): out = (x - mean) * rstd * w + b, eps 1e-5; saves mean, rstd (N). */
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int N, int C);
+    /* dinp(N,C) += ..., dw(C) += ..., db(C) += ... */
+    void (*layernorm_backward_acc)(float *dinp, float *dw, float *db, const float *dout,
+                                   const float *inp, const float *w, const float *mean,
+                                   const float *rstd, int N, int C);
+
+    /* out(N,OC) = inp(N,C) @ w(C,OC) + bias(OC) (bias may be NULL). */
+    void (*matmul_forward)(float *out, const float *inp, const float *w, const float *bias,
+                           int N, int C, int OC);
+    /* dinp(N,C) = dout @ w^T (skipped if dinp NULL); dw(C,OC) += inp^T @ dout;
+     * dbias(OC) += column sums of dout (skipped if NULL). */
+    void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout,
+                            const float *inp, const float *w, int N, int C, int OC);
+
+    /* Causal self-attention over qkv(B,T,3C) laid out [q | k | v], H heads of C/H.
+     * out(B,T,C); lse(B,H,T) is the log-sum-exp of each softmax row, kept for backward.
+     * Never materialises B*H*T*T scores: O(T) scratch per thread. */
+    void (*attention_forward)(float *out, float *lse, const float *qkv, int B, int T, int C, int H);
+    /* dqkv(B,T,3C) = gradient of out w.r.t. qkv given dout(B,T,C). */
+    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *out,
+                               const float *lse, int B, int T, int C, int H);
+
+    /* GELU, tanh approximation. */
+    void (*gelu_forward)(float *out, const float *inp, size_t n);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+
+    /* out = a + b. */
+    void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
+
+    /* Softmax cross-entropy over logits(N,V) with targets(N):
+     * losses(N) = logsumexp(row) - row[target]. If dscale != 0 the logits are
+     * overwritten by dscale * (softmax(row) - onehot(target)), i.e. their gradient. */
+    void (*crossentropy)(float *losses, float *logits, const int32_t *targets, int N, int V,
+                         float dscale);
+
+    /* AdamW on one tensor, torch.optim.AdamW semantics: p -= lr*wd*p; m,v EMAs;
+     * p -= lr * m_hat / (sqrt(v_hat) + eps), with bias corrections bc1 = 1-beta1^t,
+     * bc2 = 1-beta2^t passed in. grad is multiplied by gscale first (clipping). */
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float wd, float bc1, float bc2, float gscale);
+
+    /* Sum of squares of x(n) in double, in a fixed order independent of thread count. */
+    double (*sumsq)(const float *x, size_t n);
+} loom_backend;
+
+const loom_backend *loom_backend_cpu(void);
+const loom_backend *loom_backend_ref(void);
+/* "cpu" or "ref"; NULL if unknown. */
+const loom_backend *loom_backend_get(const char *name);
+
+/* What the cpu backend's GEMM is (for `loom info`). */
+const char *loom_gemm_library(void);
+
+#endif

@@ -1,0 +1,320 @@
+/* The "ref" backend: plain, single-threaded loops written for obviousness, not speed.
+ * Tests compare the cpu backend against it. Sums accumulate in double so that the
+ * reference is at least as accurate as any float kernel it is compared with.
+ * Unlike the cpu backend, attention materialises each (b,h) score matrix (T*T floats). */
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "loom/core.h"
+
+static void ref_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < K; k++) {
+                float a = trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                float b = trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                acc += (double)a * (double)b;
+            }
+            float *c = &C[(size_t)i * ldc + j];
+            /* BLAS convention: with beta == 0, C is not read (it may hold garbage). */
+            double prev = beta == 0.0f ? 0.0 : (double)beta * (double)*c;
+            *c = (float)((double)alpha * acc + prev);
+        }
+    }
+}
+
+static void ref_encoder_forward(float *out, const int32_t *inp, const float *wte,
+                                const float *wpe, int B, int T, int C) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *o = out + ((size_t)b * T + t) * C;
+            const float *we = wte + (size_t)inp[b * T + t] * C;
+            const float *wp = wpe + (size_t)t * C;
+            for (int c = 0; c < C; c++) o[c] = we[c] + wp[c];
+        }
+}
+
+static void ref_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                                 int B, int T, int C) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *d = dout + ((size_t)b * T + t) * C;
+            float *dwe = dwte + (size_t)inp[b * T + t] * C;
+            float *dwp = dwpe + (size_t)t * C;
+            for (int c = 0; c < C; c++) {
+                dwe[c] += d[c];
+                dwp[c] += d[c];
+            }
+        }
+}
+
+static void ref_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                  const float *w, const float *b, int N, int C) {
+    const double eps = 1e-5;
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        double m = 0.0;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        double var = 0.0;
+        for (int c = 0; c < C; c++) var += (x[c] - m) * (x[c] - m);
+        var /= C; /* biased, as torch.nn.LayerNorm */
+        double s = 1.0 / sqrt(var + eps);
+        float *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = (float)((x[c] - m) * s * w[c] + b[c]);
+        mean[n] = (float)m;
+        rstd[n] = (float)s;
+    }
+}
+
+static void ref_layernorm_backward_acc(float *dinp, float *dw, float *db, const float *dout,
+                                       const float *inp, const float *w, const float *mean,
+                                       const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        const float *d = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        double m = mean[n], s = rstd[n];
+        /* xhat = (x - m) s; dxhat = d * w;
+         * dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)). */
+        double dmean = 0.0, dnorm_mean = 0.0;
+        for (int c = 0; c < C; c++) {
+            double xhat = (x[c] - m) * s;
+            double dxhat = (double)d[c] * w[c];
+            dmean += dxhat;
+            dnorm_mean += dxhat * xhat;
+        }
+        dmean /= C;
+        dnorm_mean /= C;
+        for (int c = 0; c < C; c++) {
+            double xhat = (x[c] - m) * s;
+            double dxhat = (double)d[c] * w[c];
+            dx[c] += (float)(s * (dxhat - dmean - xhat * dnorm_mean));
+            dw[c] += (float)(d[c] * xhat);
+            db[c] += d[c];
+        }
+    }
+}
+
+static void ref_matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                               int N, int C, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double acc = bias ? bias[o] : 0.0;
+            for (int c = 0; c < C; c++) acc += (double)inp[(size_t)n * C + c] * w[(size_t)c * OC + o];
+            out[(size_t)n * OC + o] = (float)acc;
+        }
+}
+
+static void ref_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
+                                const float *inp, const float *w, int N, int C, int OC) {
+    if (dinp)
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) {
+                double acc = 0.0;
+                for (int o = 0; o < OC; o++)
+                    acc += (double)dout[(size_t)n * OC + o] * w[(size_t)c * OC + o];
+                dinp[(size_t)n * C + c] = (float)acc;
+            }
+    for (int c = 0; c < C; c++)
+        for (int o = 0; o < OC; o++) {
+            double acc = 0.0;
+            for (int n = 0; n < N; n++)
+                acc += (double)inp[(size_t)n * C + c] * dout[(size_t)n * OC + o];
+            dw[(size_t)c * OC + o] += (float)acc;
+        }
+    if (dbias)
+        for (int o = 0; o < OC; o++) {
+            double acc = 0.0;
+            for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];
+            dbias[o] += (float)acc;
+        }
+}
+
+/* Softmax probabilities P (T,T, lower triangle; zero above) of head h in batch b. */
+static void ref_attention_probs(double *P, double *lse_row, const float *qkv, int b, int h, int T,
+                                int C, int H) {
+    int hs = C / H;
+    double scale = 1.0 / sqrt((double)hs);
+    for (int t = 0; t < T; t++) {
+        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+        double *p = P + (size_t)t * T;
+        double mx = -INFINITY;
+        for (int j = 0; j <= t; j++) {
+            const float *k = qkv + ((size_t)b * T + j) * 3 * C + C + h * hs;
+            double s = 0.0;
+            for (int i = 0; i < hs; i++) s += (double)q[i] * k[i];
+            p[j] = s * scale;
+            if (p[j] > mx) mx = p[j];
+        }
+        double sum = 0.0;
+        for (int j = 0; j <= t; j++) {
+            p[j] = exp(p[j] - mx);
+            sum += p[j];
+        }
+        for (int j = 0; j <= t; j++) p[j] /= sum;
+        for (int j = t + 1; j < T; j++) p[j] = 0.0;
+        lse_row[t] = mx + log(sum);
+    }
+}
+
+static void ref_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
+                                  int H) {
+    int hs = C / H;
+    double *P = malloc(sizeof(double) * (size_t)T * T);
+    double *l = malloc(sizeof(double) * (size_t)T);
+    if (!P || !l) LOOM_PANIC("ref attention: out of memory (T=%d)", T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            ref_attention_probs(P, l, qkv, b, h, T, C, H);
+            for (int t = 0; t < T; t++) {
+                float *o = out + ((size_t)b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) {
+                    double acc = 0.0;
+                    for (int j = 0; j <= t; j++)
+                        acc += P[(size_t)t * T + j] * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hs + i];
+                    o[i] = (float)acc;
+                }
+                lse[((size_t)b * H + h) * T + t] = (float)l[t];
+            }
+        }
+    free(P);
+    free(l);
+}
+
+/* Recomputes the probabilities from qkv (ignoring out and lse, which it does not need):
+ * with dP = dout v^T and dS = P * (dP - rowsum(P * dP)),
+ * dq = scale dS k, dk = scale dS^T q, dv = P^T dout. */
+static void ref_attention_backward(float *dqkv, const float *dout, const float *qkv,
+                                   const float *out, const float *lse, int B, int T, int C, int H) {
+    (void)out;
+    (void)lse;
+    int hs = C / H;
+    double scale = 1.0 / sqrt((double)hs);
+    double *P = malloc(sizeof(double) * (size_t)T * T);
+    double *dS = malloc(sizeof(double) * (size_t)T * T);
+    double *l = malloc(sizeof(double) * (size_t)T);
+    if (!P || !dS || !l) LOOM_PANIC("ref attention: out of memory (T=%d)", T);
+#define QKV(bb, tt, part, ii) qkv[((size_t)(bb) * T + (tt)) * 3 * C + (part) * C + h * hs + (ii)]
+#define DQKV(bb, tt, part, ii) dqkv[((size_t)(bb) * T + (tt)) * 3 * C + (part) * C + h * hs + (ii)]
+#define DOUT(bb, tt, ii) dout[((size_t)(bb) * T + (tt)) * C + h * hs + (ii)]
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            ref_attention_probs(P, l, qkv, b, h, T, C, H);
+            for (int t = 0; t < T; t++) {
+                double rowdot = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    double dp = 0.0;
+                    for (int i = 0; i < hs; i++) dp += (double)DOUT(b, t, i) * QKV(b, j, 2, i);
+                    dS[(size_t)t * T + j] = dp;
+                    rowdot += P[(size_t)t * T + j] * dp;
+                }
+                for (int j = 0; j <= t; j++)
+                    dS[(size_t)t * T + j] = P[(size_t)t * T + j] * (dS[(size_t)t * T + j] - rowdot);
+            }
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < hs; i++) {
+                    double dq = 0.0, dk = 0.0, dv = 0.0;
+                    for (int j = 0; j <= t; j++) dq += dS[(size_t)t * T + j] * QKV(b, j, 1, i);
+                    for (int s = t; s < T; s++) {
+                        dk += dS[(size_t)s * T + t] * QKV(b, s, 0, i);
+                        dv += P[(size_t)s * T + t] * DOUT(b, s, i);
+                    }
+                    DQKV(b, t, 0, i) = (float)(scale * dq);
+                    DQKV(b, t, 1, i) = (float)(scale * dk);
+                    DQKV(b, t, 2, i) = (float)dv;
+                }
+        }
+#undef QKV
+#undef DQKV
+#undef DOUT
+    free(P);
+    free(dS);
+    free(l);
+}
+
+#define GELU_S 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+
+static void ref_gelu_forward(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_S * (x + GELU_C * x * x * x)));
+    }
+}
+
+static void ref_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float th = tanhf(GELU_S * (x + GELU_C * x * x * x));
+        float dth = (1.0f - th * th) * GELU_S * (1.0f + 3.0f * GELU_C * x * x);
+        dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * dth);
+    }
+}
+
+static void ref_residual_forward(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void ref_crossentropy(float *losses, float *logits, const int32_t *targets, int N, int V,
+                             float dscale) {
+    for (int n = 0; n < N; n++) {
+        float *row = logits + (size_t)n * V;
+        double mx = -INFINITY;
+        for (int v = 0; v < V; v++)
+            if (row[v] > mx) mx = row[v];
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += exp(row[v] - mx);
+        double lse = mx + log(sum);
+        losses[n] = (float)(lse - row[targets[n]]);
+        if (dscale != 0.0f)
+            for (int v = 0; v < V; v++) {
+                double p = exp(row[v] - lse);
+                row[v] = (float)(dscale * (p - (v == targets[n] ? 1.0 : 0.0)));
+            }
+    }
+}
+
+static void ref_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float wd, float bc1, float bc2,
+                      float gscale) {
+    for (size_t i = 0; i < n; i++) {
+        float grad = g[i] * gscale;
+        p[i] -= lr * wd * p[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * grad;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * grad * grad;
+        float mhat = m[i] / bc1, vhat = v[i] / bc2;
+        p[i] -= lr * mhat / (sqrtf(vhat) + eps);
+    }
+}
+
+static double ref_sumsq(const float *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+static const loom_backend ref_backend = {
+    .name = "ref",
+    .gemm = ref_gemm,
+    .encoder_forward = ref_encoder_forward,
+    .encoder_backward = ref_encoder_backward,
+    .layernorm_forward = ref_layernorm_forward,
+    .layernorm_backward_acc = ref_layernorm_backward_acc,
+    .matmul_forward = ref_matmul_forward,
+    .matmul_backward = ref_matmul_backward,
+    .attention_forward = ref_attention_forward,
+    .attention_backward = ref_attention_backward,
+    .gelu_forward = ref_gelu_forward,
+    .gelu_backward = ref_gelu_backward,
+    .residual_forward = ref_residual_forward,
+    .crossentropy = ref_crossentropy,
+    .adamw = ref_adamw,
+    .sumsq = ref_sumsq,
+};
+
+const loom_backend *loom_backend_ref(void) { return &ref_backend; }

@@ -1,0 +1,183 @@
+/* The single-process training loop. Not here yet: checkpoints and resume, MPI data
+ * parallelism, signals; those wrap this loop without changing its arithmetic. */
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "loom/io.h"
+#include "loom/train.h"
+
+loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
+                           double *loss, long *batches) {
+    uint64_t n = loom_dataset_samples(ds) / (uint64_t)B;
+    if (n == 0)
+        return loom_error(LOOM_ERR_ARG, "--batch: %d sequences of %d tokens need more data than the "
+                          "%llu windows available", B, T, (unsigned long long)loom_dataset_samples(ds));
+    if (max_batches > 0 && (uint64_t)max_batches < n) n = (uint64_t)max_batches;
+    int32_t *in = loom_alloc(sizeof(int32_t) * 2 * B * T, "eval batch");
+    if (!in) return LOOM_ERR_NOMEM;
+    int32_t *tg = in + B * T;
+    double sum = 0.0;
+    for (uint64_t k = 0; k < n; k++) {
+        for (int b = 0; b < B; b++)
+            loom_dataset_sample(ds, k * B + b, 0, 0, in + b * T, tg + b * T);
+        sum += loom_gpt_forward(g, in, tg, B, T, 0.0f);
+    }
+    loom_free(in);
+    *loss = sum / (double)n;
+    if (batches) *batches = (long)n;
+    return LOOM_OK;
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (s < 0 || !isfinite(s)) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+static loom_status make_dir(const char *dir) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return loom_error(LOOM_ERR_IO, "--out: cannot create directory %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return loom_error(LOOM_ERR_IO, "--out: %s is not a directory", dir);
+    return LOOM_OK;
+}
+
+loom_status loom_train(const loom_train_opts *o) {
+    loom_status st = LOOM_OK;
+    loom_gpt *g = NULL;
+    loom_dataset *train = NULL, *val = NULL;
+    loom_adamw opt = {0};
+    FILE *metrics = NULL;
+    int32_t *batch = NULL;
+    char path[4096];
+
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    const int threads = omp_get_max_threads();
+    const int B = o->batch, T = o->seq_len;
+    if (B < 1) return loom_error(LOOM_ERR_ARG, "--batch: must be at least 1 (got %d)", B);
+    if (T < 1) return loom_error(LOOM_ERR_ARG, "--seq-len: must be at least 1 (got %d)", T);
+    if (o->steps < 1) return loom_error(LOOM_ERR_ARG, "--steps: must be at least 1 (got %d)", o->steps);
+    const long micro_tokens = (long)B * T;
+    long total = o->total_batch_tokens > 0 ? o->total_batch_tokens : micro_tokens;
+    if (total % micro_tokens != 0)
+        return loom_error(LOOM_ERR_ARG, "--total-batch-tokens: %ld is not a multiple of --batch x "
+                          "--seq-len = %d x %d = %ld", total, B, T, micro_tokens);
+    const int accum = (int)(total / micro_tokens);
+    if (o->optim.warmup < 0) return loom_error(LOOM_ERR_ARG, "--warmup: must be >= 0");
+
+    loom_gpt_config cfg = o->model;
+    if (o->init_from && (st = loom_model_file_config(o->init_from, &o->model, &cfg))) return st;
+    if ((st = loom_gpt_config_validate(&cfg))) return st;
+    if (T > cfg.block_size)
+        return loom_error(LOOM_ERR_ARG, "--seq-len: %d exceeds the model's block size %d", T, cfg.block_size);
+    if ((st = loom_dataset_open(&train, o->data, o->data_format, cfg.vocab_size, T, "--data"))) goto done;
+    if (o->val_data && (st = loom_dataset_open(&val, o->val_data, o->data_format, cfg.vocab_size, T, "--val-data")))
+        goto done;
+    if ((st = make_dir(o->out_dir))) goto done;
+    if ((st = loom_gpt_init(&g, &cfg, B, T, 1, o->backend))) goto done;
+    if (o->init_from) {
+        if ((st = loom_model_load(g, o->init_from))) goto done;
+    } else {
+        loom_gpt_init_weights(g, o->seed);
+    }
+    loom_adamw_config ocfg = o->optim;
+    ocfg.total_steps = o->steps;
+    if ((st = loom_adamw_init(&opt, &ocfg, g->sizes.n_params))) goto done;
+    batch = loom_alloc(sizeof(int32_t) * 2 * B * T, "batch");
+    if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
+    metrics = fopen(path, "w");
+    if (!metrics) { st = loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno)); goto done; }
+
+    const double peak = o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3);
+    const double flops_tok = g->sizes.flops_per_token;
+    if (!o->quiet) {
+        printf("model: %d layers, %d channels, %d heads, vocab %d, block %d: %.2fM parameters\n",
+               cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.block_size, g->sizes.n_params / 1e6);
+        printf("data: %llu tokens in %d file(s), %llu windows of %d; batch %d x %d, %d micro-batch(es) "
+               "per step = %ld tokens\n",
+               (unsigned long long)loom_dataset_tokens(train), loom_dataset_files(train),
+               (unsigned long long)loom_dataset_samples(train), T + 1, B, T, accum, total);
+        printf("memory: %.1f MiB (parameters, gradients, AdamW, activations); %d threads; "
+               "MFU against %.0f GFLOP/s measured fp32 FMA peak\n",
+               loom_alloc_bytes_live() / 1048576.0, threads, peak / 1e9);
+        fflush(stdout);
+    }
+
+    const float grad_scale = 1.0f / (float)(B * T * accum);
+    double t_start = loom_now(), t_train = 0.0;
+    for (int step = 0; step < o->steps; step++) {
+        double t0 = loom_now();
+        loom_gpt_zero_grad(g);
+        double loss_sum = 0.0;
+        for (int micro = 0; micro < accum; micro++) {
+            uint64_t cursor = ((uint64_t)step * accum + micro) * B;
+            for (int b = 0; b < B; b++)
+                loom_dataset_sample(train, cursor + b, o->shuffle, o->seed, batch + b * T, batch + B * T + b * T);
+            loss_sum += loom_gpt_forward(g, batch, batch + B * T, B, T, grad_scale);
+            loom_gpt_backward(g, batch, B, T);
+        }
+        float loss = (float)(loss_sum / accum);
+        double norm = loom_grad_norm(g);
+        float lr = loom_lr_at(&ocfg, step);
+        loom_adamw_step(&opt, g, lr, norm);
+        double dt = loom_now() - t0;
+        if (step > 0 || o->steps == 1) t_train += dt; /* the first step warms caches */
+        double tok_s = (double)total / dt, mfu = flops_tok * tok_s / peak;
+        int timed = step > 0 ? step : 1;
+        double eta = (t_train / timed) * (o->steps - 1 - step);
+        if (!isfinite(loss)) {
+            st = loom_error(LOOM_ERR_ARG, "step %d: loss is %f (diverged); lower --lr or enable --clip", step + 1, loss);
+            goto done;
+        }
+        double val_loss = NAN;
+        int last = step == o->steps - 1;
+        if (val && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last)) {
+            if ((st = loom_eval_loss(g, val, B, T, o->val_batches, &val_loss, NULL))) goto done;
+        }
+        if (!o->quiet) {
+            char eta_s[32];
+            fmt_eta(eta_s, sizeof eta_s, eta);
+            printf("step %*d/%d | loss %.4f | lr %.3e | norm %.4f | %.0f ms | %.0f tok/s | MFU %.1f%% | ETA %s\n",
+                   (int)snprintf(NULL, 0, "%d", o->steps), step + 1, o->steps, loss, lr, norm, dt * 1e3,
+                   tok_s, 100.0 * mfu, eta_s);
+            if (!isnan(val_loss)) printf("step %d: val loss %.4f\n", step + 1, val_loss);
+            fflush(stdout);
+        }
+        fprintf(metrics, "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"ms\": %.3f, "
+                "\"tokens_per_s\": %.1f, \"mfu\": %.4f, \"tokens\": %llu",
+                step + 1, loss, lr, norm, dt * 1e3, tok_s, mfu,
+                (unsigned long long)((uint64_t)(step + 1) * total));
+        if (!isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.9g", val_loss);
+        fprintf(metrics, "}\n");
+        fflush(metrics);
+    }
+    if (!o->quiet) {
+        int timed = o->steps > 1 ? o->steps - 1 : 1;
+        double tok_s = (double)total * timed / t_train;
+        printf("done: %d steps in %.1f s; %.0f tok/s, MFU %.1f%% (steps 2..%d)\n", o->steps,
+               loom_now() - t_start, tok_s, 100.0 * flops_tok * tok_s / peak, o->steps);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
+    if ((st = loom_model_save(g, path))) goto done;
+    snprintf(path, sizeof path, "%s/config.json", o->out_dir);
+    if ((st = loom_model_write_hf_config(&cfg, path))) goto done;
+    if (!o->quiet) printf("saved %s/model.safetensors\n", o->out_dir);
+done:
+    if (metrics && fclose(metrics) != 0 && !st)
+        st = loom_error(LOOM_ERR_IO, "%s/metrics.jsonl: write failed: %s", o->out_dir, strerror(errno));
+    loom_free(batch);
+    loom_adamw_free(&opt);
+    loom_gpt_free(g);
+    loom_dataset_close(train);
+    loom_dataset_close(val);
+    return st;
+}

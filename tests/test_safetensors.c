@@ -353,6 +353,20 @@ static void test_writer_errors(void) {
     CHECK(loom_st_open(g_tmp, &f) == LOOM_ERR_FORMAT && f == NULL && strstr(loom_error_msg(), "too short"));
 }
 
+/* A file written by the Python safetensors package, when the fixture is present
+ * (ctest runs from the project root). */
+static void test_interop(void) {
+    const char *path = "tests/fixtures/gpt2_ref.safetensors";
+    if (access(path, R_OK) != 0) return;
+    loom_st_file *f = NULL;
+    loom_status st = loom_st_open(path, &f);
+    CHECK_MSG(st == LOOM_OK, "%s", loom_error_msg());
+    if (!f) return;
+    const loom_st_tensor *t = loom_st_find(f, "wte.weight");
+    CHECK(loom_st_count(f) > 0 && t && t->ndim == 2 && t->begin == 0);
+    loom_st_close(f);
+}
+
 /* ---- safetensors: malformed inputs -------------------------------------------- */
 
 /* Builds [u64 len][header][data_len zero bytes] with the length field = strlen(header)
@@ -608,6 +622,7 @@ int main(void) {
     test_json_escape();
     test_roundtrip();
     test_writer_errors();
+    test_interop();
     test_malformed();
     test_valid_corners();
     test_mutations();

@@ -35,6 +35,13 @@ typedef struct loom_train_opts {
 /* Runs the whole training; returns LOOM_OK or the first error (message set). */
 loom_status loom_train(const loom_train_opts *opts);
 
+/* One optimizer step: zero the gradients; forward + backward over `accum` micro-batches
+ * (inputs/targets: accum x B x T, micro-batch after micro-batch), each loss scaled by
+ * 1/(B*T*accum); the global grad norm (pre-clip, returned in *grad_norm); AdamW at lr.
+ * Returns the step loss: the mean of the micro-batch mean losses. */
+float loom_train_step(loom_gpt *g, loom_adamw *opt, const int32_t *inputs, const int32_t *targets,
+                      int B, int T, int accum, float lr, double *grad_norm);
+
 /* Mean cross-entropy over the dataset's windows in order (sample i = tokens
  * [i*T, i*T+T+1)), batch by batch of B; the mean of the batch means over
  * min(max_batches, samples/B) full batches (max_batches <= 0: all). */

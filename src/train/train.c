@@ -33,6 +33,22 @@ loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, lo
     return LOOM_OK;
 }
 
+float loom_train_step(loom_gpt *g, loom_adamw *opt, const int32_t *inputs, const int32_t *targets,
+                      int B, int T, int accum, float lr, double *grad_norm) {
+    const float grad_scale = 1.0f / ((float)B * T * accum);
+    loom_gpt_zero_grad(g);
+    double loss_sum = 0.0;
+    for (int micro = 0; micro < accum; micro++) {
+        const int32_t *in = inputs + (size_t)micro * B * T, *tg = targets + (size_t)micro * B * T;
+        loss_sum += loom_gpt_forward(g, in, tg, B, T, grad_scale);
+        loom_gpt_backward(g, in, B, T);
+    }
+    double norm = loom_grad_norm(g);
+    loom_adamw_step(opt, g, lr, norm);
+    if (grad_norm) *grad_norm = norm;
+    return (float)(loss_sum / accum);
+}
+
 static void fmt_eta(char *buf, size_t n, double s) {
     if (s < 0 || !isfinite(s)) s = 0;
     long t = (long)(s + 0.5);
@@ -91,7 +107,7 @@ loom_status loom_train(const loom_train_opts *o) {
     loom_adamw_config ocfg = o->optim;
     ocfg.total_steps = o->steps;
     if ((st = loom_adamw_init(&opt, &ocfg, g->sizes.n_params))) goto done;
-    batch = loom_alloc(sizeof(int32_t) * 2 * B * T, "batch");
+    batch = loom_alloc(sizeof(int32_t) * 2 * (size_t)accum * B * T, "batch");
     if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
     metrics = fopen(path, "w");
@@ -112,23 +128,16 @@ loom_status loom_train(const loom_train_opts *o) {
         fflush(stdout);
     }
 
-    const float grad_scale = 1.0f / (float)(B * T * accum);
     double t_start = loom_now(), t_train = 0.0;
     for (int step = 0; step < o->steps; step++) {
         double t0 = loom_now();
-        loom_gpt_zero_grad(g);
-        double loss_sum = 0.0;
-        for (int micro = 0; micro < accum; micro++) {
-            uint64_t cursor = ((uint64_t)step * accum + micro) * B;
-            for (int b = 0; b < B; b++)
-                loom_dataset_sample(train, cursor + b, o->shuffle, o->seed, batch + b * T, batch + B * T + b * T);
-            loss_sum += loom_gpt_forward(g, batch, batch + B * T, B, T, grad_scale);
-            loom_gpt_backward(g, batch, B, T);
-        }
-        float loss = (float)(loss_sum / accum);
-        double norm = loom_grad_norm(g);
+        uint64_t cursor = (uint64_t)step * accum * B;
+        for (int k = 0; k < accum * B; k++)
+            loom_dataset_sample(train, cursor + k, o->shuffle, o->seed, batch + (size_t)k * T,
+                                batch + ((size_t)accum * B + k) * T);
         float lr = loom_lr_at(&ocfg, step);
-        loom_adamw_step(&opt, g, lr, norm);
+        double norm;
+        float loss = loom_train_step(g, &opt, batch, batch + (size_t)accum * B * T, B, T, accum, lr, &norm);
         double dt = loom_now() - t0;
         if (step > 0 || o->steps == 1) t_train += dt; /* the first step warms caches */
         double tok_s = (double)total / dt, mfu = flops_tok * tok_s / peak;

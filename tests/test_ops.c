@@ -33,7 +33,7 @@
 #define FD_H 1e-6
 /* Tolerances (see the summary lines for the errors actually observed). */
 #define TOL_FWD 1e-5 /* float forward vs double forward */
-#define TOL_FD 1e-4  /* float backward vs double finite differences */
+#define TOL_FD 5e-5  /* float backward vs double finite differences */
 #define TOL_XB 1e-5  /* cpu vs ref, forward and backward */
 
 /* ------------------------------------------------------------------------------------ */
@@ -74,22 +74,28 @@ static void note_err(double err, double tol) {
     }
 }
 
-/* Core comparator over doubles: every element must satisfy err <= tol (NaN fails). */
-static void check_dd(const char *what, const double *got, const double *want, size_t n,
-                     double tol, double floor) {
+/* Core comparator over doubles: every element must satisfy err <= tol (NaN fails), with
+ * err = |got - want| / max(floor, |want|, scale[i]). A scale (when given) is the sum of
+ * the magnitudes of the terms that make up the element (e.g. sum_k |a_ik b_kj| for a
+ * GEMM), the natural yardstick for a float sum that may cancel. */
+static void check_dds(const char *what, const double *got, const double *want,
+                      const double *scale, size_t n, double tol, double floor) {
     g_checks++;
     grp.n++;
     size_t bad = 0;
     double maxerr = 0;
     for (size_t i = 0; i < n; i++) {
         double den = fabs(want[i]) > floor ? fabs(want[i]) : floor;
+        if (scale && scale[i] > den) den = scale[i];
         double err = fabs(got[i] - want[i]) / den;
         if (isnan(err)) err = INFINITY;
         if (err > maxerr) maxerr = err;
         if (!(err <= tol)) {
             if (bad < 6)
-                fprintf(stderr, "  MISMATCH [%s] %s[%zu]: got %.9g want %.9g (err %.3e > tol %.1e)\n",
-                        grp.name, what, i, got[i], want[i], err, tol);
+                fprintf(stderr,
+                        "  MISMATCH [%s] %s[%zu]: got %.9g want %.9g (err %.3e > tol %.1e, "
+                        "denominator %.3g)\n",
+                        grp.name, what, i, got[i], want[i], err, tol, den);
             bad++;
         }
     }
@@ -101,6 +107,11 @@ static void check_dd(const char *what, const double *got, const double *want, si
         g_failed++;
         grp.fails++;
     }
+}
+
+static void check_dd(const char *what, const double *got, const double *want, size_t n,
+                     double tol, double floor) {
+    check_dds(what, got, want, NULL, n, tol, floor);
 }
 
 static double *f2d(const float *x, size_t n) {
@@ -117,12 +128,21 @@ static void check_fd(const char *what, const float *got, const double *want, siz
     free(g);
 }
 
-__attribute__((unused)) static void check_ff(const char *what, const float *got, const float *want, size_t n, double tol,
-                     double floor) {
-    double *g = f2d(got, n), *w = f2d(want, n);
-    check_dd(what, g, w, n, tol, floor);
+/* scale: optional float array of term magnitudes, see check_dds. */
+__attribute__((unused)) static void check_ffs(const char *what, const float *got,
+                                              const float *want, const float *scale, size_t n,
+                                              double tol, double floor) {
+    double *g = f2d(got, n), *w = f2d(want, n), *sc = scale ? f2d(scale, n) : NULL;
+    check_dds(what, g, w, sc, n, tol, floor);
     free(g);
     free(w);
+    free(sc);
+}
+
+__attribute__((unused)) static void check_ff(const char *what, const float *got,
+                                             const float *want, size_t n, double tol,
+                                             double floor) {
+    check_ffs(what, got, want, NULL, n, tol, floor);
 }
 
 /* got - base (both floats, subtracted in double) against want: isolates what an
@@ -616,7 +636,7 @@ static void test_crossentropy(const loom_backend *be, int N, int V) {
 /* GEMM and residual.                                                                   */
 
 static void test_gemm(const loom_backend *be, int M, int N, int K) {
-    group_begin("gemm/%s: 4 transpose combos x (a,b) in {(.7,.3),(1,0),(-1.5,1)} (M=%d N=%d K=%d)",
+    group_begin("gemm/%s: 4 transposes x 3 (alpha,beta), padded ld (M=%d N=%d K=%d)",
                 be->name, M, N, K);
     static const float ab[3][2] = {{0.7f, 0.3f}, {1.0f, 0.0f}, {-1.5f, 1.0f}};
     for (int ta = 0; ta < 2; ta++)
@@ -634,28 +654,31 @@ static void test_gemm(const loom_backend *be, int M, int N, int K) {
                 float *C0 = fcopy(C, (size_t)M * ldc);
                 be->gemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
                 double *want = DALLOC((size_t)M * N), *got = DALLOC((size_t)M * N);
+                double *scale = DALLOC((size_t)M * N);
                 for (int i = 0; i < M; i++)
                     for (int j = 0; j < N; j++) {
-                        double acc = 0;
+                        double acc = 0, mag = 0;
                         for (int p = 0; p < K; p++) {
                             double a = ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p];
                             double bv = tb ? Bm[(size_t)j * ldb + p] : Bm[(size_t)p * ldb + j];
                             acc += a * bv;
+                            mag += fabs(a * bv);
                         }
                         double prev = beta == 0 ? 0 : (double)beta * C0[(size_t)i * ldc + j];
                         want[(size_t)i * N + j] = alpha * acc + prev;
+                        scale[(size_t)i * N + j] = fabs(alpha) * mag + fabs(prev);
                         got[(size_t)i * N + j] = C[(size_t)i * ldc + j];
                     }
                 char what[96];
                 snprintf(what, sizeof what, "C (ta=%d tb=%d alpha=%g beta=%g)", ta, tb, alpha, beta);
-                check_dd(what, got, want, (size_t)M * N, TOL_FWD, 1);
+                check_dds(what, got, want, scale, (size_t)M * N, TOL_FWD, 1);
                 int pad_ok = 1;
                 for (int i = 0; i < M; i++)
                     for (int j = N; j < ldc; j++)
                         if (memcmp(&C[(size_t)i * ldc + j], &C0[(size_t)i * ldc + j], sizeof(float)))
                             pad_ok = 0;
                 check_true(pad_ok, "%s: wrote into the ldc padding", what);
-                free(A), free(Bm), free(C), free(C0), free(want), free(got);
+                free(A), free(Bm), free(C), free(C0), free(want), free(got), free(scale);
             }
     group_end();
 }
@@ -878,51 +901,83 @@ static void xb_encoder(const loom_backend *r, const loom_backend *c, int B, int 
     free(p1), free(p2);
 }
 
-static void xb_layernorm(const loom_backend *r, const loom_backend *c, int N, int C) {
-    group_begin("layernorm: cpu vs ref fwd+bwd (N=%d C=%d)", N, C);
+static float *fabs_new(const float *x, size_t n) {
+    float *y = FALLOC(n);
+    for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+    return y;
+}
+
+/* offset = 0: unit-normal rows, tolerance TOL_XB. offset = 1: ln_inputs' rows with
+ * |mean|/std up to 5, where a float32 mean over C terms is off by ~eps sqrt(C) |mean|,
+ * i.e. ~1e-5 of std at C = 771, so the tolerance is TOL_XB * 10. */
+static void xb_layernorm(const loom_backend *r, const loom_backend *c, int N, int C, int offset) {
+    double tol = offset ? TOL_XB * 10 : TOL_XB;
+    group_begin("layernorm: cpu vs ref fwd+bwd (N=%d C=%d, %s)", N, C,
+                offset ? "rows with |mean|/std <= 5" : "unit normal rows");
     size_t NC = (size_t)N * C;
     float *x = FALLOC(NC);
-    ln_inputs(x, N, C);
+    if (offset)
+        ln_inputs(x, N, C);
+    else
+        randn(x, NC, 1, 0);
     float *w = randn_new(C, 0.3f, 1), *b = randn_new(C, 0.3f, 0), *dout = randn_new(NC, 1, 0);
     float *o1 = FALLOC(NC), *m1 = FALLOC(N), *s1 = FALLOC(N);
     float *o2 = FALLOC(NC), *m2 = FALLOC(N), *s2 = FALLOC(N);
     r->layernorm_forward(o1, m1, s1, x, w, b, N, C);
     c->layernorm_forward(o2, m2, s2, x, w, b, N, C);
-    check_ff("out", o2, o1, NC, TOL_XB, 1);
-    check_ff("mean", m2, m1, N, TOL_XB, 1);
-    check_ff("rstd", s2, s1, N, TOL_XB, 1);
+    check_ff("out", o2, o1, NC, tol, 1);
+    check_ff("mean", m2, m1, N, tol, 1);
+    check_ff("rstd", s2, s1, N, tol, 1);
     float *dx1 = randn_new(NC, 1, 0), *dw1 = randn_new(C, 1, 0), *db1 = randn_new(C, 1, 0);
     float *dx2 = fcopy(dx1, NC), *dw2 = fcopy(dw1, C), *db2 = fcopy(db1, C);
+    /* dw, db are sums over N rows: measure against the sums of the terms' magnitudes. */
+    float *sw = fabs_new(dw1, C), *sb = fabs_new(db1, C);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < C; k++) {
+            float d = fabsf(dout[(size_t)n * C + k]);
+            sw[k] += d * fabsf((x[(size_t)n * C + k] - m1[n]) * s1[n]);
+            sb[k] += d;
+        }
     r->layernorm_backward_acc(dx1, dw1, db1, dout, x, w, m1, s1, N, C);
     c->layernorm_backward_acc(dx2, dw2, db2, dout, x, w, m2, s2, N, C);
-    check_ff("dinp", dx2, dx1, NC, TOL_XB, 1);
-    check_ff("dw", dw2, dw1, C, TOL_XB, 1);
-    check_ff("db", db2, db1, C, TOL_XB, 1);
+    check_ff("dinp", dx2, dx1, NC, tol, 1);
+    check_ffs("dw", dw2, dw1, sw, C, tol, 1);
+    check_ffs("db", db2, db1, sb, C, tol, 1);
+    free(sw), free(sb);
     group_end();
     free(x), free(w), free(b), free(dout), free(o1), free(m1), free(s1), free(o2), free(m2);
     free(s2), free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
 }
 
+/* Errors are measured against the magnitude of the summed terms (the same op run by ref
+ * on absolute values): float GEMMs over K = 384 legitimately differ by ~sqrt(K) eps
+ * relative to that, which can be far more than eps relative to a cancelled result. */
 static void xb_matmul(const loom_backend *r, const loom_backend *c, int N, int C, int OC) {
     group_begin("matmul: cpu vs ref fwd+bwd, with/without bias (N=%d C=%d OC=%d)", N, C, OC);
     size_t NC = (size_t)N * C, CO = (size_t)C * OC, NO = (size_t)N * OC;
     float *x = randn_new(NC, 1, 0), *w = randn_new(CO, 0.5f, 0), *bias = randn_new(OC, 1, 0);
     float *dout = randn_new(NO, 1, 0), *o1 = FALLOC(NO), *o2 = FALLOC(NO);
+    float *ax = fabs_new(x, NC), *aw = fabs_new(w, CO), *ab = fabs_new(bias, OC);
+    float *ad = fabs_new(dout, NO), *so = FALLOC(NO);
     for (int wb = 0; wb < 2; wb++) {
         r->matmul_forward(o1, x, w, wb ? bias : NULL, N, C, OC);
         c->matmul_forward(o2, x, w, wb ? bias : NULL, N, C, OC);
-        check_ff(wb ? "out" : "out (no bias)", o2, o1, NO, TOL_XB, 1);
+        r->matmul_forward(so, ax, aw, wb ? ab : NULL, N, C, OC);
+        check_ffs(wb ? "out" : "out (no bias)", o2, o1, so, NO, TOL_XB, 1);
     }
     float *dx1 = FALLOC(NC), *dx2 = FALLOC(NC), *dw1 = randn_new(CO, 1, 0), *dw2 = fcopy(dw1, CO);
     float *db1 = randn_new(OC, 1, 0), *db2 = fcopy(db1, OC);
+    float *sx = FALLOC(NC), *sw = fabs_new(dw1, CO), *sb = fabs_new(db1, OC);
     r->matmul_backward(dx1, dw1, db1, dout, x, w, N, C, OC);
     c->matmul_backward(dx2, dw2, db2, dout, x, w, N, C, OC);
-    check_ff("dinp", dx2, dx1, NC, TOL_XB, 1);
-    check_ff("dw", dw2, dw1, CO, TOL_XB, 1);
-    check_ff("dbias", db2, db1, OC, TOL_XB, 1);
+    r->matmul_backward(sx, sw, sb, ad, ax, aw, N, C, OC);
+    check_ffs("dinp", dx2, dx1, sx, NC, TOL_XB, 1);
+    check_ffs("dw", dw2, dw1, sw, CO, TOL_XB, 1);
+    check_ffs("dbias", db2, db1, sb, OC, TOL_XB, 1);
     group_end();
     free(x), free(w), free(bias), free(dout), free(o1), free(o2), free(dx1), free(dx2);
-    free(dw1), free(dw2), free(db1), free(db2);
+    free(dw1), free(dw2), free(db1), free(db2), free(ax), free(aw), free(ab), free(ad), free(so);
+    free(sx), free(sw), free(sb);
 }
 
 static void xb_attention(const loom_backend *r, const loom_backend *c, int B, int T, int C, int H) {
@@ -953,7 +1008,12 @@ static void xb_elementwise(const loom_backend *r, const loom_backend *c, size_t 
     check_ff("gelu out", o2, o1, n, TOL_XB, 1);
     r->gelu_backward(o1, x, dout, n);
     c->gelu_backward(o2, x, dout, n);
-    check_ff("gelu dinp", o2, o1, n, TOL_XB, 1);
+    /* dinp = dout * gelu'(x) with |gelu'| <= 1.13: errors scale with |dout|, and float
+     * tanh errors of ~1e-7 near |tanh| = 1 reach gelu' as ~2e-6 around x = -5. */
+    float *adout = FALLOC(n);
+    for (size_t i = 0; i < n; i++) adout[i] = fabsf(dout[i]);
+    check_ffs("gelu dinp", o2, o1, adout, n, TOL_XB, 1);
+    free(adout);
     r->residual_forward(o1, x, y, n);
     c->residual_forward(o2, x, y, n);
     check_bitwise("residual out", o2, o1, n);
@@ -1032,6 +1092,8 @@ static void check_table(const loom_backend *be) {
 int main(void) {
     const char *verbose = getenv("TEST_OPS_VERBOSE"); /* 1: print every check's max error */
     g_verbose = verbose && verbose[0] == '1';
+    const char *seed = getenv("TEST_OPS_SEED"); /* another data set, for robustness runs */
+    if (seed) g_key = strtoull(seed, NULL, 0) * 1000003u;
     const loom_backend *bes[2];
     int nb = 0;
     bes[nb++] = loom_backend_ref();
@@ -1063,8 +1125,9 @@ int main(void) {
     const loom_backend *r = loom_backend_ref(), *c = loom_backend_cpu();
     xb_encoder(r, c, 2, 5, 12, 17);
     xb_encoder(r, c, 3, 33, 67, 50);
-    xb_layernorm(r, c, 7, 12);
-    xb_layernorm(r, c, 33, 771);
+    xb_layernorm(r, c, 7, 12, 1);
+    xb_layernorm(r, c, 33, 771, 0);
+    xb_layernorm(r, c, 33, 771, 1);
     xb_matmul(r, c, 7, 12, 9);
     xb_matmul(r, c, 37, 67, 131);
     xb_matmul(r, c, 64, 128, 384);

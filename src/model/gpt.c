@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/kernels.h"
 #include "loom/model.h"
@@ -117,6 +118,18 @@ loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B,
                           cfg->block_size);
     const loom_backend *be = loom_backend_get(backend ? backend : "cpu");
     if (!be) return loom_error(LOOM_ERR_ARG, "--backend: unknown backend '%s' (cpu, ref)", backend);
+    loom_gpt_sizes sz;
+    loom_gpt_compute_sizes(cfg, max_B, max_T, &sz);
+    double need = 4.0 * ((double)sz.n_params * (with_grads ? 2 : 1) + sz.n_acts + (with_grads ? sz.n_grad_acts : 0));
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (need > have)
+        return loom_error(LOOM_ERR_NOMEM,
+                          "out of memory: the model needs %.2f GiB (parameters%s %.2f GiB, activations "
+                          "%.2f GiB for batch %d x %d), this machine has %.2f GiB",
+                          need / 1073741824.0, with_grads ? " and gradients" : "",
+                          4.0 * sz.n_params * (with_grads ? 2 : 1) / 1073741824.0,
+                          4.0 * (sz.n_acts + (with_grads ? sz.n_grad_acts : 0)) / 1073741824.0, max_B,
+                          max_T, have / 1073741824.0);
     loom_gpt *g = loom_alloc(sizeof *g, "model");
     if (!g) return LOOM_ERR_NOMEM;
     g->cfg = *cfg;

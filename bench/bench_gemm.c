@@ -1,0 +1,332 @@
+/* bench_gemm: GFLOP/s of loom's GEMM (loom_backend_cpu()->gemm, i.e. oneDNN's dnnl_sgemm)
+ * on the shapes that dominate GPT-2 training at T=256, against the measured fp32 FMA peak
+ * and, in the same run, against OpenBLAS's cblas_sgemm when libopenblas.so.0 can be
+ * dlopen'ed (Debian: apt-get install libopenblas-dev; the build never depends on it).
+ *
+ * Shapes, per preset (C channels, BT = B*T rows, V = 50257), with loom's exact calls:
+ *   each linear in -> out (qkv C->3C, attn proj C->C, fc C->4C, fc proj 4C->C):
+ *     fwd   NN  out(BT,out)  = inp(BT,in) @ w(in,out)        (beta 1: bias preloaded)
+ *     dinp  NT  dinp(BT,in)  = dout(BT,out) @ w(in,out)^T
+ *     dw    TN  dw(in,out)  += inp(BT,in)^T @ dout(BT,out)
+ *   tied LM head, wte(V,C):
+ *     fwd   NT  logits(BT,V) = lnf(BT,C) @ wte^T
+ *     dlnf  NN  dlnf(BT,C)   = dlogits(BT,V) @ wte
+ *     dwte  TN  dwte(V,C)   += dlogits^T @ lnf
+ *
+ * Every number is the median of --trials trials (default 5); a trial repeats the call
+ * until it has run at least --min-time seconds and reports the time per call. Before the
+ * trials of each (shape, implementation) the call runs for a warm-up of >= 0.1 s, which
+ * also lets the other library's idle worker threads go to sleep. The peak is
+ * loom_cpu_measure_peak_flops() (the MFU denominator of `loom train`), median of 5.
+ *
+ * OpenBLAS: the "as installed" column is loaded with OPENBLAS_CORETYPE removed from the
+ * environment (Debian's 0.3.21 is a DYNAMIC_ARCH build that picks its kernels from CPUID
+ * at load time; the core it picked is printed). If --openblas-coretype NAME is given, or
+ * OPENBLAS_CORETYPE was set when bench_gemm started, a second copy of the library is
+ * loaded into its own namespace (dlmopen) with that variable set and timed as well.
+ *
+ * usage: bench_gemm [--trials N] [--threads 1,2] [--preset small|gpt2|all]
+ *                   [--min-time S] [--no-openblas] [--openblas-coretype NAME] [--quick]
+ */
+#include <dlfcn.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "loom/core.h"
+
+enum { CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 };
+typedef void (*cblas_sgemm_fn)(int order, int ta, int tb, int M, int N, int K, float alpha,
+                               const float *A, int lda, const float *B, int ldb, float beta,
+                               float *C, int ldc);
+
+typedef struct blas_lib {
+    const char *label;
+    void *handle;
+    cblas_sgemm_fn sgemm;
+    void (*set_threads)(int);
+    char *(*corename)(void);
+    char *(*config)(void);
+} blas_lib;
+
+static int load_openblas(blas_lib *lib, const char *label, const char *coretype) {
+    memset(lib, 0, sizeof *lib);
+    lib->label = label;
+    if (coretype) {
+        setenv("OPENBLAS_CORETYPE", coretype, 1);
+        lib->handle = dlmopen(LM_ID_NEWLM, "libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+        unsetenv("OPENBLAS_CORETYPE");
+    } else {
+        lib->handle = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    }
+    if (!lib->handle) {
+        printf("note: OpenBLAS (%s) not loaded: %s\n", label, dlerror());
+        return 0;
+    }
+    lib->sgemm = (cblas_sgemm_fn)dlsym(lib->handle, "cblas_sgemm");
+    lib->set_threads = (void (*)(int))dlsym(lib->handle, "openblas_set_num_threads");
+    lib->corename = (char *(*)(void))dlsym(lib->handle, "openblas_get_corename");
+    lib->config = (char *(*)(void))dlsym(lib->handle, "openblas_get_config");
+    if (!lib->sgemm || !lib->set_threads) {
+        printf("note: libopenblas.so.0 (%s) lacks cblas_sgemm/openblas_set_num_threads; skipped\n", label);
+        lib->handle = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+typedef struct shape {
+    const char *preset, *name;
+    int ta, tb, M, N, K;
+    float beta;
+    int per_step; /* calls per training step (n_layer for the linears, 1 for the LM head) */
+} shape;
+
+#define MAX_SHAPES 64
+static shape shapes[MAX_SHAPES];
+static int n_shapes;
+
+static void add_linear(const char *preset, const char *name_fwd, const char *name_dinp,
+                       const char *name_dw, int BT, int in, int out, int L) {
+    shapes[n_shapes++] = (shape){preset, name_fwd, 0, 0, BT, out, in, 1.0f, L};
+    shapes[n_shapes++] = (shape){preset, name_dinp, 0, 1, BT, in, out, 0.0f, L};
+    shapes[n_shapes++] = (shape){preset, name_dw, 1, 0, in, out, BT, 1.0f, L};
+}
+
+static void add_preset(const char *preset, int C, int BT, int V, int L) {
+    add_linear(preset, "qkv fwd", "qkv dinp", "qkv dw", BT, C, 3 * C, L);
+    add_linear(preset, "attproj fwd", "attproj dinp", "attproj dw", BT, C, C, L);
+    add_linear(preset, "fc fwd", "fc dinp", "fc dw", BT, C, 4 * C, L);
+    add_linear(preset, "fcproj fwd", "fcproj dinp", "fcproj dw", BT, 4 * C, C, L);
+    shapes[n_shapes++] = (shape){preset, "lmhead fwd", 0, 1, BT, V, C, 0.0f, 1};
+    shapes[n_shapes++] = (shape){preset, "lmhead dlnf", 0, 0, BT, C, V, 0.0f, 1};
+    shapes[n_shapes++] = (shape){preset, "lmhead dwte", 1, 0, V, C, BT, 1.0f, 1};
+}
+
+typedef struct gemm_args {
+    const shape *s;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+    float beta;
+} gemm_args;
+
+/* impl < 0: loom; otherwise an OpenBLAS copy. */
+static const blas_lib *g_libs[2];
+
+static void call(int impl, const gemm_args *g) {
+    const shape *s = g->s;
+    if (impl < 0) {
+        loom_backend_cpu()->gemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, g->A, g->lda, g->B, g->ldb,
+                                 g->beta, g->C, g->ldc);
+    } else {
+        g_libs[impl]->sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                            s->tb ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f, g->A, g->lda,
+                            g->B, g->ldb, g->beta, g->C, g->ldc);
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median seconds per call over `trials` trials; *spread = (max - min) / median. */
+static double time_impl(int impl, const gemm_args *g, int trials, double min_time, double *spread) {
+    double t0 = loom_now(), t_call;
+    int warm = 0;
+    do { /* warm-up: >= 0.1 s and >= 1 call */
+        call(impl, g);
+        warm++;
+    } while (loom_now() - t0 < 0.1);
+    t_call = (loom_now() - t0) / warm;
+    int reps = (int)ceil(min_time / t_call);
+    if (reps < 1) reps = 1;
+    double t[64];
+    if (trials > 64) trials = 64;
+    for (int i = 0; i < trials; i++) {
+        double a = loom_now();
+        for (int r = 0; r < reps; r++) call(impl, g);
+        t[i] = (loom_now() - a) / reps;
+    }
+    double med = median(t, trials); /* sorted now */
+    *spread = (t[trials - 1] - t[0]) / med;
+    return med;
+}
+
+static float *alloc_rand(size_t n, uint64_t key) {
+    float *p = loom_alloc(n * sizeof(float), "bench_gemm buffer");
+    if (!p) {
+        fprintf(stderr, "bench_gemm: %s\n", loom_error_msg());
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) p[i] = 0.02f * (loom_rng_uniform(key, i) - 0.5f);
+    return p;
+}
+
+static double peak_median(int threads) {
+    double v[5];
+    for (int i = 0; i < 5; i++) v[i] = loom_cpu_measure_peak_flops(threads, 0.2);
+    return median(v, 5);
+}
+
+int main(int argc, char **argv) {
+    int trials = 5, quick = 0, use_openblas = 1;
+    double min_time = 0.05;
+    const char *threads_list = "1,2", *preset = "all";
+    const char *caller_coretype = getenv("OPENBLAS_CORETYPE");
+    const char *coretype = caller_coretype && *caller_coretype ? caller_coretype : NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--trials") && v) trials = atoi(argv[++i]);
+        else if (!strcmp(a, "--threads") && v) threads_list = argv[++i];
+        else if (!strcmp(a, "--preset") && v) preset = argv[++i];
+        else if (!strcmp(a, "--min-time") && v) min_time = atof(argv[++i]);
+        else if (!strcmp(a, "--openblas-coretype") && v) coretype = argv[++i];
+        else if (!strcmp(a, "--no-openblas")) use_openblas = 0;
+        else if (!strcmp(a, "--quick")) quick = 1;
+        else {
+            fprintf(stderr,
+                    "usage: %s [--trials N>=5] [--threads 1,2] [--preset small|gpt2|all] [--min-time S]\n"
+                    "          [--no-openblas] [--openblas-coretype NAME] [--quick]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (trials < 1) trials = 1;
+    if (quick) min_time = 0.0;
+
+    loom_cpu_info ci;
+    loom_cpu_detect(&ci);
+    printf("bench_gemm: loom GEMM = %s\n", loom_gemm_library());
+    printf("cpu: %s, %d logical CPUs, AVX-512F %s\n", ci.model, ci.n_cpus, ci.has_avx512f ? "yes" : "no");
+    printf("trials: median of %d (each >= %.3f s of calls, after >= 0.1 s warm-up)\n", trials, min_time);
+
+    /* OpenBLAS as installed: load it with no OPENBLAS_CORETYPE in the environment. */
+    blas_lib libs[2];
+    int n_libs = 0;
+    printf("OPENBLAS_CORETYPE at start: %s\n", caller_coretype ? caller_coretype : "(not set)");
+    if (use_openblas) {
+        unsetenv("OPENBLAS_CORETYPE");
+        if (load_openblas(&libs[n_libs], "OpenBLAS", NULL)) {
+            printf("OpenBLAS as installed (loaded with OPENBLAS_CORETYPE unset): core %s; %s\n",
+                   libs[n_libs].corename ? libs[n_libs].corename() : "?",
+                   libs[n_libs].config ? libs[n_libs].config() : "?");
+            g_libs[n_libs] = &libs[n_libs];
+            n_libs++;
+            if (coretype) {
+                static char label[64];
+                snprintf(label, sizeof label, "OB:%s", coretype);
+                if (load_openblas(&libs[n_libs], label, coretype)) {
+                    printf("OpenBLAS with OPENBLAS_CORETYPE=%s (second copy via dlmopen): core %s\n",
+                           coretype, libs[n_libs].corename ? libs[n_libs].corename() : "?");
+                    g_libs[n_libs] = &libs[n_libs];
+                    n_libs++;
+                }
+            }
+        } else {
+            printf("note: OpenBLAS comparison skipped (apt-get install libopenblas-dev to enable)\n");
+        }
+        if (caller_coretype) setenv("OPENBLAS_CORETYPE", caller_coretype, 1);
+    } else {
+        printf("note: OpenBLAS comparison disabled (--no-openblas)\n");
+    }
+
+    if (!strcmp(preset, "small") || !strcmp(preset, "all")) add_preset("small", 384, 8 * 256, 50257, 6);
+    if (!strcmp(preset, "gpt2") || !strcmp(preset, "all")) add_preset("gpt2", 768, 4 * 256, 50257, 12);
+    if (n_shapes == 0) {
+        fprintf(stderr, "bench_gemm: unknown --preset %s\n", preset);
+        return 2;
+    }
+
+    char tl[128];
+    snprintf(tl, sizeof tl, "%s", threads_list);
+    for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
+        int threads = atoi(tok);
+        if (threads < 1) continue;
+        omp_set_num_threads(threads);
+        for (int l = 0; l < n_libs; l++) libs[l].set_threads(threads);
+        double peak = peak_median(threads);
+        printf("\n== %d thread%s: measured fp32 FMA peak %.1f GFLOP/s (median of 5) ==\n", threads,
+               threads > 1 ? "s" : "", peak / 1e9);
+        printf("%-6s %-13s %-2s %6s %6s %6s | %8s %6s %5s", "preset", "gemm", "op", "M", "N", "K",
+               "loom GF/s", "%peak", "sprd");
+        for (int l = 0; l < n_libs; l++) printf(" | %9.9s GF/s %6s %9s", libs[l].label, "%peak", "loom/ref");
+        printf(" | max|diff|\n");
+
+        /* per-preset totals over one training step's GEMMs */
+        double step_flops = 0, step_t[3] = {0, 0, 0};
+        const char *cur = NULL;
+        for (int si = 0; si <= n_shapes; si++) {
+            if (si == n_shapes || (cur && strcmp(cur, shapes[si].preset))) {
+                printf("%-6s %-13s    %20s | %8.1f %5.1f%%      ", cur, "STEP TOTAL", "", step_flops / step_t[0] / 1e9,
+                       100.0 * step_flops / step_t[0] / peak);
+                for (int l = 0; l < n_libs; l++)
+                    printf(" | %14.1f %5.1f%% %8.2fx", step_flops / step_t[l + 1] / 1e9,
+                           100.0 * step_flops / step_t[l + 1] / peak, step_t[l + 1] / step_t[0]);
+                printf(" | GEMM s/step: loom %.3f", step_t[0]);
+                for (int l = 0; l < n_libs; l++) printf(", %s %.3f", libs[l].label, step_t[l + 1]);
+                printf("\n");
+                step_flops = 0;
+                step_t[0] = step_t[1] = step_t[2] = 0;
+                if (si == n_shapes) break;
+            }
+            const shape *s = &shapes[si];
+            cur = s->preset;
+            size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N, nc = (size_t)s->M * s->N;
+            gemm_args g = {s, alloc_rand(na, 1 + si), alloc_rand(nb, 100 + si), alloc_rand(nc, 200 + si),
+                           s->ta ? s->M : s->K, s->tb ? s->K : s->N, s->N, s->beta};
+            double flops = 2.0 * s->M * s->N * s->K;
+            double sp, t_loom = time_impl(-1, &g, trials, min_time, &sp);
+            printf("%-6s %-13s %c%c %6d %6d %6d | %9.1f %5.1f%% %4.0f%%", s->preset, s->name, s->ta ? 'T' : 'N',
+                   s->tb ? 'T' : 'N', s->M, s->N, s->K, flops / t_loom / 1e9, 100.0 * flops / t_loom / peak,
+                   100.0 * sp);
+            step_flops += s->per_step * flops;
+            step_t[0] += s->per_step * t_loom;
+            for (int l = 0; l < n_libs; l++) {
+                double sp2, t_ref = time_impl(l, &g, trials, min_time, &sp2);
+                printf(" | %14.1f %5.1f%% %8.2fx", flops / t_ref / 1e9, 100.0 * flops / t_ref / peak, t_ref / t_loom);
+                step_t[l + 1] += s->per_step * t_ref;
+            }
+            /* correctness cross-check against the first OpenBLAS copy, beta = 0 */
+            if (n_libs > 0) {
+                float *c2 = loom_alloc(nc * sizeof(float), "bench_gemm check");
+                gemm_args g0 = g, g1 = g;
+                g0.beta = g1.beta = 0.0f;
+                g1.C = c2;
+                call(-1, &g0);
+                call(0, &g1);
+                double md = 0, mx = 0;
+                for (size_t i = 0; i < nc; i++) {
+                    double d = fabs((double)g0.C[i] - c2[i]);
+                    if (d > md) md = d;
+                    if (fabs(c2[i]) > mx) mx = fabs(c2[i]);
+                }
+                printf(" | %.1e", mx > 0 ? md / mx : md);
+                loom_free(c2);
+            } else {
+                printf(" | -");
+            }
+            printf("\n");
+            fflush(stdout);
+            loom_free((void *)g.A);
+            loom_free((void *)g.B);
+            loom_free(g.C);
+        }
+        double peak_after = peak_median(threads);
+        printf("peak re-measured after the %d-thread table: %.1f GFLOP/s\n", threads, peak_after / 1e9);
+    }
+    printf("\nGF/s = 2*M*N*K / median time per call; %%peak against the fp32 FMA peak above;\n"
+           "loom/ref = reference time / loom time (>1: loom faster); sprd = (max-min)/median of loom's trials;\n"
+           "max|diff| = max |loom - OpenBLAS| / max |OpenBLAS| with beta 0;\n"
+           "STEP TOTAL = all of one training step's GEMMs (linears x n_layer + LM head), FLOP-weighted.\n");
+    return 0;
+}

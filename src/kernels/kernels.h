@@ -17,7 +17,8 @@
 typedef struct loom_backend {
     const char *name;
 
-    /* C(M,N) = alpha * op(A) op(B) + beta * C, row-major; trans_a/trans_b select op. */
+    /* C(M,N) = alpha * op(A) op(B) + beta * C, row-major; trans_a/trans_b select op.
+     * With beta = 0, C is not read (it may hold garbage or NaN), as in BLAS. */
     void (*gemm)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
 

@@ -280,7 +280,7 @@ static void cpu_crossentropy(float *losses, float *logits, const int32_t *target
 #pragma omp simd reduction(+ : sum)
             for (int i = 0; i < V; i++) sum += loom_expf(x[i] - mx);
         }
-        losses[n] = mx + logf(sum) - xt;
+        losses[n] = (mx - xt) + logf(sum); /* no cancellation for large logits */
     }
 }
 

@@ -28,8 +28,10 @@ static inline float loom_expf(float x) {
 
 #pragma omp declare simd notinbranch
 static inline float loom_tanhf(float x) {
-    /* tanh(x) = 1 - 2 / (exp(2x) + 1); the clamp in loom_expf saturates it to +-1. */
-    return 1.0f - 2.0f / (loom_expf(2.0f * x) + 1.0f);
+    /* tanh(|x|) = 1 - 2 / (exp(2|x|) + 1), sign restored: evaluating on |x| avoids the
+     * cancellation near tanh = -1. The clamp in loom_expf saturates it to 1. */
+    float t = 1.0f - 2.0f / (loom_expf(2.0f * __builtin_fabsf(x)) + 1.0f);
+    return __builtin_copysignf(t, x);
 }
 
 #define LOOM_GELU_S 0.7978845608028654f /* sqrt(2/pi) */

@@ -118,6 +118,7 @@ for preset in $presets; do
   case "$preset" in
     small) B=8; T=256; steps=${STEPS_small:-6} ;;
     gpt2) B=4; T=256; steps=${STEPS_gpt2:-4} ;;
+    tiny) B=4; T=64; steps=${STEPS_tiny:-3} ;; # smoke test only
     *) echo "bench_train.sh: unknown preset $preset (small, gpt2)" >&2; exit 2 ;;
   esac
   for ((r = 1; r <= rounds; r++)); do

@@ -144,93 +144,144 @@ static void cpu_matmul_backward(float *dinp, float *dw, float *dbias, const floa
     if (dbias) colsum_acc(dbias, dout, N, OC);
 }
 
-/* Attention, one query row at a time with the whole causal row of scores in a
- * T-float scratch (O(T) memory per thread, never B*H*T*T). */
+/* Per-thread attention workspace, grown on the first call and reused after, so steps
+ * after the first allocate nothing. Held in a global table (not thread-local storage)
+ * so that it stays reachable for leak checkers. */
+#define LOOM_MAX_THREADS 1024
+static float *g_ws[LOOM_MAX_THREADS];
+static size_t g_ws_cap[LOOM_MAX_THREADS];
+
+static float *thread_workspace(size_t floats) {
+    int id = omp_get_thread_num();
+    LOOM_CHECK(id < LOOM_MAX_THREADS);
+    if (g_ws_cap[id] < floats) {
+        loom_free(g_ws[id]);
+        g_ws[id] = loom_alloc(floats * sizeof(float), "attention workspace");
+        if (!g_ws[id]) LOOM_PANIC("%s", loom_error_msg());
+        g_ws_cap[id] = floats;
+    }
+    return g_ws[id];
+}
+
+/* Copies the hs x T block of one head out of qkv (rows of stride 3C) transposed, so
+ * that loops over key positions run over contiguous memory. */
+static void transpose_head(float *dst, const float *src, int T, int hs, int stride) {
+    for (int j = 0; j < T; j++)
+        for (int i = 0; i < hs; i++) dst[(size_t)i * T + j] = src[(size_t)j * stride + i];
+}
+
+/* Attention, one (batch, head) per task: keys transposed into the thread's workspace,
+ * then one query row at a time with its causal row of scores, vectorised over key
+ * positions. Memory: (hs + 1) * T floats per thread, never B*H*T*T. */
 static void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
                                   int H) {
     const int hs = C / H, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel
     {
-        float s[T];
-#pragma omp for collapse(3) schedule(static)
+        float *kt = thread_workspace((size_t)(hs + 1) * T), *s = kt + (size_t)hs * T;
+#pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
+            for (int h = 0; h < H; h++) {
+                const float *base = qkv + (size_t)b * T * C3 + h * hs;
+                transpose_head(kt, base + C, T, hs, C3);
                 for (int t = 0; t < T; t++) {
-                    const float *q = qkv + ((size_t)b * T + t) * C3 + h * hs;
-                    const float *kbase = qkv + (size_t)b * T * C3 + C + h * hs;
-                    float mx = -INFINITY;
-                    for (int j = 0; j <= t; j++) {
-                        const float *k = kbase + (size_t)j * C3;
-                        float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-                        for (int i = 0; i < hs; i++) d += q[i] * k[i];
-                        s[j] = d * scale;
-                        mx = s[j] > mx ? s[j] : mx;
+                    const float *q = base + (size_t)t * C3;
+                    const int n = t + 1;
+                    for (int j = 0; j < n; j++) s[j] = 0.0f;
+                    for (int i = 0; i < hs; i++) {
+                        const float qi = q[i] * scale, *k = kt + (size_t)i * T;
+#pragma omp simd
+                        for (int j = 0; j < n; j++) s[j] += qi * k[j];
                     }
-                    float sum = 0.0f;
+                    float mx = -INFINITY, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+                    for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
 #pragma omp simd reduction(+ : sum)
-                    for (int j = 0; j <= t; j++) {
+                    for (int j = 0; j < n; j++) {
                         s[j] = loom_expf(s[j] - mx);
                         sum += s[j];
                     }
-                    float inv = 1.0f / sum;
+                    const float inv = 1.0f / sum;
                     float *o = out + ((size_t)b * T + t) * C + h * hs;
                     for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                    for (int j = 0; j <= t; j++) {
-                        const float *v = kbase + C + (size_t)j * C3;
-                        float p = s[j] * inv;
+                    for (int j = 0; j < n; j++) {
+                        const float *v = base + 2 * C + (size_t)j * C3, p = s[j] * inv;
 #pragma omp simd
                         for (int i = 0; i < hs; i++) o[i] += p * v[i];
                     }
                     lse[((size_t)b * H + h) * T + t] = mx + logf(sum);
                 }
+            }
     }
 }
 
+/* Backward, one (batch, head) per task, recomputing each probability row from the
+ * saved log-sum-exp. dK and dV accumulate transposed in the workspace (contiguous in
+ * the key position) and are written back once per task. Memory: (4 hs + 2) T floats
+ * per thread. */
 static void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                    const float *out, const float *lse, int B, int T, int C, int H) {
     const int hs = C / H, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *base = qkv + (size_t)b * T * C3 + h * hs;
-            float *dbase = dqkv + (size_t)b * T * C3 + h * hs;
-            for (int j = 0; j < T; j++) { /* dk, dv of this head accumulate below */
-                memset(dbase + (size_t)j * C3 + C, 0, hs * sizeof(float));
-                memset(dbase + (size_t)j * C3 + 2 * C, 0, hs * sizeof(float));
-            }
-            for (int t = 0; t < T; t++) {
-                const float *q = base + (size_t)t * C3;
-                const float *dO = dout + ((size_t)b * T + t) * C + h * hs;
-                const float *O = out + ((size_t)b * T + t) * C + h * hs;
-                float *dq = dbase + (size_t)t * C3;
-                float D = 0.0f;
+#pragma omp parallel
+    {
+        float *kt = thread_workspace((size_t)(4 * hs + 2) * T);
+        float *vt = kt + (size_t)hs * T, *dkt = vt + (size_t)hs * T, *dvt = dkt + (size_t)hs * T;
+        float *s = dvt + (size_t)hs * T, *dp = s + T;
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                const float *base = qkv + (size_t)b * T * C3 + h * hs;
+                float *dbase = dqkv + (size_t)b * T * C3 + h * hs;
+                transpose_head(kt, base + C, T, hs, C3);
+                transpose_head(vt, base + 2 * C, T, hs, C3);
+                memset(dkt, 0, sizeof(float) * 2 * hs * T);
+                for (int t = 0; t < T; t++) {
+                    const float *q = base + (size_t)t * C3;
+                    const float *dO = dout + ((size_t)b * T + t) * C + h * hs;
+                    const float *O = out + ((size_t)b * T + t) * C + h * hs;
+                    const float l = lse[((size_t)b * H + h) * T + t];
+                    const int n = t + 1;
+                    float D = 0.0f;
 #pragma omp simd reduction(+ : D)
-                for (int i = 0; i < hs; i++) D += dO[i] * O[i];
-                float l = lse[((size_t)b * H + h) * T + t];
-                for (int i = 0; i < hs; i++) dq[i] = 0.0f;
-                for (int j = 0; j <= t; j++) {
-                    const float *k = base + (size_t)j * C3 + C, *v = k + C;
-                    float *dk = dbase + (size_t)j * C3 + C, *dv = dk + C;
-                    float sd = 0.0f, dp = 0.0f;
-#pragma omp simd reduction(+ : sd, dp)
+                    for (int i = 0; i < hs; i++) D += dO[i] * O[i];
+                    for (int j = 0; j < n; j++) s[j] = dp[j] = 0.0f;
                     for (int i = 0; i < hs; i++) {
-                        sd += q[i] * k[i];
-                        dp += dO[i] * v[i];
-                    }
-                    float p = loom_expf(sd * scale - l);
-                    float ds = p * (dp - D) * scale;
+                        const float qi = q[i] * scale, di = dO[i];
+                        const float *k = kt + (size_t)i * T, *v = vt + (size_t)i * T;
 #pragma omp simd
+                        for (int j = 0; j < n; j++) {
+                            s[j] += qi * k[j];
+                            dp[j] += di * v[j];
+                        }
+                    }
+#pragma omp simd
+                    for (int j = 0; j < n; j++) {
+                        float p = loom_expf(s[j] - l);
+                        s[j] = p;                          /* probability */
+                        dp[j] = p * (dp[j] - D) * scale;   /* dscore, scale folded in */
+                    }
+                    float *dq = dbase + (size_t)t * C3;
                     for (int i = 0; i < hs; i++) {
-                        dq[i] += ds * k[i];
-                        dk[i] += ds * q[i];
-                        dv[i] += p * dO[i];
+                        const float qi = q[i], di = dO[i], *k = kt + (size_t)i * T;
+                        float *dk = dkt + (size_t)i * T, *dv = dvt + (size_t)i * T, acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                        for (int j = 0; j < n; j++) {
+                            acc += dp[j] * k[j];
+                            dk[j] += dp[j] * qi;
+                            dv[j] += s[j] * di;
+                        }
+                        dq[i] = acc;
                     }
                 }
+                for (int j = 0; j < T; j++)
+                    for (int i = 0; i < hs; i++) {
+                        dbase[(size_t)j * C3 + C + i] = dkt[(size_t)i * T + j];
+                        dbase[(size_t)j * C3 + 2 * C + i] = dvt[(size_t)i * T + j];
+                    }
             }
-        }
+    }
 }
 
 static void cpu_gelu_forward(float *out, const float *inp, size_t n) {

@@ -5,13 +5,16 @@
 #define LOOM_CPU_SIMD_H
 
 #include <stdint.h>
-#include <string.h>
 
 #pragma omp declare simd notinbranch
 static inline float loom_expf(float x) {
-    /* Cephes expf: exp(x) = 2^n * exp(r), |r| <= ln2/2; max rel. error ~2 ulp. */
+    /* Cephes expf: exp(x) = 2^n * exp(r), |r| <= ln2/2; max rel. error ~2 ulp. n is
+     * rounded by adding 1.5*2^23 (floorf would block vectorisation under the default
+     * -ftrapping-math), and 2^n is built from the same sum's low mantissa bits. */
     x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-    float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+    union { float f; int32_t i; } y, scale; /* unions, not memcpy: GCC vectorises these */
+    y.f = x * 1.44269504088896341f + 12582912.0f;
+    float n = y.f - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -20,10 +23,8 @@ static inline float loom_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    scale.i = (y.i - 0x4B400000 + 127) << 23;
+    return p * scale.f;
 }
 
 #pragma omp declare simd notinbranch

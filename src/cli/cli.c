@@ -65,6 +65,17 @@ int cli_onoff(const char *flag, const char *s, int *out) {
     return 0;
 }
 
+int cli_data_format(const char *s, loom_data_format *out) {
+    if (!strcmp(s, "auto")) *out = LOOM_DATA_AUTO;
+    else if (!strcmp(s, "shard")) *out = LOOM_DATA_SHARD;
+    else if (!strcmp(s, "u16")) *out = LOOM_DATA_U16;
+    else {
+        loom_error(LOOM_ERR_ARG, "--data-format: '%s' must be auto, shard or u16", s);
+        return -1;
+    }
+    return 0;
+}
+
 void cli_model_defaults(cli_model *m, const char *preset) {
     m->preset = preset;
     for (int i = 0; i < 5; i++) m->overrides[i] = -1;

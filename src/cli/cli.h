@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 
+#include "loom/data.h"
 #include "loom/io.h"
 #include "loom/model.h"
 
@@ -15,6 +16,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_int(const char *flag, const char *s, long min, long max, long *out);
 int cli_float(const char *flag, const char *s, double min, double max, double *out);
 int cli_onoff(const char *flag, const char *s, int *out);
+int cli_data_format(const char *s, loom_data_format *out); /* --data-format auto|shard|u16 */
 
 /* Model flags shared by train/eval/export: --model and its overrides. */
 enum { CLI_MODEL_OPT_BASE = 1000 };

@@ -47,12 +47,7 @@ int cmd_eval(int argc, char **argv) {
         switch (c) {
         case O_INIT: init = optarg; break;
         case O_DATA: data = optarg; break;
-        case O_FMT:
-            if (!strcmp(optarg, "auto")) fmt = LOOM_DATA_AUTO;
-            else if (!strcmp(optarg, "shard")) fmt = LOOM_DATA_SHARD;
-            else if (!strcmp(optarg, "u16")) fmt = LOOM_DATA_U16;
-            else bad = 1, loom_error(LOOM_ERR_ARG, "--data-format: '%s' must be auto, shard or u16", optarg);
-            break;
+        case O_FMT: bad = cli_data_format(optarg, &fmt); break;
         case O_BATCH: bad = cli_int("--batch", optarg, 1, 1 << 20, &B); break;
         case O_SEQ: bad = cli_int("--seq-len", optarg, 1, 1 << 16, &T); break;
         case O_MAXB: bad = cli_int("--max-batches", optarg, 1, 1L << 40, &maxb); break;

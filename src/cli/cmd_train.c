@@ -82,12 +82,7 @@ int cmd_train(int argc, char **argv) {
         switch (c) {
         case O_DATA: o.data = optarg; break;
         case O_VAL: o.val_data = optarg; break;
-        case O_FMT:
-            if (!strcmp(optarg, "auto")) o.data_format = LOOM_DATA_AUTO;
-            else if (!strcmp(optarg, "shard")) o.data_format = LOOM_DATA_SHARD;
-            else if (!strcmp(optarg, "u16")) o.data_format = LOOM_DATA_U16;
-            else bad = 1, loom_error(LOOM_ERR_ARG, "--data-format: '%s' must be auto, shard or u16", optarg);
-            break;
+        case O_FMT: bad = cli_data_format(optarg, &o.data_format); break;
         case O_BATCH: bad = cli_int("--batch", optarg, 1, 1 << 20, &iv); o.batch = (int)iv; break;
         case O_SEQ: bad = cli_int("--seq-len", optarg, 1, 1 << 16, &iv); o.seq_len = (int)iv; break;
         case O_TOTAL: bad = cli_int("--total-batch-tokens", optarg, 1, 1L << 40, &iv); o.total_batch_tokens = iv; break;

@@ -20,14 +20,21 @@ static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const flo
     if (st != dnnl_success) LOOM_PANIC("dnnl_sgemm failed (status %d, M=%d N=%d K=%d)", (int)st, M, N, K);
 }
 
+/* This thread's share [c0, c1) of C columns, in multiples of 16 floats (whole cache
+ * lines): each column is summed by one thread, over all rows in order. */
+static void my_columns(int C, int *c0, int *c1) {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int per = ((C + nt - 1) / nt + 15) & ~15;
+    *c0 = id * per < C ? id * per : C;
+    *c1 = *c0 + per < C ? *c0 + per : C;
+}
+
 /* Column sums of x(N,C) added into out(C); threads split the columns, rows run in order. */
 static void colsum_acc(float *out, const float *x, int N, int C) {
 #pragma omp parallel
     {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int per = (C + nt - 1) / nt;
-        per = (per + 15) & ~15;
-        int c0 = id * per, c1 = c0 + per < C ? c0 + per : C;
+        int c0, c1;
+        my_columns(C, &c0, &c1);
         for (int n = 0; n < N && c0 < c1; n++) {
             const float *row = x + (size_t)n * C;
 #pragma omp simd
@@ -51,9 +58,8 @@ static void cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, co
                                  int B, int T, int C) {
 #pragma omp parallel
     {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int per = ((C + nt - 1) / nt + 15) & ~15;
-        int c0 = id * per, c1 = c0 + per < C ? c0 + per : C;
+        int c0, c1;
+        my_columns(C, &c0, &c1);
         for (int bt = 0; bt < B * T && c0 < c1; bt++) {
             const float *d = dout + (size_t)bt * C;
             float *e = dwte + (size_t)inp[bt] * C, *p = dwpe + (size_t)(bt % T) * C;
@@ -111,9 +117,8 @@ static void cpu_layernorm_backward_acc(float *dinp, float *dw, float *db, const 
     /* parameter gradients: column sums, split by column */
 #pragma omp parallel
     {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int per = ((C + nt - 1) / nt + 15) & ~15;
-        int c0 = id * per, c1 = c0 + per < C ? c0 + per : C;
+        int c0, c1;
+        my_columns(C, &c0, &c1);
         for (int n = 0; n < N && c0 < c1; n++) {
             const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
             float m = mean[n], r = rstd[n];

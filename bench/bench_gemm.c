@@ -14,9 +14,10 @@
  *     dwte  TN  dwte(V,C)   += dlogits^T @ lnf
  *
  * Every number is the median of --trials trials (default 5); a trial repeats the call
- * until it has run at least --min-time seconds and reports the time per call. Before the
- * trials of each (shape, implementation) the call runs for a warm-up of >= 0.1 s, which
- * also lets the other library's idle worker threads go to sleep. The peak is
+ * until it has run at least --min-time seconds and reports the time per call. Each
+ * implementation warms up for >= 0.1 s per shape, then the trials of loom and of the
+ * references alternate (ABBA...), so other load on the machine hits them alike; the
+ * "other" column says how much CPU other processes took while a row ran. The peak is
  * loom_cpu_measure_peak_flops() (the MFU denominator of `loom train`), median of 5.
  *
  * OpenBLAS: the "as installed" column is loaded with OPENBLAS_CORETYPE removed from the
@@ -34,6 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "kernels/kernels.h"
 #include "loom/core.h"
@@ -138,27 +142,75 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Median seconds per call over `trials` trials; *spread = (max - min) / median. */
-static double time_impl(int impl, const gemm_args *g, int trials, double min_time, double *spread) {
-    double t0 = loom_now(), t_call;
-    int warm = 0;
-    do { /* warm-up: >= 0.1 s and >= 1 call */
-        call(impl, g);
-        warm++;
-    } while (loom_now() - t0 < 0.1);
-    t_call = (loom_now() - t0) / warm;
-    int reps = (int)ceil(min_time / t_call);
-    if (reps < 1) reps = 1;
-    double t[64];
-    if (trials > 64) trials = 64;
-    for (int i = 0; i < trials; i++) {
-        double a = loom_now();
-        for (int r = 0; r < reps; r++) call(impl, g);
-        t[i] = (loom_now() - a) / reps;
+/* OpenBLAS's pthread workers do not sleep when a call ends: they spin on sched_yield() for
+ * 2^28 TSC cycles (~0.1 s; OPENBLAS_THREAD_TIMEOUT), which under CFS takes about half of
+ * the CPU time from loom's OpenMP threads if loom runs next (seen as loom at ~150 GFLOP/s
+ * on 2 threads). So after OpenBLAS runs with more than one thread we wait 0.15 s for its
+ * workers to go to sleep before anything else is timed; OpenBLAS itself is left as installed. */
+static int g_threads = 1;
+static void openblas_settle(void) {
+    if (g_threads > 1) {
+        struct timespec ts = {0, 150000000L};
+        nanosleep(&ts, NULL);
     }
-    double med = median(t, trials); /* sorted now */
-    *spread = (t[trials - 1] - t[0]) / med;
-    return med;
+}
+
+/* Times every implementation on one shape with their trials interleaved (trial i runs
+ * loom, OpenBLAS, ... in that order for even i and in reverse for odd i), so that load
+ * from other processes hits all of them alike. Each implementation first warms up for
+ * >= 0.1 s; its calls per trial are set so a trial lasts >= min_time; a call cheaper than
+ * 50 ms gets one untimed call before each trial (wakes that library's threads).
+ * med[k]: median seconds per call of implementation k; spread[k] = (max-min)/median. */
+#define MAX_IMPL 3
+static void time_row(const int *impls, int n_impl, const gemm_args *g, int trials, double min_time,
+                     double *med, double *spread) {
+    int reps[MAX_IMPL];
+    double t_call[MAX_IMPL], t[MAX_IMPL][64];
+    if (trials > 64) trials = 64;
+    for (int k = 0; k < n_impl; k++) {
+        double t0 = loom_now();
+        int warm = 0;
+        do {
+            call(impls[k], g);
+            warm++;
+        } while (loom_now() - t0 < 0.1);
+        t_call[k] = (loom_now() - t0) / warm;
+        reps[k] = (int)ceil(min_time / t_call[k]);
+        if (reps[k] < 1) reps[k] = 1;
+        if (impls[k] >= 0) openblas_settle();
+    }
+    for (int i = 0; i < trials; i++) {
+        for (int j = 0; j < n_impl; j++) {
+            int k = i % 2 ? n_impl - 1 - j : j;
+            if (t_call[k] < 0.05) call(impls[k], g);
+            double a = loom_now();
+            for (int r = 0; r < reps[k]; r++) call(impls[k], g);
+            t[k][i] = (loom_now() - a) / reps[k];
+            if (impls[k] >= 0) openblas_settle();
+        }
+    }
+    for (int k = 0; k < n_impl; k++) {
+        med[k] = median(t[k], trials); /* sorts t[k] */
+        spread[k] = (t[k][trials - 1] - t[k][0]) / med[k];
+    }
+}
+
+/* CPU time used on the whole machine (from /proc/stat, steal included) and by this process. */
+static double machine_busy_s(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    if (!f) return 0;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 4) return 0;
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]; /* all but idle, iowait */
+    return (double)busy / (double)sysconf(_SC_CLK_TCK);
+}
+static double self_cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static float *alloc_rand(size_t n, uint64_t key) {
@@ -247,12 +299,14 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    double worst_other = 0.0;
     char tl[128];
     snprintf(tl, sizeof tl, "%s", threads_list);
     for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
         int threads = atoi(tok);
         if (threads < 1) continue;
         omp_set_num_threads(threads);
+        g_threads = threads;
         for (int l = 0; l < n_libs; l++) libs[l].set_threads(threads);
         double peak = peak_median(threads);
         printf("\n== %d thread%s: measured fp32 FMA peak %.1f GFLOP/s (median of 5) ==\n", threads,
@@ -260,7 +314,7 @@ int main(int argc, char **argv) {
         printf("%-6s %-13s %-2s %6s %6s %6s | %8s %6s %5s", "preset", "gemm", "op", "M", "N", "K",
                "loom GF/s", "%peak", "sprd");
         for (int l = 0; l < n_libs; l++) printf(" | %9.9s GF/s %6s %9s", libs[l].label, "%peak", "loom/ref");
-        printf(" | max|diff|\n");
+        printf(" | other | max|diff|\n");
 
         /* per-preset totals over one training step's GEMMs */
         double step_flops = 0, step_t[3] = {0, 0, 0};
@@ -285,17 +339,26 @@ int main(int argc, char **argv) {
             gemm_args g = {s, alloc_rand(na, 1 + si), alloc_rand(nb, 100 + si), alloc_rand(nc, 200 + si),
                            s->ta ? s->M : s->K, s->tb ? s->K : s->N, s->N, s->beta};
             double flops = 2.0 * s->M * s->N * s->K;
-            double sp, t_loom = time_impl(-1, &g, trials, min_time, &sp);
+            int impls[MAX_IMPL] = {-1, 0, 1};
+            double med[MAX_IMPL], sp[MAX_IMPL];
+            double w0 = loom_now(), b0 = machine_busy_s(), c0 = self_cpu_s();
+            time_row(impls, 1 + n_libs, &g, trials, min_time, med, sp);
+            double wall = loom_now() - w0, other = machine_busy_s() - b0 - (self_cpu_s() - c0);
+            double other_pct = wall > 0 ? 100.0 * other / (wall * ci.n_cpus) : 0.0;
+            if (other_pct < 0) other_pct = 0;
+            if (other_pct > worst_other) worst_other = other_pct;
+            double t_loom = med[0];
             printf("%-6s %-13s %c%c %6d %6d %6d | %9.1f %5.1f%% %4.0f%%", s->preset, s->name, s->ta ? 'T' : 'N',
                    s->tb ? 'T' : 'N', s->M, s->N, s->K, flops / t_loom / 1e9, 100.0 * flops / t_loom / peak,
-                   100.0 * sp);
+                   100.0 * sp[0]);
             step_flops += s->per_step * flops;
             step_t[0] += s->per_step * t_loom;
             for (int l = 0; l < n_libs; l++) {
-                double sp2, t_ref = time_impl(l, &g, trials, min_time, &sp2);
+                double t_ref = med[l + 1];
                 printf(" | %14.1f %5.1f%% %8.2fx", flops / t_ref / 1e9, 100.0 * flops / t_ref / peak, t_ref / t_loom);
                 step_t[l + 1] += s->per_step * t_ref;
             }
+            printf(" | %4.0f%%", other_pct);
             /* correctness cross-check against the first OpenBLAS copy, beta = 0 */
             if (n_libs > 0) {
                 float *c2 = loom_alloc(nc * sizeof(float), "bench_gemm check");
@@ -326,7 +389,11 @@ int main(int argc, char **argv) {
     }
     printf("\nGF/s = 2*M*N*K / median time per call; %%peak against the fp32 FMA peak above;\n"
            "loom/ref = reference time / loom time (>1: loom faster); sprd = (max-min)/median of loom's trials;\n"
+           "other = CPU time used by other processes (steal included) while the row ran, %% of all CPUs:\n"
+           "  above ~5%% the row's numbers are disturbed (the interleaved trials still share the disturbance);\n"
            "max|diff| = max |loom - OpenBLAS| / max |OpenBLAS| with beta 0;\n"
            "STEP TOTAL = all of one training step's GEMMs (linears x n_layer + LM head), FLOP-weighted.\n");
+    printf("worst 'other' load during any row: %.0f%%%s\n", worst_other,
+           worst_other > 5 ? " (some rows ran beside other work: compare the columns of a row, not rows)" : "");
     return 0;
 }

@@ -5,7 +5,7 @@
 # usage: bench/bench_train.sh [BUILD_DIR=build]
 # environment (all optional):
 #   PRESETS="small gpt2"   presets: small = 6L/384C/6H, B=8 T=256; gpt2 = 12L/768C/12H, B=4 T=256
-#   STEPS_small=6 STEPS_gpt2=4   optimizer steps per run; the median is over steps 2..N
+#   STEPS_small=8 STEPS_gpt2=6   optimizer steps per run; the median is over steps 2..N
 #   ROUNDS=1               repeat the whole loom,torch,... sequence; medians pool all rounds
 #   THREADS=2              OpenMP / torch threads
 #   IMPLS="loom torch-debian-skx torch-debian torch-pypi"   what to run, in this order:
@@ -53,6 +53,24 @@ else
   echo "peak fp32 FMA on $threads threads: $PEAK_GFLOPS GFLOP/s (PEAK_GFLOPS; MFU denominator for all)"
 fi
 
+busy_ticks() { # all CPUs' busy time (user nice system irq softirq steal), in clock ticks
+  local a; a=($(head -1 /proc/stat)); echo $(( a[1] + a[2] + a[3] + a[6] + a[7] + a[8] ))
+}
+clk_tck=$(getconf CLK_TCK)
+ncpu=$(nproc)
+# measured CMD...: runs CMD, then sets $other_pct: CPU time that other processes used while
+# it ran, in % of all CPUs (from /proc/stat minus CMD's own user+sys time).
+measured() {
+  local b0 t0 b1 t1 rc cpu
+  b0=$(busy_ticks); t0=$(date +%s.%N)
+  /usr/bin/time -f '%U %S' -o "$work/time.txt" "$@"; rc=$?
+  b1=$(busy_ticks); t1=$(date +%s.%N)
+  cpu=$(awk '{ s = $1 + $2 } END { print s + 0 }' "$work/time.txt" 2>/dev/null)
+  other_pct=$(awk -v b="$((b1 - b0))" -v hz="$clk_tck" -v c="${cpu:-0}" -v w0="$t0" -v w1="$t1" -v n="$ncpu" \
+    'BEGIN { o = 100 * (b / hz - c) / ((w1 - w0) * n); if (o < 0) o = 0; printf "%.0f", o }')
+  return $rc
+}
+
 have_impl() {
   case "$1" in
     loom) return 0 ;;
@@ -68,21 +86,23 @@ done
 run_loom() { # preset B T steps round
   local out=$work/loom-$1-$5
   echo "--- loom $1 (B=$2 T=$3, $4 steps, $threads threads, round $5)"
-  "$loom" train --model "$1" --data "$data" --batch "$2" --seq-len "$3" --steps "$4" \
+  measured "$loom" train --model "$1" --data "$data" --batch "$2" --seq-len "$3" --steps "$4" \
     --threads "$threads" --peak-gflops "$PEAK_GFLOPS" --out "$out" >"$out.log" 2>&1
   local rc=$?
+  echo "  (other processes used ${other_pct}% of the CPUs meanwhile)"
   sed 's/^/  /' "$out.log" | grep -E '^  (step|done|loom|model|train)' | head -20
   [ $rc -eq 0 ] || { echo "  loom train failed (rc $rc)"; tail -5 "$out.log"; return 0; }
-  "$py" - "$out/metrics.jsonl" "$1" "$PEAK_GFLOPS" "$2" "$3" "$5" >>"$results" <<'EOF'
+  "$py" - "$out/metrics.jsonl" "$1" "$PEAK_GFLOPS" "$2" "$3" "$5" "$other_pct" >>"$results" <<'EOF'
 import json, statistics, sys
 path, preset, peak, B, T, rnd = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+other = float(sys.argv[7])
 rows = [json.loads(l) for l in open(path) if l.strip()]
 timed = [r for r in rows if r["step"] >= 2] or rows
 tok = [r["tokens_per_s"] for r in timed]
 # loom's mfu field = flops_per_token * tokens_per_s / peak, so flops/token = mfu * peak / tokens_per_s
 fpt = statistics.median(r["mfu"] * peak * 1e9 / r["tokens_per_s"] for r in rows)
 print(json.dumps({"preset": preset, "impl": "loom", "round": rnd, "tokens_per_s_steps": tok,
-                  "ms": [r["ms"] for r in rows], "flops_per_token": fpt}))
+                  "ms": [r["ms"] for r in rows], "flops_per_token": fpt, "other_pct": other}))
 EOF
   rm -rf "$out"
 }
@@ -96,28 +116,30 @@ run_torch() { # impl preset B T steps round
   esac
   local log=$work/$impl-$2-$6.log
   echo "--- $label $2 (B=$3 T=$4, $5 steps, $threads threads, round $6)"
-  env "${env[@]}" OMP_NUM_THREADS="$threads" "$pyexe" bench/torch_train.py --model "$2" --batch "$3" \
+  measured env "${env[@]}" OMP_NUM_THREADS="$threads" "$pyexe" bench/torch_train.py --model "$2" --batch "$3" \
     --seq-len "$4" --steps "$5" --threads "$threads" --data "$data" --peak-gflops "$PEAK_GFLOPS" \
     --label "$impl" >"$log" 2>&1
   local rc=$?
+  echo "  (other processes used ${other_pct}% of the CPUs meanwhile)"
   grep -v '^{' "$log" | grep -v -i warn | sed 's/^/  /' | head -20
   [ $rc -eq 0 ] || { echo "  $impl failed (rc $rc)"; tail -5 "$log"; return 0; }
-  "$py" - "$log" "$2" "$3" "$4" "$6" "$impl" >>"$results" <<'EOF'
+  "$py" - "$log" "$2" "$3" "$4" "$6" "$impl" "$other_pct" >>"$results" <<'EOF'
 import json, sys
 path, preset, B, T, rnd, impl = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+other = float(sys.argv[7])
 r = json.loads([l for l in open(path) if l.startswith("{")][-1])
 ms = r["ms"]
 timed = ms[1:] if len(ms) > 1 else ms
 print(json.dumps({"preset": preset, "impl": impl, "round": rnd, "torch": r["torch"], "blas": r["blas"],
                   "tokens_per_s_steps": [B * T / (m / 1e3) for m in timed], "ms": ms,
-                  "flops_per_token": r["flops_per_token"]}))
+                  "flops_per_token": r["flops_per_token"], "other_pct": other}))
 EOF
 }
 
 for preset in $presets; do
   case "$preset" in
-    small) B=8; T=256; steps=${STEPS_small:-6} ;;
-    gpt2) B=4; T=256; steps=${STEPS_gpt2:-4} ;;
+    small) B=8; T=256; steps=${STEPS_small:-8} ;;
+    gpt2) B=4; T=256; steps=${STEPS_gpt2:-6} ;;
     tiny) B=4; T=64; steps=${STEPS_tiny:-3} ;; # smoke test only
     *) echo "bench_train.sh: unknown preset $preset (small, gpt2)" >&2; exit 2 ;;
   esac
@@ -141,9 +163,10 @@ for r in rows:
     k = (r["preset"], r["impl"])
     if k not in agg:
         order.append(k)
-        agg[k] = {"tok": [], "fpt": r["flops_per_token"], "torch": r.get("torch", ""), "blas": r.get("blas", "")}
+        agg[k] = {"tok": [], "fpt": r["flops_per_token"], "torch": r.get("torch", ""), "blas": r.get("blas", ""), "other": 0.0}
     agg[k]["tok"] += r["tokens_per_s_steps"]
-print(f"{'preset':<7} {'impl':<17} {'version':<22} {'tokens/s':>9} {'(min-max)':>15} {'MFU %':>6} {'GFLOP/tok':>9} {'loom/impl':>9}")
+    agg[k]["other"] = max(agg[k]["other"], r.get("other_pct", 0.0))
+print(f"{'preset':<7} {'impl':<17} {'version':<22} {'tokens/s':>9} {'(min-max)':>15} {'MFU %':>6} {'GFLOP/tok':>9} {'loom/impl':>9} {'other':>5}")
 for (preset, impl) in order:
     a = agg[(preset, impl)]
     med = statistics.median(a["tok"])
@@ -151,7 +174,9 @@ for (preset, impl) in order:
     ratio = statistics.median(loom["tok"]) / med if loom else float("nan")
     ver = "loom" if impl == "loom" else f"torch {a['torch']} {a['blas']}"
     print(f"{preset:<7} {impl:<17} {ver:<22} {med:9.0f} {min(a['tok']):7.0f}-{max(a['tok']):<7.0f} "
-          f"{100 * a['fpt'] * med / peak:6.1f} {a['fpt'] / 1e9:9.3f} {ratio:8.2f}x")
+          f"{100 * a['fpt'] * med / peak:6.1f} {a['fpt'] / 1e9:9.3f} {ratio:8.2f}x {a['other']:4.0f}%")
 print("loom/impl = loom tokens/s / impl tokens/s (>1: loom faster). torch-debian* = Debian python3-torch on "
-      "OpenBLAS 0.3.21; torch-pypi = newest PyPI wheel (MKL + oneDNN).")
+      "OpenBLAS 0.3.21; torch-pypi = newest PyPI wheel (MKL + oneDNN).\n"
+      "other = CPU time other processes used during that run (max over rounds), % of all CPUs; "
+      "above ~5% that row is disturbed.")
 EOF

@@ -58,6 +58,15 @@ typedef struct loom_gpt_sizes {
 } loom_gpt_sizes;
 void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, loom_gpt_sizes *out);
 
+/* Where a step's time goes, per kind of op (loom train --profile). */
+typedef enum loom_prof_kind {
+    LOOM_PROF_EMBED, LOOM_PROF_LAYERNORM, LOOM_PROF_MATMUL, LOOM_PROF_ATTENTION, LOOM_PROF_GELU,
+    LOOM_PROF_RESIDUAL, LOOM_PROF_LMHEAD, LOOM_PROF_XENT, LOOM_PROF_EMBED_B, LOOM_PROF_LAYERNORM_B,
+    LOOM_PROF_MATMUL_B, LOOM_PROF_ATTENTION_B, LOOM_PROF_GELU_B, LOOM_PROF_LMHEAD_B,
+    LOOM_PROF_ZERO, LOOM_PROF_NORM, LOOM_PROF_ADAMW, LOOM_PROF_DATA, LOOM_PROF_COUNT
+} loom_prof_kind;
+const char *loom_prof_name(loom_prof_kind k);
+
 typedef struct loom_gpt loom_gpt; /* fields below are read-only for callers */
 struct loom_gpt {
     loom_gpt_config cfg;
@@ -70,6 +79,8 @@ struct loom_gpt {
     float *losses;          /* (B, T) per-position losses after forward */
     float *acts, *grad_acts;
     const void *backend;    /* const loom_backend * */
+    int profile;            /* set to 1 to accumulate prof_s (a clock read per op) */
+    double prof_s[LOOM_PROF_COUNT]; /* seconds per op kind since the last reset */
 };
 
 /* Builds a model with capacity for micro-batches of max_B x max_T (T <= block_size).

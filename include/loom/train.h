@@ -29,6 +29,7 @@ typedef struct loom_train_opts {
     int eval_every, val_batches;   /* validation cadence (0 = only at the end) and size */
     const char *backend;
     int quiet;                     /* no per-step lines (tests) */
+    int profile;                   /* print where the step time goes, per op kind */
     double peak_flops;             /* MFU denominator; 0 = measure at start-up */
 } loom_train_opts;
 

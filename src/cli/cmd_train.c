@@ -39,12 +39,13 @@ static const char *help =
     "  --val-batches N      batches per validation (default 20)\n"
     "  --peak-gflops X      MFU denominator (default: measured at start-up)\n"
     "  --backend NAME       cpu (default) or ref (slow reference kernels)\n"
-    "  --quiet              no per-step lines\n";
+    "  --quiet              no per-step lines\n"
+    "  --profile            at the end, print the time per op kind (forward, backward, optimizer)\n";
 
 enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
-    O_PEAK, O_BACKEND, O_QUIET, O_HELP
+    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_HELP
 };
 
 int cmd_train(int argc, char **argv) {
@@ -62,7 +63,7 @@ int cmd_train(int argc, char **argv) {
         {"out", required_argument, 0, O_OUT}, {"threads", required_argument, 0, O_THREADS},
         {"eval-every", required_argument, 0, O_EVAL}, {"val-batches", required_argument, 0, O_VALB},
         {"peak-gflops", required_argument, 0, O_PEAK}, {"backend", required_argument, 0, O_BACKEND},
-        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"profile", no_argument, 0, O_PROFILE}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *cmd = "train";
     cli_model m;
     cli_model_defaults(&m, "small");
@@ -105,6 +106,7 @@ int cmd_train(int argc, char **argv) {
         case O_PEAK: bad = cli_float("--peak-gflops", optarg, 1e-3, 1e9, &fv); o.peak_flops = fv * 1e9; break;
         case O_BACKEND: o.backend = optarg; break;
         case O_QUIET: o.quiet = 1; break;
+        case O_PROFILE: o.profile = 1; break;
         case O_HELP: fputs(help, stdout); return 0;
         CLI_GETOPT_ERRORS(cmd, argv);
         }

@@ -43,8 +43,14 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, const int32_t *inputs, const
         loss_sum += loom_gpt_forward(g, in, tg, B, T, grad_scale);
         loom_gpt_backward(g, in, B, T);
     }
+    double t0 = g->profile ? loom_now() : 0.0;
     double norm = loom_grad_norm(g);
+    double t1 = g->profile ? loom_now() : 0.0;
     loom_adamw_step(opt, g, lr, norm);
+    if (g->profile) {
+        g->prof_s[LOOM_PROF_NORM] += t1 - t0;
+        g->prof_s[LOOM_PROF_ADAMW] += loom_now() - t1;
+    }
     if (grad_norm) *grad_norm = norm;
     return (float)(loss_sum / accum);
 }
@@ -99,6 +105,7 @@ loom_status loom_train(const loom_train_opts *o) {
         goto done;
     if ((st = make_dir(o->out_dir))) goto done;
     if ((st = loom_gpt_init(&g, &cfg, B, T, 1, o->backend))) goto done;
+    g->profile = o->profile;
     if (o->init_from) {
         if ((st = loom_model_load(g, o->init_from))) goto done;
     } else {
@@ -135,6 +142,10 @@ loom_status loom_train(const loom_train_opts *o) {
         for (int k = 0; k < accum * B; k++)
             loom_dataset_sample(train, cursor + k, o->shuffle, o->seed, batch + (size_t)k * T,
                                 batch + ((size_t)accum * B + k) * T);
+        if (g->profile) {
+            g->prof_s[LOOM_PROF_DATA] += loom_now() - t0;
+            if (step == 0) memset(g->prof_s, 0, sizeof g->prof_s); /* step 1 warms up */
+        }
         float lr = loom_lr_at(&ocfg, step);
         double norm;
         float loss = loom_train_step(g, &opt, batch, batch + (size_t)accum * B * T, B, T, accum, lr, &norm);
@@ -174,6 +185,15 @@ loom_status loom_train(const loom_train_opts *o) {
         double tok_s = (double)total * timed / t_train;
         printf("done: %d steps in %.1f s; %.0f tok/s, MFU %.1f%% (steps 2..%d)\n", o->steps,
                loom_now() - t_start, tok_s, 100.0 * flops_tok * tok_s / peak, o->steps);
+    }
+    if (o->profile && o->steps > 1) {
+        double total_s = 0.0;
+        for (int k = 0; k < LOOM_PROF_COUNT; k++) total_s += g->prof_s[k];
+        printf("profile (steps 2..%d, ms per step; %.0f%% of the step time is accounted for):\n", o->steps,
+               100.0 * total_s / t_train);
+        for (int k = 0; k < LOOM_PROF_COUNT; k++)
+            printf("  %-16s %8.1f ms  %5.1f%%\n", loom_prof_name((loom_prof_kind)k),
+                   1e3 * g->prof_s[k] / (o->steps - 1), 100.0 * g->prof_s[k] / total_s);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
     if ((st = loom_model_save(g, path))) goto done;

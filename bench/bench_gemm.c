@@ -246,11 +246,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--no-openblas")) use_openblas = 0;
         else if (!strcmp(a, "--quick")) quick = 1;
         else {
-            fprintf(stderr,
+            int help = !strcmp(a, "--help") || !strcmp(a, "-h");
+            fprintf(help ? stdout : stderr,
                     "usage: %s [--trials N>=5] [--threads 1,2] [--preset small|gpt2|all] [--min-time S]\n"
                     "          [--no-openblas] [--openblas-coretype NAME] [--quick]\n",
                     argv[0]);
-            return 2;
+            return help ? 0 : 2;
         }
     }
     if (trials < 1) trials = 1;

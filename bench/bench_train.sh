@@ -5,7 +5,7 @@
 # usage: bench/bench_train.sh [BUILD_DIR=build]
 # environment (all optional):
 #   PRESETS="small gpt2"   presets: small = 6L/384C/6H, B=8 T=256; gpt2 = 12L/768C/12H, B=4 T=256
-#   STEPS_small=8 STEPS_gpt2=6   optimizer steps per run; the median is over steps 2..N
+#   STEPS_small=10 STEPS_gpt2=8   optimizer steps per run; the median is over steps 2..N
 #   ROUNDS=1               repeat the whole loom,torch,... sequence; medians pool all rounds
 #   THREADS=2              OpenMP / torch threads
 #   IMPLS="loom torch-debian-skx torch-debian torch-pypi"   what to run, in this order:
@@ -138,8 +138,8 @@ EOF
 
 for preset in $presets; do
   case "$preset" in
-    small) B=8; T=256; steps=${STEPS_small:-8} ;;
-    gpt2) B=4; T=256; steps=${STEPS_gpt2:-6} ;;
+    small) B=8; T=256; steps=${STEPS_small:-10} ;;
+    gpt2) B=4; T=256; steps=${STEPS_gpt2:-8} ;;
     tiny) B=4; T=64; steps=${STEPS_tiny:-3} ;; # smoke test only
     *) echo "bench_train.sh: unknown preset $preset (small, gpt2)" >&2; exit 2 ;;
   esac
@@ -153,6 +153,7 @@ for preset in $presets; do
 done
 
 echo
+echo "bench_train.sh: all runs took ${SECONDS}s"
 echo "== training throughput, $threads threads, medians over steps 2..N (pooled over $rounds round(s)); load average now $(cut -d' ' -f1-3 /proc/loadavg) =="
 "$py" - "$results" "$PEAK_GFLOPS" <<'EOF'
 import json, statistics, sys

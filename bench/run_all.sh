@@ -5,7 +5,9 @@
 # PyPI torch) come from bench/setup_torch.sh; whatever is missing is skipped with a note.
 # WAIT_QUIET=S (default 120): before each benchmark, wait up to S seconds for the CPUs
 # to go idle (other work on a 2-core machine skews every number); it then runs anyway.
-# GEMM_ARGS="..." extra bench_gemm flags (e.g. --openblas-coretype SkylakeX).
+# GEMM_ARGS="..." bench_gemm flags (default "--openblas-coretype SkylakeX": also times a copy of
+# OpenBLAS loaded with OPENBLAS_CORETYPE=SkylakeX beside the one as installed; GEMM_ARGS= for none).
+# Then, if perf is installed (PROFILE=0 to skip), bench/profile_train.sh for small and gpt2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -39,7 +41,14 @@ stamp=$(date -u '+%Y-%m-%d %H:%M UTC')
 { echo "run_all.sh: $stamp"; "$build/loom" info; } | tee "$out/info.txt"
 
 wait_quiet bench_gemm
-"$build/bench/bench_gemm" ${GEMM_ARGS:-} 2>&1 | tee "$out/bench_gemm.txt"
+"$build/bench/bench_gemm" ${GEMM_ARGS---openblas-coretype SkylakeX} 2>&1 | tee "$out/bench_gemm.txt"
 wait_quiet bench_train.sh
 bench/bench_train.sh "$build" 2>&1 | tee "$out/bench_train.txt"
-echo "run_all.sh: outputs in $out/ (info.txt, bench_gemm.txt, bench_train.txt)"
+# PROFILE=0 skips the per-phase perf profile of loom's training step (default: on when perf exists)
+if [ "${PROFILE:-1}" = 1 ] && command -v perf >/dev/null; then
+  for p in small gpt2; do
+    wait_quiet "profile_train.sh $p"
+    bench/profile_train.sh "$build" $p 4 2>&1 | tee "$out/profile_$p.txt"
+  done
+fi
+echo "run_all.sh: outputs in $out/ (info.txt, bench_gemm.txt, bench_train.txt, profile_*.txt)"

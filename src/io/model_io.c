@@ -152,8 +152,15 @@ loom_status loom_model_save(const loom_gpt *g, const char *path) {
     for (int k = 0; k < 5 && !st; k++) st = loom_st_writer_meta(w, keys[k], v[k]);
     if (!st) st = loom_st_writer_meta(w, "format", "pt");
     if (!st) st = loom_st_writer_meta(w, "producer", "loom " LOOM_VERSION);
-    if (!st) st = loom_st_writer_write(w, path);
+    /* write beside the target and rename, so a failed or interrupted save never
+     * leaves a half-written file where a good model was */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!st) st = loom_st_writer_write(w, tmp);
     loom_st_writer_free(w);
+    if (!st && rename(tmp, path) != 0)
+        st = loom_error(LOOM_ERR_IO, "%s: cannot rename from %s: %s", path, tmp, strerror(errno));
+    if (st) remove(tmp);
     return st;
 }
 

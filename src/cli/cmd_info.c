@@ -29,7 +29,7 @@ int cmd_info(int argc, char **argv) {
     printf("loom %s\n", LOOM_VERSION);
     printf("compiler: %s, C%ld, OpenMP %d\n", __VERSION__, (long)__STDC_VERSION__, _OPENMP);
     printf("GEMM: %s\n", loom_gemm_library());
-    printf("kernels: cpu backend (OpenMP + SIMD; attention row-blocked with O(T) scratch)\n");
+    printf("kernels: cpu backend (OpenMP + SIMD; attention in blocks of 64 query rows, O(T) workspace per thread)\n");
     printf("cpu: %s, %d logical CPUs; AVX2 %s, FMA %s, AVX-512F %s, AVX-512 BF16 %s\n", ci.model,
            ci.n_cpus, ci.has_avx2 ? "yes" : "no", ci.has_fma ? "yes" : "no",
            ci.has_avx512f ? "yes" : "no", ci.has_avx512bf16 ? "yes" : "no");

@@ -137,15 +137,13 @@ loom_status loom_train(const loom_train_opts *o) {
 
     double t_start = loom_now(), t_train = 0.0;
     for (int step = 0; step < o->steps; step++) {
+        if (step == 1) memset(g->prof_s, 0, sizeof g->prof_s); /* the profile skips step 1, as t_train */
         double t0 = loom_now();
         uint64_t cursor = (uint64_t)step * accum * B;
         for (int k = 0; k < accum * B; k++)
             loom_dataset_sample(train, cursor + k, o->shuffle, o->seed, batch + (size_t)k * T,
                                 batch + ((size_t)accum * B + k) * T);
-        if (g->profile) {
-            g->prof_s[LOOM_PROF_DATA] += loom_now() - t0;
-            if (step == 0) memset(g->prof_s, 0, sizeof g->prof_s); /* step 1 warms up */
-        }
+        if (g->profile) g->prof_s[LOOM_PROF_DATA] += loom_now() - t0;
         float lr = loom_lr_at(&ocfg, step);
         double norm;
         float loss = loom_train_step(g, &opt, batch, batch + (size_t)accum * B * T, B, T, accum, lr, &norm);

@@ -168,123 +168,96 @@ static float *thread_workspace(size_t floats) {
     return g_ws[id];
 }
 
-/* Copies the hs x T block of one head out of qkv (rows of stride 3C) transposed, so
- * that loops over key positions run over contiguous memory. */
-static void transpose_head(float *dst, const float *src, int T, int hs, int stride) {
-    for (int j = 0; j < T; j++)
-        for (int i = 0; i < hs; i++) dst[(size_t)i * T + j] = src[(size_t)j * stride + i];
-}
+/* Attention by blocks of QB query rows, one (batch, head) per task. Each block's scores
+ * against its causal prefix of keys are one small GEMM into the thread's workspace
+ * (QB x T floats, never B*H*T*T), the softmax runs over those rows, and P @ V is a
+ * second GEMM. The GEMMs run single-threaded inside the task (nested parallelism is
+ * off), which keeps the result independent of scheduling. */
+enum { QB = 64 };
 
-/* Attention, one (batch, head) per task: keys transposed into the thread's workspace,
- * then one query row at a time with its causal row of scores, vectorised over key
- * positions. Memory: (hs + 1) * T floats per thread, never B*H*T*T. */
 static void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
                                   int H) {
     const int hs = C / H, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel
     {
-        float *kt = thread_workspace((size_t)(hs + 1) * T), *s = kt + (size_t)hs * T;
+        float *S = thread_workspace((size_t)QB * T);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                const float *base = qkv + (size_t)b * T * C3 + h * hs;
-                transpose_head(kt, base + C, T, hs, C3);
-                for (int t = 0; t < T; t++) {
-                    const float *q = base + (size_t)t * C3;
-                    const int n = t + 1;
-                    for (int j = 0; j < n; j++) s[j] = 0.0f;
-                    for (int i = 0; i < hs; i++) {
-                        const float qi = q[i] * scale, *k = kt + (size_t)i * T;
-#pragma omp simd
-                        for (int j = 0; j < n; j++) s[j] += qi * k[j];
-                    }
-                    float mx = -INFINITY, sum = 0.0f;
+                const float *q = qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+                float *o = out + (size_t)b * T * C + h * hs;
+                float *l = lse + ((size_t)b * H + h) * T;
+                for (int t0 = 0; t0 < T; t0 += QB) {
+                    const int rows = t0 + QB < T ? QB : T - t0, n = t0 + rows; /* keys [0, n) */
+                    cpu_gemm(0, 1, rows, n, hs, scale, q + (size_t)t0 * C3, C3, k, C3, 0.0f, S, n);
+                    for (int r = 0; r < rows; r++) {
+                        float *row = S + (size_t)r * n, mx = -INFINITY, sum = 0.0f;
+                        const int valid = t0 + r + 1;
 #pragma omp simd reduction(max : mx)
-                    for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+                        for (int j = 0; j < valid; j++) mx = row[j] > mx ? row[j] : mx;
 #pragma omp simd reduction(+ : sum)
-                    for (int j = 0; j < n; j++) {
-                        s[j] = loom_expf(s[j] - mx);
-                        sum += s[j];
-                    }
-                    const float inv = 1.0f / sum;
-                    float *o = out + ((size_t)b * T + t) * C + h * hs;
-                    for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                    for (int j = 0; j < n; j++) {
-                        const float *v = base + 2 * C + (size_t)j * C3, p = s[j] * inv;
+                        for (int j = 0; j < valid; j++) {
+                            row[j] = loom_expf(row[j] - mx);
+                            sum += row[j];
+                        }
+                        const float inv = 1.0f / sum;
 #pragma omp simd
-                        for (int i = 0; i < hs; i++) o[i] += p * v[i];
+                        for (int j = 0; j < valid; j++) row[j] *= inv;
+                        for (int j = valid; j < n; j++) row[j] = 0.0f; /* causal mask */
+                        l[t0 + r] = mx + logf(sum);
                     }
-                    lse[((size_t)b * H + h) * T + t] = mx + logf(sum);
+                    cpu_gemm(0, 0, rows, hs, n, 1.0f, S, n, v, C3, 0.0f, o + (size_t)t0 * C, C);
                 }
             }
     }
 }
 
-/* Backward, one (batch, head) per task, recomputing each probability row from the
- * saved log-sum-exp. dK and dV accumulate transposed in the workspace (contiguous in
- * the key position) and are written back once per task. Memory: (4 hs + 2) T floats
- * per thread. */
+/* Backward by the same blocks, recomputing P from the saved log-sum-exp:
+ * dP = dO V^T, dS = P * (dP - rowsum(dO * O)) * scale, dQ = dS K, dK += dS^T Q,
+ * dV += P^T dO. Workspace: 2 x QB x T floats per thread. */
 static void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                    const float *out, const float *lse, int B, int T, int C, int H) {
     const int hs = C / H, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel
     {
-        float *kt = thread_workspace((size_t)(4 * hs + 2) * T);
-        float *vt = kt + (size_t)hs * T, *dkt = vt + (size_t)hs * T, *dvt = dkt + (size_t)hs * T;
-        float *s = dvt + (size_t)hs * T, *dp = s + T;
+        float *P = thread_workspace((size_t)2 * QB * T), *dS = P + (size_t)QB * T;
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                const float *base = qkv + (size_t)b * T * C3 + h * hs;
-                float *dbase = dqkv + (size_t)b * T * C3 + h * hs;
-                transpose_head(kt, base + C, T, hs, C3);
-                transpose_head(vt, base + 2 * C, T, hs, C3);
-                memset(dkt, 0, sizeof(float) * 2 * hs * T);
-                for (int t = 0; t < T; t++) {
-                    const float *q = base + (size_t)t * C3;
-                    const float *dO = dout + ((size_t)b * T + t) * C + h * hs;
-                    const float *O = out + ((size_t)b * T + t) * C + h * hs;
-                    const float l = lse[((size_t)b * H + h) * T + t];
-                    const int n = t + 1;
-                    float D = 0.0f;
-#pragma omp simd reduction(+ : D)
-                    for (int i = 0; i < hs; i++) D += dO[i] * O[i];
-                    for (int j = 0; j < n; j++) s[j] = dp[j] = 0.0f;
-                    for (int i = 0; i < hs; i++) {
-                        const float qi = q[i] * scale, di = dO[i];
-                        const float *k = kt + (size_t)i * T, *v = vt + (size_t)i * T;
-#pragma omp simd
-                        for (int j = 0; j < n; j++) {
-                            s[j] += qi * k[j];
-                            dp[j] += di * v[j];
-                        }
-                    }
-#pragma omp simd
-                    for (int j = 0; j < n; j++) {
-                        float p = loom_expf(s[j] - l);
-                        s[j] = p;                          /* probability */
-                        dp[j] = p * (dp[j] - D) * scale;   /* dscore, scale folded in */
-                    }
-                    float *dq = dbase + (size_t)t * C3;
-                    for (int i = 0; i < hs; i++) {
-                        const float qi = q[i], di = dO[i], *k = kt + (size_t)i * T;
-                        float *dk = dkt + (size_t)i * T, *dv = dvt + (size_t)i * T, acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-                        for (int j = 0; j < n; j++) {
-                            acc += dp[j] * k[j];
-                            dk[j] += dp[j] * qi;
-                            dv[j] += s[j] * di;
-                        }
-                        dq[i] = acc;
-                    }
+                const size_t base = (size_t)b * T * C3 + h * hs;
+                const float *q = qkv + base, *k = q + C, *v = q + 2 * C;
+                float *dq = dqkv + base, *dk = dq + C, *dv = dq + 2 * C;
+                const float *dO = dout + (size_t)b * T * C + h * hs, *O = out + (size_t)b * T * C + h * hs;
+                const float *l = lse + ((size_t)b * H + h) * T;
+                for (int j = 0; j < T; j++) {
+                    memset(dk + (size_t)j * C3, 0, hs * sizeof(float));
+                    memset(dv + (size_t)j * C3, 0, hs * sizeof(float));
                 }
-                for (int j = 0; j < T; j++)
-                    for (int i = 0; i < hs; i++) {
-                        dbase[(size_t)j * C3 + C + i] = dkt[(size_t)i * T + j];
-                        dbase[(size_t)j * C3 + 2 * C + i] = dvt[(size_t)i * T + j];
+                for (int t0 = 0; t0 < T; t0 += QB) {
+                    const int rows = t0 + QB < T ? QB : T - t0, n = t0 + rows;
+                    cpu_gemm(0, 1, rows, n, hs, scale, q + (size_t)t0 * C3, C3, k, C3, 0.0f, P, n);
+                    cpu_gemm(0, 1, rows, n, hs, 1.0f, dO + (size_t)t0 * C, C, v, C3, 0.0f, dS, n);
+                    for (int r = 0; r < rows; r++) {
+                        const int t = t0 + r, valid = t + 1;
+                        const float *dOr = dO + (size_t)t * C, *Or = O + (size_t)t * C;
+                        float *pr = P + (size_t)r * n, *dr = dS + (size_t)r * n, D = 0.0f;
+#pragma omp simd reduction(+ : D)
+                        for (int i = 0; i < hs; i++) D += dOr[i] * Or[i];
+                        const float lt = l[t];
+#pragma omp simd
+                        for (int j = 0; j < valid; j++) {
+                            float p = loom_expf(pr[j] - lt);
+                            pr[j] = p;
+                            dr[j] = p * (dr[j] - D) * scale;
+                        }
+                        for (int j = valid; j < n; j++) pr[j] = dr[j] = 0.0f;
                     }
+                    cpu_gemm(0, 0, rows, hs, n, 1.0f, dS, n, k, C3, 0.0f, dq + (size_t)t0 * C3, C3);
+                    cpu_gemm(1, 0, n, hs, rows, 1.0f, dS, n, q + (size_t)t0 * C3, C3, 1.0f, dk, C3);
+                    cpu_gemm(1, 0, n, hs, rows, 1.0f, P, n, dO + (size_t)t0 * C, C, 1.0f, dv, C3);
+                }
             }
     }
 }

@@ -19,6 +19,7 @@ typedef enum loom_status {
     LOOM_ERR_IO,     /* a file could not be opened, read or written */
     LOOM_ERR_FORMAT, /* a file is malformed (wrong magic, truncated, bad header) */
     LOOM_ERR_NOMEM,  /* an allocation failed; the message says how much was asked */
+    LOOM_STOPPED,    /* not a failure: a run stopped early on a signal, after a checkpoint */
 } loom_status;
 
 /* Records a printf-style message for the calling thread and returns `st`, so that

@@ -64,6 +64,8 @@ loom_status loom_st_writer_add(loom_st_writer *w, const char *name, loom_dtype d
 loom_status loom_st_writer_meta(loom_st_writer *w, const char *key, const char *value);
 /* Writes to `path` (created or truncated). Errors name the path. */
 loom_status loom_st_writer_write(loom_st_writer *w, const char *path);
+/* The same; with sync = 1 the data is also fsync'ed to the device before returning. */
+loom_status loom_st_writer_write_ex(loom_st_writer *w, const char *path, int sync);
 
 #ifdef __cplusplus
 }

@@ -31,9 +31,19 @@ typedef struct loom_train_opts {
     int quiet;                     /* no per-step lines (tests) */
     int profile;                   /* print where the step time goes, per op kind */
     double peak_flops;             /* MFU denominator; 0 = measure at start-up */
+    /* checkpoints */
+    const char *ckpt_dir;          /* NULL: no checkpoints */
+    int ckpt_every;                /* steps between checkpoints (0: only at the end / on a signal) */
+    int keep;                      /* newest checkpoints kept (>= 1) */
+    int resume;                    /* continue from resume_file, or from ckpt_dir's latest if NULL */
+    const char *resume_file;
+    int ckpt_errors_warn;          /* a failed save warns and training goes on */
+    int stop_at;                   /* > 0: stop after this many steps (checkpoint, exit 0) */
 } loom_train_opts;
 
-/* Runs the whole training; returns LOOM_OK or the first error (message set). */
+/* Runs the whole training; returns LOOM_OK, LOOM_STOPPED (SIGTERM, SIGINT or SIGUSR1
+ * arrived: the current step finished and a checkpoint was written), or the first error
+ * (message set). A second SIGINT exits at once with status 130. */
 loom_status loom_train(const loom_train_opts *opts);
 
 /* One optimizer step: zero the gradients; forward + backward over `accum` micro-batches

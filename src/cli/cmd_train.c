@@ -40,12 +40,23 @@ static const char *help =
     "  --peak-gflops X      MFU denominator (default: measured at start-up)\n"
     "  --backend NAME       cpu (default) or ref (slow reference kernels)\n"
     "  --quiet              no per-step lines\n"
-    "  --profile            at the end, print the time per op kind (forward, backward, optimizer)\n";
+    "  --profile            at the end, print the time per op kind (forward, backward, optimizer)\n"
+    "checkpoints (crash-safe, checksummed; resume continues bitwise):\n"
+    "  --ckpt-dir DIR       write DIR/step_%08d.safetensors and DIR/latest\n"
+    "  --ckpt-every N       every N steps (default 0: at the end and on a signal only)\n"
+    "  --keep K             keep the newest K checkpoints (default 3)\n"
+    "  --resume [FILE]      continue from FILE, or from --ckpt-dir's latest intact checkpoint;\n"
+    "                       the checkpoint's config and training flags must match\n"
+    "  --ckpt-errors stop|warn  a failed save stops the run (default) or warns and goes on\n"
+    "  --stop-at N          stop after step N with a checkpoint (the schedule still spans --steps)\n"
+    "\n"
+    "exit status: 0 done; 1 error; 2 bad command line; 3 stopped by SIGTERM, SIGINT or SIGUSR1\n"
+    "after finishing the current step and writing a checkpoint; 130 a second SIGINT (no checkpoint).\n";
 
 enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
-    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_HELP
+    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_HELP
 };
 
 int cmd_train(int argc, char **argv) {
@@ -63,7 +74,10 @@ int cmd_train(int argc, char **argv) {
         {"out", required_argument, 0, O_OUT}, {"threads", required_argument, 0, O_THREADS},
         {"eval-every", required_argument, 0, O_EVAL}, {"val-batches", required_argument, 0, O_VALB},
         {"peak-gflops", required_argument, 0, O_PEAK}, {"backend", required_argument, 0, O_BACKEND},
-        {"quiet", no_argument, 0, O_QUIET}, {"profile", no_argument, 0, O_PROFILE}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"profile", no_argument, 0, O_PROFILE},
+        {"ckpt-dir", required_argument, 0, O_CKDIR}, {"ckpt-every", required_argument, 0, O_CKEVERY},
+        {"keep", required_argument, 0, O_KEEP}, {"resume", optional_argument, 0, O_RESUME},
+        {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *cmd = "train";
     cli_model m;
     cli_model_defaults(&m, "small");
@@ -71,7 +85,7 @@ int cmd_train(int argc, char **argv) {
         .data_format = LOOM_DATA_AUTO, .batch = 8, .seq_len = 256, .steps = 100,
         .optim = {.lr = 6e-4f, .min_lr = -1.0f, .warmup = 10, .beta1 = 0.9f, .beta2 = 0.95f,
                   .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f},
-        .seed = 1337, .shuffle = 1, .out_dir = "out", .val_batches = 20, .backend = "cpu"};
+        .seed = 1337, .shuffle = 1, .out_dir = "out", .val_batches = 20, .backend = "cpu", .keep = 3};
     long iv;
     double fv;
     int c, bad = 0;
@@ -107,6 +121,21 @@ int cmd_train(int argc, char **argv) {
         case O_BACKEND: o.backend = optarg; break;
         case O_QUIET: o.quiet = 1; break;
         case O_PROFILE: o.profile = 1; break;
+        case O_CKDIR: o.ckpt_dir = optarg; break;
+        case O_CKEVERY: bad = cli_int("--ckpt-every", optarg, 0, 1L << 30, &iv); o.ckpt_every = (int)iv; break;
+        case O_KEEP: bad = cli_int("--keep", optarg, 1, 1L << 20, &iv); o.keep = (int)iv; break;
+        case O_RESUME:
+            o.resume = 1;
+            /* `--resume FILE` as well as `--resume=FILE` */
+            if (!optarg && optind < argc && argv[optind][0] != '-') optarg = argv[optind++];
+            o.resume_file = optarg;
+            break;
+        case O_CKERR:
+            if (!strcmp(optarg, "stop")) o.ckpt_errors_warn = 0;
+            else if (!strcmp(optarg, "warn")) o.ckpt_errors_warn = 1;
+            else bad = 1, loom_error(LOOM_ERR_ARG, "--ckpt-errors: '%s' must be stop or warn", optarg);
+            break;
+        case O_STOPAT: bad = cli_int("--stop-at", optarg, 1, 1L << 30, &iv); o.stop_at = (int)iv; break;
         case O_HELP: fputs(help, stdout); return 0;
         CLI_GETOPT_ERRORS(cmd, argv);
         }
@@ -116,6 +145,8 @@ int cmd_train(int argc, char **argv) {
     if (!o.data) return cli_usage_error(cmd, "--data is required");
     if (cli_model_config(&m, &o.model)) return cli_fail(cmd);
     if (o.optim.min_lr < 0) o.optim.min_lr = o.optim.lr * 0.1f;
-    if (loom_train(&o)) return cli_fail(cmd);
+    loom_status st = loom_train(&o);
+    if (st == LOOM_STOPPED) return 3;
+    if (st) return cli_fail(cmd);
     return 0;
 }

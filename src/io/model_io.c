@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "io/json.h"
+#include "loom/checkpoint.h"
 #include "loom/io.h"
 #include "loom/safetensors.h"
 
@@ -96,6 +97,10 @@ loom_status loom_model_load(loom_gpt *g, const char *path) {
     loom_st_file *f;
     loom_status st = loom_st_open(path, &f);
     if (st) return st;
+    if (loom_st_meta(f, "loom_checkpoint") && (st = loom_ckpt_verify(f))) { /* a training checkpoint */
+        loom_st_close(f);
+        return st;
+    }
     for (int i = 0; i < g->sizes.n_tensors && !st; i++) {
         const loom_param_info *pi = &g->params_info[i];
         const loom_st_tensor *t = find_tensor(f, pi->name);

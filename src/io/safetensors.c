@@ -1,6 +1,6 @@
 /* safetensors reader (mmap or in-memory copy, fully validated: any input gives either a
  * consistent file or one error message) and writer (header + contiguous data through a
- * buffered FILE). No fsync/rename here: atomic checkpoint commits live a layer above. */
+ * buffered FILE, optionally fsync'ed). No rename here: atomic checkpoint commits live a layer above. */
 #include "loom/safetensors.h"
 
 #include <errno.h>
@@ -637,6 +637,10 @@ static int write_all(FILE *fp, const void *p, size_t n, int *err) {
 }
 
 loom_status loom_st_writer_write(loom_st_writer *w, const char *path) {
+    return loom_st_writer_write_ex(w, path, 0);
+}
+
+loom_status loom_st_writer_write_ex(loom_st_writer *w, const char *path, int sync) {
     loom_json_buf hb = {0};
     loom_status st = build_header(w, &hb);
     if (st != LOOM_OK) {
@@ -663,6 +667,7 @@ loom_status loom_st_writer_write(loom_st_writer *w, const char *path) {
         errno = 0;
         if (fflush(fp) != 0) { ok = 0; err = errno ? errno : EIO; }
     }
+    if (ok && sync && fsync(fileno(fp)) != 0) { ok = 0; err = errno ? errno : EIO; }
     errno = 0;
     if (fclose(fp) != 0 && ok) { ok = 0; err = errno ? errno : EIO; }
     if (!ok) return loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(err));

@@ -8,8 +8,42 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include "loom/checkpoint.h"
 #include "loom/io.h"
 #include "loom/train.h"
+
+/* Signals: the first SIGTERM/SIGINT/SIGUSR1 asks the loop to stop after the current
+ * step and write a checkpoint; a second SIGINT exits at once. */
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_signal(int sig) {
+    if (sig == SIGINT && g_stop_signal) {
+        static const char msg[] = "loom: second interrupt: exiting now without a checkpoint\n";
+        ssize_t r = write(2, msg, sizeof msg - 1);
+        (void)r;
+        _exit(130);
+    }
+    g_stop_signal = sig;
+}
+
+static void install_signals(struct sigaction old[3]) {
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGUSR1};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    g_stop_signal = 0;
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &sa, &old[i]);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, reported as such */
+}
+
+static void restore_signals(const struct sigaction old[3]) {
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGUSR1};
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &old[i], NULL);
+}
 
 loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
                            double *loss, long *batches) {
@@ -63,8 +97,18 @@ static void fmt_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%lds", t);
 }
 
+/* mkdir -p */
 static loom_status make_dir(const char *dir) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return loom_error(LOOM_ERR_IO, "--out: cannot create directory %s: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
         return loom_error(LOOM_ERR_IO, "--out: cannot create directory %s: %s", dir, strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -80,6 +124,8 @@ loom_status loom_train(const loom_train_opts *o) {
     FILE *metrics = NULL;
     int32_t *batch = NULL;
     char path[4096];
+    struct sigaction old_sig[3];
+    int signals_installed = 0;
 
     if (o->threads > 0) omp_set_num_threads(o->threads);
     const int threads = omp_get_max_threads();
@@ -96,6 +142,12 @@ loom_status loom_train(const loom_train_opts *o) {
     if (o->optim.warmup < 0) return loom_error(LOOM_ERR_ARG, "--warmup: must be >= 0");
 
     loom_gpt_config cfg = o->model;
+    loom_st_file *resume = NULL;
+    int start_step = 0;
+    if (o->resume && o->init_from) return loom_error(LOOM_ERR_ARG, "--resume and --init-from: give one of them");
+    if (o->resume && !o->resume_file && !o->ckpt_dir)
+        return loom_error(LOOM_ERR_ARG, "--resume: needs --ckpt-dir (to find latest) or a checkpoint file");
+    if (o->resume && (st = loom_ckpt_open(o->ckpt_dir, o->resume_file, &resume))) return st;
     if (o->init_from && (st = loom_model_file_config(o->init_from, &o->model, &cfg))) return st;
     if ((st = loom_gpt_config_validate(&cfg))) return st;
     if (T > cfg.block_size)
@@ -104,20 +156,43 @@ loom_status loom_train(const loom_train_opts *o) {
     if (o->val_data && (st = loom_dataset_open(&val, o->val_data, o->data_format, cfg.vocab_size, T, "--val-data")))
         goto done;
     if ((st = make_dir(o->out_dir))) goto done;
+    if (o->ckpt_dir && (st = make_dir(o->ckpt_dir))) {
+        st = loom_error(st, "--ckpt-dir: %s", loom_error_msg() + strlen("--out: "));
+        goto done;
+    }
     if ((st = loom_gpt_init(&g, &cfg, B, T, 1, o->backend))) goto done;
     g->profile = o->profile;
-    if (o->init_from) {
+    loom_adamw_config ocfg = o->optim;
+    ocfg.total_steps = o->steps;
+    if ((st = loom_adamw_init(&opt, &ocfg, g->sizes.n_params))) goto done;
+    const loom_ckpt_state want = {.seed = o->seed, .batch = B, .seq_len = T, .shuffle = o->shuffle,
+                                  .steps = o->steps, .total_batch_tokens = total, .optim = ocfg};
+    if (resume) {
+        loom_gpt_config ccfg;
+        loom_ckpt_state cst;
+        if ((st = loom_ckpt_read_state(resume, &ccfg, &cst)) ||
+            (st = loom_ckpt_check_match(loom_st_path(resume), &ccfg, &cst, &cfg, &want)) ||
+            (st = loom_ckpt_load(resume, g, &opt)))
+            goto done;
+        if (cst.cursor != (uint64_t)cst.step * accum * B) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s: loader position %llu does not match step %ld", loom_st_path(resume),
+                            (unsigned long long)cst.cursor, cst.step);
+            goto done;
+        }
+        opt.t = cst.adam_t;
+        start_step = (int)cst.step;
+        if (!o->quiet) printf("resuming from %s: step %d of %d\n", loom_st_path(resume), start_step, o->steps);
+        loom_st_close(resume);
+        resume = NULL;
+    } else if (o->init_from) {
         if ((st = loom_model_load(g, o->init_from))) goto done;
     } else {
         loom_gpt_init_weights(g, o->seed);
     }
-    loom_adamw_config ocfg = o->optim;
-    ocfg.total_steps = o->steps;
-    if ((st = loom_adamw_init(&opt, &ocfg, g->sizes.n_params))) goto done;
     batch = loom_alloc(sizeof(int32_t) * 2 * (size_t)accum * B * T, "batch");
     if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
-    metrics = fopen(path, "w");
+    metrics = fopen(path, start_step > 0 ? "a" : "w"); /* a resumed run appends */
     if (!metrics) { st = loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno)); goto done; }
 
     const double peak = o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3);
@@ -136,8 +211,12 @@ loom_status loom_train(const loom_train_opts *o) {
     }
 
     double t_start = loom_now(), t_train = 0.0;
-    for (int step = 0; step < o->steps; step++) {
-        if (step == 1) memset(g->prof_s, 0, sizeof g->prof_s); /* the profile skips step 1, as t_train */
+    install_signals(old_sig);
+    signals_installed = 1;
+    const int end_step = o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps;
+    if (start_step >= end_step && !o->quiet) printf("nothing to do: the checkpoint is at step %d\n", start_step);
+    for (int step = start_step; step < end_step; step++) {
+        if (step == start_step + 1) memset(g->prof_s, 0, sizeof g->prof_s); /* the profile skips step 1, as t_train */
         double t0 = loom_now();
         uint64_t cursor = (uint64_t)step * accum * B;
         for (int k = 0; k < accum * B; k++)
@@ -148,16 +227,16 @@ loom_status loom_train(const loom_train_opts *o) {
         double norm;
         float loss = loom_train_step(g, &opt, batch, batch + (size_t)accum * B * T, B, T, accum, lr, &norm);
         double dt = loom_now() - t0;
-        if (step > 0 || o->steps == 1) t_train += dt; /* the first step warms caches */
+        if (step > start_step || end_step - start_step == 1) t_train += dt; /* the first step warms caches */
         double tok_s = (double)total / dt, mfu = flops_tok * tok_s / peak;
-        int timed = step > 0 ? step : 1;
-        double eta = (t_train / timed) * (o->steps - 1 - step);
+        int timed = step > start_step ? step - start_step : 1;
+        double eta = (t_train / timed) * (end_step - 1 - step);
         if (!isfinite(loss)) {
             st = loom_error(LOOM_ERR_ARG, "step %d: loss is %f (diverged); lower --lr or enable --clip", step + 1, loss);
             goto done;
         }
         double val_loss = NAN;
-        int last = step == o->steps - 1;
+        int last = step == end_step - 1;
         if (val && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last)) {
             if ((st = loom_eval_loss(g, val, B, T, o->val_batches, &val_loss, NULL))) goto done;
         }
@@ -177,21 +256,49 @@ loom_status loom_train(const loom_train_opts *o) {
         if (!isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.9g", val_loss);
         fprintf(metrics, "}\n");
         fflush(metrics);
+        int stop = g_stop_signal != 0;
+        if (o->ckpt_dir && (stop || step + 1 == end_step || (o->ckpt_every > 0 && (step + 1) % o->ckpt_every == 0))) {
+            loom_ckpt_state cs = want;
+            cs.step = step + 1;
+            cs.cursor = (uint64_t)(step + 1) * accum * B;
+            cs.epoch = cs.cursor / loom_dataset_samples(train);
+            cs.adam_t = opt.t;
+            char cpath[4096];
+            double bytes = 0, ts = loom_now();
+            loom_status cst = loom_ckpt_save(o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes);
+            double dts = loom_now() - ts;
+            if (cst && !o->ckpt_errors_warn) {
+                st = loom_error(cst, "checkpoint at step %d failed (previous checkpoints untouched): %s", step + 1,
+                                loom_error_msg());
+                goto done;
+            }
+            if (cst) fprintf(stderr, "loom: warning: checkpoint at step %d failed: %s\n", step + 1, loom_error_msg());
+            else if (!o->quiet)
+                printf("checkpoint %s: %.1f MB in %.2f s (%.0f MB/s)\n", cpath, bytes / 1e6, dts, bytes / 1e6 / dts);
+            fflush(stdout);
+        }
+        if (stop) {
+            fprintf(stderr, "loom: %s received: stopped after step %d%s\n", strsignal(g_stop_signal), step + 1,
+                    o->ckpt_dir ? " with a checkpoint (continue with --resume)" : " (no --ckpt-dir: nothing saved)");
+            st = LOOM_STOPPED;
+            goto done;
+        }
     }
-    if (!o->quiet) {
-        int timed = o->steps > 1 ? o->steps - 1 : 1;
+    const int ran = end_step - start_step;
+    if (!o->quiet && ran > 0) {
+        int timed = ran > 1 ? ran - 1 : 1;
         double tok_s = (double)total * timed / t_train;
-        printf("done: %d steps in %.1f s; %.0f tok/s, MFU %.1f%% (steps 2..%d)\n", o->steps,
-               loom_now() - t_start, tok_s, 100.0 * flops_tok * tok_s / peak, o->steps);
+        printf("done: %d steps in %.1f s; %.0f tok/s, MFU %.1f%% (steps %d..%d)\n", ran, loom_now() - t_start,
+               tok_s, 100.0 * flops_tok * tok_s / peak, start_step + (ran > 1 ? 2 : 1), end_step);
     }
-    if (o->profile && o->steps > 1) {
+    if (o->profile && ran > 1) {
         double total_s = 0.0;
         for (int k = 0; k < LOOM_PROF_COUNT; k++) total_s += g->prof_s[k];
-        printf("profile (steps 2..%d, ms per step; %.0f%% of the step time is accounted for):\n", o->steps,
-               100.0 * total_s / t_train);
+        printf("profile (steps %d..%d, ms per step; %.0f%% of the step time is accounted for):\n",
+               start_step + 2, end_step, 100.0 * total_s / t_train);
         for (int k = 0; k < LOOM_PROF_COUNT; k++)
             printf("  %-16s %8.1f ms  %5.1f%%\n", loom_prof_name((loom_prof_kind)k),
-                   1e3 * g->prof_s[k] / (o->steps - 1), 100.0 * g->prof_s[k] / total_s);
+                   1e3 * g->prof_s[k] / (ran - 1), 100.0 * g->prof_s[k] / total_s);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
     if ((st = loom_model_save(g, path))) goto done;
@@ -199,6 +306,8 @@ loom_status loom_train(const loom_train_opts *o) {
     if ((st = loom_model_write_hf_config(&cfg, path))) goto done;
     if (!o->quiet) printf("saved %s/model.safetensors\n", o->out_dir);
 done:
+    if (signals_installed) restore_signals(old_sig);
+    loom_st_close(resume);
     if (metrics && fclose(metrics) != 0 && !st)
         st = loom_error(LOOM_ERR_IO, "%s/metrics.jsonl: write failed: %s", o->out_dir, strerror(errno));
     loom_free(batch);

@@ -1,0 +1,392 @@
+/* Checkpoint save (atomic commit, CRC32C per tensor, pruning), lookup with fallback,
+ * verification, and restore. Not here: the decision when to save (train.c) and
+ * writing from several ranks at once (MPI-IO, later). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/json.h"
+#include "loom/checkpoint.h"
+
+#define CKPT_PREFIX "step_"
+#define CKPT_SUFFIX ".safetensors"
+
+/* fsync a directory so that a rename inside it is durable. */
+static loom_status sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return loom_error(LOOM_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (r != 0) return loom_error(LOOM_ERR_IO, "%s: fsync failed: %s", dir, strerror(e));
+    return LOOM_OK;
+}
+
+/* Is `name` exactly step_NNNNNNNN.safetensors? Returns the step or -1. */
+static long ckpt_step_of(const char *name) {
+    size_t n = strlen(name), lp = strlen(CKPT_PREFIX), ls = strlen(CKPT_SUFFIX);
+    if (n <= lp + ls || strncmp(name, CKPT_PREFIX, lp) || strcmp(name + n - ls, CKPT_SUFFIX)) return -1;
+    long step = 0;
+    for (size_t i = lp; i < n - ls; i++) {
+        if (name[i] < '0' || name[i] > '9' || step > 100000000000L) return -1;
+        step = step * 10 + (name[i] - '0');
+    }
+    return step;
+}
+
+static int cmp_long_desc(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x < y) - (x > y);
+}
+
+/* The steps of all step_* files in dir, newest first. Caller frees *steps. */
+static int list_steps(const char *dir, long **steps) {
+    *steps = NULL;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long s = ckpt_step_of(e->d_name);
+        if (s < 0) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            long *p = realloc(*steps, cap * sizeof(long));
+            if (!p) break;
+            *steps = p;
+        }
+        (*steps)[n++] = s;
+    }
+    closedir(d);
+    if (n > 1) qsort(*steps, n, sizeof(long), cmp_long_desc);
+    return n;
+}
+
+static void meta_int(loom_st_writer *w, const char *key, long long v, loom_status *st) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    if (!*st) *st = loom_st_writer_meta(w, key, buf);
+}
+
+static void meta_float(loom_st_writer *w, const char *key, float v, loom_status *st) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.9g", v); /* %.9g round-trips every float exactly */
+    if (!*st) *st = loom_st_writer_meta(w, key, buf);
+}
+
+/* Writes `text` to dir/name atomically (tmp, fsync, rename, fsync dir). */
+static loom_status write_small_atomic(const char *dir, const char *name, const char *text) {
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    int ok = write(fd, text, n) == (ssize_t)n && fsync(fd) == 0;
+    int e = errno;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        if (ok) e = errno;
+        unlink(tmp);
+        return loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(e ? e : EIO));
+    }
+    return sync_dir(dir);
+}
+
+loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const loom_adamw *opt,
+                           const loom_ckpt_state *s, char *path_out, size_t cap, double *bytes) {
+    char name[64], path[4096], tmp[4200];
+    snprintf(name, sizeof name, CKPT_PREFIX "%08ld" CKPT_SUFFIX, s->step);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    const int nt = g->sizes.n_tensors;
+    uint32_t *crc = malloc(sizeof(uint32_t) * 3 * nt);
+    loom_st_writer *w = crc ? loom_st_writer_init() : NULL;
+    if (!w) {
+        free(crc);
+        return loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
+    }
+    const float *bufs[3] = {g->params, opt->m, opt->v};
+    /* CRC32C of every tensor, in parallel over tensors (each value is fixed) */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int k = 0; k < 3 * nt; k++) {
+        const loom_param_info *pi = &g->params_info[k % nt];
+        crc[k] = loom_crc32c(0, bufs[k / nt] + pi->offset, pi->numel * sizeof(float));
+    }
+    loom_status st = LOOM_OK;
+    loom_json_buf crcs = {0};
+    loom_json_buf_puts(&crcs, "{");
+    static const char *prefix[3] = {"", "optim.m.", "optim.v."};
+    for (int k = 0; k < 3 * nt && !st; k++) {
+        const loom_param_info *pi = &g->params_info[k % nt];
+        char tname[96];
+        snprintf(tname, sizeof tname, "%s%s", prefix[k / nt], pi->name);
+        st = loom_st_writer_add(w, tname, LOOM_DTYPE_F32, pi->ndim, pi->shape, bufs[k / nt] + pi->offset);
+        loom_json_buf_printf(&crcs, "%s\"%s\": \"%08" PRIx32 "\"", k ? ", " : "", tname, crc[k]);
+    }
+    loom_json_buf_puts(&crcs, "}");
+    if (!st && crcs.failed) st = loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
+    if (!st) st = loom_st_writer_meta(w, "format", "pt");
+    if (!st) st = loom_st_writer_meta(w, "loom_checkpoint", LOOM_CKPT_FORMAT);
+    if (!st) st = loom_st_writer_meta(w, "producer", "loom " LOOM_VERSION);
+    if (!st) st = loom_st_writer_meta(w, "crc32c", crcs.data);
+    if (!st) st = loom_st_writer_meta(w, "rng", "counter-based (splitmix64 of seed, index): the seed is the whole state");
+    meta_int(w, "vocab_size", g->cfg.vocab_size, &st);
+    meta_int(w, "block_size", g->cfg.block_size, &st);
+    meta_int(w, "n_layer", g->cfg.n_layer, &st);
+    meta_int(w, "n_embd", g->cfg.n_embd, &st);
+    meta_int(w, "n_head", g->cfg.n_head, &st);
+    meta_int(w, "step", s->step, &st);
+    meta_int(w, "cursor", (long long)s->cursor, &st);
+    meta_int(w, "epoch", (long long)s->epoch, &st);
+    meta_int(w, "adam_t", s->adam_t, &st);
+    meta_int(w, "seed", (long long)s->seed, &st);
+    meta_int(w, "batch", s->batch, &st);
+    meta_int(w, "seq_len", s->seq_len, &st);
+    meta_int(w, "total_batch_tokens", s->total_batch_tokens, &st);
+    meta_int(w, "steps", s->steps, &st);
+    meta_int(w, "shuffle", s->shuffle, &st);
+    meta_int(w, "warmup", s->optim.warmup, &st);
+    meta_float(w, "lr", s->optim.lr, &st);
+    meta_float(w, "min_lr", s->optim.min_lr, &st);
+    meta_float(w, "beta1", s->optim.beta1, &st);
+    meta_float(w, "beta2", s->optim.beta2, &st);
+    meta_float(w, "eps", s->optim.eps, &st);
+    meta_float(w, "weight_decay", s->optim.weight_decay, &st);
+    meta_float(w, "clip", s->optim.clip, &st);
+    loom_json_buf_free(&crcs);
+    free(crc);
+    if (!st) st = loom_st_writer_write_ex(w, tmp, 1);
+    loom_st_writer_free(w);
+    if (!st) {
+        /* fault injection for the crash tests: widen the window between the complete
+         * temporary file and its commit, so a kill lands there */
+        const char *pause = getenv("LOOM_TEST_CKPT_PAUSE_MS");
+        if (pause) {
+            long ms = atol(pause);
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (rename(tmp, path) != 0) st = loom_error(LOOM_ERR_IO, "%s: cannot commit: %s", path, strerror(errno));
+    }
+    if (st) {
+        unlink(tmp);
+        return st;
+    }
+    if ((st = sync_dir(dir))) return st;
+    char line[96];
+    snprintf(line, sizeof line, "%s\n", name);
+    if ((st = write_small_atomic(dir, "latest", line))) return st;
+    struct stat sb;
+    if (bytes) *bytes = stat(path, &sb) == 0 ? (double)sb.st_size : 0.0;
+    if (path_out) snprintf(path_out, cap, "%s", path);
+    /* prune only after the new checkpoint and `latest` are durable */
+    long *steps;
+    int n = list_steps(dir, &steps);
+    for (int i = keep > 0 ? keep : 1; i < n; i++) {
+        if (steps[i] == s->step) continue;
+        char old[4096];
+        snprintf(old, sizeof old, "%s/" CKPT_PREFIX "%08ld" CKPT_SUFFIX, dir, steps[i]);
+        unlink(old);
+    }
+    free(steps);
+    return LOOM_OK;
+}
+
+loom_status loom_ckpt_verify(const loom_st_file *f) {
+    const char *path = loom_st_path(f);
+    const char *fmt = loom_st_meta(f, "loom_checkpoint");
+    if (!fmt) return loom_error(LOOM_ERR_FORMAT, "%s: not a loom checkpoint (no loom_checkpoint metadata)", path);
+    if (strcmp(fmt, LOOM_CKPT_FORMAT))
+        return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint format %s is not supported (this loom reads %s)", path,
+                          fmt, LOOM_CKPT_FORMAT);
+    const char *crcs = loom_st_meta(f, "crc32c");
+    if (!crcs) return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint without crc32c metadata", path);
+    loom_json_error jerr;
+    loom_json_doc *doc = loom_json_parse(crcs, strlen(crcs), NULL, &jerr);
+    if (!doc) return loom_error(LOOM_ERR_FORMAT, "%s: crc32c metadata: %s at byte %zu", path, jerr.msg, jerr.offset);
+    const loom_json *root = loom_json_root(doc);
+    loom_status st = LOOM_OK;
+    if (root->type != LOOM_JSON_OBJECT || loom_json_len(root) != loom_st_count(f))
+        st = loom_error(LOOM_ERR_FORMAT, "%s: crc32c metadata does not list the file's %zu tensors", path,
+                        loom_st_count(f));
+    for (size_t i = 0; !st && i < loom_st_count(f); i++) {
+        const loom_st_tensor *t = loom_st_at(f, i);
+        const loom_json *v = loom_json_get(root, t->name);
+        const char *hex = v ? loom_json_str(v) : NULL;
+        char *end = NULL;
+        unsigned long want = hex ? strtoul(hex, &end, 16) : 0;
+        if (!hex || !*hex || *end || strlen(hex) != 8) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' has no valid CRC32C in the metadata", path, t->name);
+            break;
+        }
+        uint32_t got = loom_crc32c(0, loom_st_data(f, t), (size_t)(t->end - t->begin));
+        if (got != (uint32_t)want)
+            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s': CRC32C %08" PRIx32 " does not match the stored %08lx "
+                            "(the file is corrupt)", path, t->name, got, want);
+    }
+    loom_json_free(doc);
+    return st;
+}
+
+/* Opens and verifies one file, or returns the error. */
+static loom_status open_verified(const char *path, loom_st_file **out) {
+    loom_st_file *f;
+    loom_status st = loom_st_open(path, &f);
+    if (st) return st;
+    if ((st = loom_ckpt_verify(f))) {
+        loom_st_close(f);
+        return st;
+    }
+    *out = f;
+    return LOOM_OK;
+}
+
+loom_status loom_ckpt_open(const char *dir, const char *file, loom_st_file **out) {
+    *out = NULL;
+    if (file) return open_verified(file, out);
+    char latest[4096], why[5200] = "", path[4200];
+    snprintf(latest, sizeof latest, "%s/latest", dir);
+    FILE *fp = fopen(latest, "r");
+    if (fp) {
+        char name[256] = "";
+        int ok = fgets(name, sizeof name, fp) != NULL;
+        fclose(fp);
+        name[strcspn(name, "\r\n")] = 0;
+        if (!ok || ckpt_step_of(name) < 0) {
+            snprintf(why, sizeof why, "%s does not name a step_*.safetensors file", latest);
+        } else {
+            snprintf(path, sizeof path, "%s/%s", dir, name);
+            if (open_verified(path, out) == LOOM_OK) return LOOM_OK;
+            snprintf(why, sizeof why, "%s", loom_error_msg());
+        }
+    } else {
+        snprintf(why, sizeof why, "%s: %s", latest, strerror(errno));
+    }
+    long *steps;
+    int n = list_steps(dir, &steps);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/" CKPT_PREFIX "%08ld" CKPT_SUFFIX, dir, steps[i]);
+        if (open_verified(path, out) == LOOM_OK) {
+            fprintf(stderr, "loom: warning: %s; resuming from %s, the newest intact checkpoint\n", why, path);
+            free(steps);
+            return LOOM_OK;
+        }
+        fprintf(stderr, "loom: warning: skipping %s\n", loom_error_msg());
+    }
+    free(steps);
+    return loom_error(LOOM_ERR_FORMAT, "--resume: no intact checkpoint in %s (%s)", dir, why);
+}
+
+static loom_status meta_get(const loom_st_file *f, const char *key, int is_float, double *out) {
+    const char *v = loom_st_meta(f, key);
+    if (!v) return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing", loom_st_path(f), key);
+    char *end;
+    errno = 0;
+    double d = is_float ? strtod(v, &end) : (double)strtoll(v, &end, 10);
+    if (!*v || *end || errno)
+        return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint metadata '%s' = '%s' is not a number", loom_st_path(f),
+                          key, v);
+    *out = d;
+    return LOOM_OK;
+}
+
+loom_status loom_ckpt_read_state(const loom_st_file *f, loom_gpt_config *cfg, loom_ckpt_state *s) {
+    memset(s, 0, sizeof *s);
+    struct { const char *key; int is_float; double v; } m[] = {
+        {"vocab_size", 0, 0}, {"block_size", 0, 0}, {"n_layer", 0, 0}, {"n_embd", 0, 0}, {"n_head", 0, 0},
+        {"step", 0, 0}, {"cursor", 0, 0}, {"epoch", 0, 0}, {"adam_t", 0, 0}, {"seed", 0, 0},
+        {"batch", 0, 0}, {"seq_len", 0, 0}, {"total_batch_tokens", 0, 0}, {"steps", 0, 0}, {"shuffle", 0, 0},
+        {"warmup", 0, 0}, {"lr", 1, 0}, {"min_lr", 1, 0}, {"beta1", 1, 0}, {"beta2", 1, 0}, {"eps", 1, 0},
+        {"weight_decay", 1, 0}, {"clip", 1, 0}};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        loom_status st = meta_get(f, m[i].key, m[i].is_float, &m[i].v);
+        if (st) return st;
+    }
+    /* seed and cursor may exceed a double's exact range: read them as integers */
+    const char *seed = loom_st_meta(f, "seed"), *cursor = loom_st_meta(f, "cursor");
+    *cfg = (loom_gpt_config){(int)m[0].v, (int)m[1].v, (int)m[2].v, (int)m[3].v, (int)m[4].v};
+    s->step = (long)m[5].v;
+    s->cursor = strtoull(cursor, NULL, 10);
+    s->epoch = (uint64_t)m[7].v;
+    s->adam_t = (long)m[8].v;
+    s->seed = strtoull(seed, NULL, 10);
+    s->batch = (int)m[10].v;
+    s->seq_len = (int)m[11].v;
+    s->total_batch_tokens = (long)m[12].v;
+    s->steps = (int)m[13].v;
+    s->shuffle = (int)m[14].v;
+    s->optim.warmup = (int)m[15].v;
+    s->optim.lr = (float)m[16].v;
+    s->optim.min_lr = (float)m[17].v;
+    s->optim.beta1 = (float)m[18].v;
+    s->optim.beta2 = (float)m[19].v;
+    s->optim.eps = (float)m[20].v;
+    s->optim.weight_decay = (float)m[21].v;
+    s->optim.clip = (float)m[22].v;
+    s->optim.total_steps = s->steps;
+    if (loom_gpt_config_validate(cfg))
+        return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint config: %s", loom_st_path(f), loom_error_msg());
+    return LOOM_OK;
+}
+
+loom_status loom_ckpt_check_match(const char *path, const loom_gpt_config *cc, const loom_ckpt_state *cs,
+                                  const loom_gpt_config *c, const loom_ckpt_state *s) {
+    char diff[2048] = "";
+    size_t len = 0;
+#define CMP_INT(field, a, b)                                                                            \
+    if ((long long)(a) != (long long)(b) && len < sizeof diff)                                          \
+        len += snprintf(diff + len, sizeof diff - len, "%s%s %lld (checkpoint) vs %lld (flags)",        \
+                        len ? ", " : "", field, (long long)(a), (long long)(b));
+#define CMP_FLT(field, a, b)                                                                            \
+    if ((a) != (b) && len < sizeof diff)                                                                \
+        len += snprintf(diff + len, sizeof diff - len, "%s%s %.9g (checkpoint) vs %.9g (flags)",        \
+                        len ? ", " : "", field, (double)(a), (double)(b));
+    CMP_INT("vocab_size", cc->vocab_size, c->vocab_size)
+    CMP_INT("block_size", cc->block_size, c->block_size)
+    CMP_INT("n_layer", cc->n_layer, c->n_layer)
+    CMP_INT("n_embd", cc->n_embd, c->n_embd)
+    CMP_INT("n_head", cc->n_head, c->n_head)
+    CMP_INT("batch", cs->batch, s->batch)
+    CMP_INT("seq_len", cs->seq_len, s->seq_len)
+    CMP_INT("total_batch_tokens", cs->total_batch_tokens, s->total_batch_tokens)
+    CMP_INT("steps", cs->steps, s->steps)
+    CMP_INT("shuffle", cs->shuffle, s->shuffle)
+    CMP_INT("seed", cs->seed, s->seed)
+    CMP_INT("warmup", cs->optim.warmup, s->optim.warmup)
+    CMP_FLT("lr", cs->optim.lr, s->optim.lr)
+    CMP_FLT("min_lr", cs->optim.min_lr, s->optim.min_lr)
+    CMP_FLT("beta1", cs->optim.beta1, s->optim.beta1)
+    CMP_FLT("beta2", cs->optim.beta2, s->optim.beta2)
+    CMP_FLT("eps", cs->optim.eps, s->optim.eps)
+    CMP_FLT("weight_decay", cs->optim.weight_decay, s->optim.weight_decay)
+    CMP_FLT("clip", cs->optim.clip, s->optim.clip)
+#undef CMP_INT
+#undef CMP_FLT
+    if (len) return loom_error(LOOM_ERR_ARG, "--resume: %s does not match the flags: %s", path, diff);
+    return LOOM_OK;
+}
+
+loom_status loom_ckpt_load(const loom_st_file *f, loom_gpt *g, loom_adamw *opt) {
+    float *dst[3] = {g->params, opt->m, opt->v};
+    static const char *prefix[3] = {"", "optim.m.", "optim.v."};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < g->sizes.n_tensors; i++) {
+            const loom_param_info *pi = &g->params_info[i];
+            char name[96];
+            snprintf(name, sizeof name, "%s%s", prefix[k], pi->name);
+            const loom_st_tensor *t = loom_st_find(f, name);
+            if (!t || t->dtype != LOOM_DTYPE_F32 || t->end - t->begin != pi->numel * sizeof(float))
+                return loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' is missing or has the wrong size or dtype",
+                                  loom_st_path(f), name);
+            memcpy(dst[k] + pi->offset, loom_st_data(f, t), pi->numel * sizeof(float));
+        }
+    return LOOM_OK;
+}

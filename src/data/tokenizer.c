@@ -1,0 +1,922 @@
+/* GPT-2 byte-level BPE: the two loaders (tiktoken rank file; encoder.json + vocab.bpe),
+ * an open-addressing hash map from token bytes to ranks, tiktoken's byte_pair_merge
+ * (plus an equivalent heap version for long pieces), and encode/decode over the
+ * pre-tokenizer scanner of pretokenize.h. */
+#include "loom/tokenizer.h"
+
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/pretokenize.h"
+#include "data/tokenizer_internal.h"
+#include "io/json.h"
+
+#define NONE UINT32_MAX
+#define MAX_RANK (1u << 24) /* ranks and ids are below this */
+#define EMPTY_SLOT UINT64_MAX
+#define EOT_LEN (sizeof LOOM_TOKENIZER_EOT_TEXT - 1)
+
+size_t loom_tokenizer_heap_threshold = 64;
+
+struct loom_tokenizer {
+    uint32_t vocab;        /* ids are < vocab; some may be unused (len 0) */
+    uint32_t eot;          /* the special token's id */
+    uint8_t *bytes;        /* all token bytes, back to back (the special's included) */
+    uint32_t *off, *len;   /* per id: where its bytes are; len 0 = no such id */
+    uint64_t *slots;       /* hash map: (hash >> 32) << 32 | id, or EMPTY_SLOT */
+    size_t mask;           /* slots - 1 (a power of two minus one) */
+    uint32_t byte_id[256]; /* id of each single byte */
+};
+
+/* ---- hashing ----------------------------------------------------------------------- */
+
+static inline uint64_t load_tail(const uint8_t *p, size_t n) { /* n in 1..7 */
+    uint64_t w = 0;
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return a | ((uint64_t)b << ((n - 4) * 8));
+    }
+    w = p[0] | ((uint64_t)p[n >> 1] << 8) | ((uint64_t)p[n - 1] << 16);
+    return w;
+}
+
+/* A fast 64-bit hash of short byte strings (tokens are mostly under 16 bytes). */
+static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xFF51AFD7ED558CCDull);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+        p += 8;
+        n -= 8;
+    }
+    if (n) h = (h ^ load_tail(p, n)) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 32;
+    return h;
+}
+
+/* The id of bytes p[0..n), or NONE. */
+static inline uint32_t lookup(const loom_tokenizer *t, const uint8_t *p, size_t n) {
+    uint64_t h = hash_bytes(p, n);
+    uint32_t tag = (uint32_t)(h >> 32);
+    size_t i = (size_t)h & t->mask;
+    for (;;) {
+        uint64_t s = t->slots[i];
+        if (s == EMPTY_SLOT) return NONE;
+        if ((uint32_t)(s >> 32) == tag) {
+            uint32_t id = (uint32_t)s;
+            if (t->len[id] == n && memcmp(t->bytes + t->off[id], p, n) == 0) return id;
+        }
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* ---- building: entries in file order, checked for duplicates as they come ---------- */
+
+typedef struct entry {
+    uint32_t off, len, rank, line;
+} entry;
+
+typedef struct builder {
+    const char *name; /* file name for messages */
+    entry *e;
+    size_t n, cap;
+    uint8_t *arena;
+    size_t arena_len, arena_cap;
+    uint64_t *slots; /* (hash >> 32) << 32 | entry index */
+    size_t mask;
+} builder;
+
+static loom_status builder_init(builder *b, const char *name, size_t max_entries, size_t max_bytes) {
+    memset(b, 0, sizeof *b);
+    b->name = name;
+    size_t cap = 1024;
+    while (cap < 2 * max_entries) cap *= 2;
+    b->cap = max_entries;
+    b->arena_cap = max_bytes;
+    b->e = malloc(max_entries * sizeof *b->e);
+    b->arena = malloc(max_bytes ? max_bytes : 1);
+    b->slots = malloc(cap * sizeof *b->slots);
+    b->mask = cap - 1;
+    if (!b->e || !b->arena || !b->slots)
+        return loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer tables for %zu tokens", max_entries);
+    memset(b->slots, 0xFF, cap * sizeof *b->slots);
+    return LOOM_OK;
+}
+
+static void builder_free(builder *b) {
+    free(b->e);
+    free(b->arena);
+    free(b->slots);
+    memset(b, 0, sizeof *b);
+}
+
+/* The entry index holding bytes p[0..n), or NONE. */
+static uint32_t builder_find(const builder *b, const uint8_t *p, size_t n, size_t *slot) {
+    uint64_t h = hash_bytes(p, n);
+    uint32_t tag = (uint32_t)(h >> 32);
+    size_t i = (size_t)h & b->mask;
+    for (;;) {
+        uint64_t s = b->slots[i];
+        if (s == EMPTY_SLOT) break;
+        if ((uint32_t)(s >> 32) == tag) {
+            const entry *e = &b->e[(uint32_t)s];
+            if (e->len == n && memcmp(b->arena + e->off, p, n) == 0) return (uint32_t)s;
+        }
+        i = (i + 1) & b->mask;
+    }
+    if (slot) *slot = i;
+    return NONE;
+}
+
+/* Adds token bytes p[0..n) with `rank` from `line`; returns the index of an earlier
+ * entry with the same bytes instead (adding nothing), else NONE. The caller sized the
+ * builder, so this cannot run out of room. */
+static uint32_t builder_add(builder *b, const uint8_t *p, size_t n, uint32_t rank, uint32_t line) {
+    size_t slot = 0;
+    uint32_t old = builder_find(b, p, n, &slot);
+    if (old != NONE) return old;
+    LOOM_CHECK(b->n < b->cap && b->arena_len + n <= b->arena_cap);
+    entry *e = &b->e[b->n];
+    e->off = (uint32_t)b->arena_len;
+    e->len = (uint32_t)n;
+    e->rank = rank;
+    e->line = line;
+    memcpy(b->arena + b->arena_len, p, n);
+    b->arena_len += n;
+    b->slots[slot] = (hash_bytes(p, n) >> 32 << 32) | (uint64_t)b->n;
+    b->n++;
+    return NONE;
+}
+
+/* Turns the entries into a tokenizer: ids = ranks, plus the special token at `eot`.
+ * Fails on a repeated rank, a rank that equals `eot` and a missing single byte. */
+static loom_status builder_finish(builder *b, uint32_t eot, loom_tokenizer **out) {
+    uint32_t vocab = eot + 1;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->e[i].rank >= vocab) vocab = b->e[i].rank + 1;
+    loom_tokenizer *t = calloc(1, sizeof *t);
+    uint32_t *line_of = calloc(vocab, sizeof *line_of);
+    if (t) {
+        t->off = calloc(vocab, sizeof *t->off);
+        t->len = calloc(vocab, sizeof *t->len);
+        t->bytes = malloc(b->arena_len + EOT_LEN);
+    }
+    if (!t || !line_of || !t->off || !t->len || !t->bytes) {
+        free(line_of);
+        loom_tokenizer_free(t);
+        return loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer of %u ids", vocab);
+    }
+    loom_status st = LOOM_OK;
+    for (size_t i = 0; i < b->n && !st; i++) {
+        const entry *e = &b->e[i];
+        if (e->rank == eot)
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%u: rank %u is the special token's id", b->name, e->line, e->rank);
+        else if (t->len[e->rank])
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%u: rank %u was already given at line %u", b->name, e->line,
+                            e->rank, line_of[e->rank]);
+        t->off[e->rank] = e->off;
+        t->len[e->rank] = e->len;
+        line_of[e->rank] = e->line;
+    }
+    free(line_of);
+    memcpy(t->bytes, b->arena, b->arena_len);
+    memcpy(t->bytes + b->arena_len, LOOM_TOKENIZER_EOT_TEXT, EOT_LEN);
+    t->off[eot] = (uint32_t)b->arena_len;
+    t->len[eot] = (uint32_t)EOT_LEN;
+    t->vocab = vocab;
+    t->eot = eot;
+    for (int c = 0; c < 256 && !st; c++) {
+        uint8_t byte = (uint8_t)c;
+        uint32_t i = builder_find(b, &byte, 1, NULL);
+        if (i == NONE) st = loom_error(LOOM_ERR_FORMAT, "%s: no token for the single byte 0x%02X", b->name, c);
+        else t->byte_id[c] = b->e[i].rank;
+    }
+    if (!st) { /* the final map: the builder's slots, relabelled from entry index to rank */
+        t->slots = b->slots;
+        t->mask = b->mask;
+        b->slots = NULL;
+        for (size_t i = 0; i <= t->mask; i++)
+            if (t->slots[i] != EMPTY_SLOT)
+                t->slots[i] = (t->slots[i] >> 32 << 32) | b->e[(uint32_t)t->slots[i]].rank;
+    }
+    if (st) {
+        loom_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return LOOM_OK;
+}
+
+/* ---- helpers for messages and files ------------------------------------------------- */
+
+/* Copies up to ~40 bytes of s[0..n) into buf for a message: control bytes become '?',
+ * a cut is marked with "...". */
+static const char *shown(char *buf, size_t cap, const void *s, size_t n) {
+    const uint8_t *p = s;
+    size_t k = 0, lim = cap > 44 ? 40 : cap - 4;
+    for (size_t i = 0; i < n && k < lim; i++) buf[k++] = (p[i] < 0x20 || p[i] == 0x7F) ? '?' : (char)p[i];
+    if (n > lim) {
+        while (k > 0 && ((uint8_t)buf[k - 1] & 0xC0) == 0x80) k--; /* do not split a UTF-8 char */
+        if (k > 0 && (uint8_t)buf[k - 1] >= 0xC0) k--;
+        memcpy(buf + k, "...", 3);
+        k += 3;
+    }
+    buf[k] = 0;
+    return buf;
+}
+
+static loom_status read_file(const char *path, uint8_t **buf, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return loom_error(LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 20, n = 0;
+    uint8_t *b = malloc(cap);
+    for (;;) {
+        if (!b) {
+            fclose(f);
+            return loom_error(LOOM_ERR_NOMEM, "%s: out of memory reading the file", path);
+        }
+        n += fread(b + n, 1, cap - n, f);
+        if (n < cap) break;
+        uint8_t *nb = cap <= SIZE_MAX / 2 ? realloc(b, cap * 2) : NULL;
+        if (!nb) free(b);
+        b = nb;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(b);
+        return loom_error(LOOM_ERR_IO, "%s: read failed", path);
+    }
+    *buf = b;
+    *len = n;
+    return LOOM_OK;
+}
+
+static size_t count_lines(const uint8_t *s, size_t n) {
+    size_t k = 1;
+    for (const uint8_t *p = s; (p = memchr(p, '\n', (size_t)(s + n - p))) != NULL; p++) k++;
+    return k;
+}
+
+/* The next line of s[0..n) at *pos, without its "\n" or "\r\n". Returns 0 at the end. */
+static int next_line(const uint8_t *s, size_t n, size_t *pos, const uint8_t **line, size_t *len) {
+    if (*pos >= n) return 0;
+    const uint8_t *p = s + *pos, *nl = memchr(p, '\n', n - *pos);
+    size_t l = nl ? (size_t)(nl - p) : n - *pos;
+    *pos += l + (nl != NULL);
+    if (l && p[l - 1] == '\r') l--;
+    *line = p;
+    *len = l;
+    return 1;
+}
+
+/* ---- tiktoken rank file -------------------------------------------------------------- */
+
+static int b64_value(uint8_t c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Strict standard base64 (padded, length a multiple of 4) into out; returns the byte
+ * count, or -1 if malformed. */
+static long b64_decode(const uint8_t *s, size_t n, uint8_t *out) {
+    if (n == 0 || n % 4) return -1;
+    size_t pad = s[n - 1] == '=' ? (s[n - 2] == '=' ? 2 : 1) : 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t v = 0;
+        for (size_t j = 0; j < 4; j++) {
+            int d = (i + j >= n - pad) ? 0 : b64_value(s[i + j]);
+            if (d < 0) return -1;
+            v = v << 6 | (uint32_t)d;
+        }
+        out[k++] = (uint8_t)(v >> 16);
+        out[k++] = (uint8_t)(v >> 8);
+        out[k++] = (uint8_t)v;
+    }
+    return (long)(k - pad);
+}
+
+loom_status loom_tokenizer_from_tiktoken_mem(const void *buf, size_t len, const char *name,
+                                             loom_tokenizer **out) {
+    const uint8_t *s = buf;
+    *out = NULL;
+    if (!name) name = "<tiktoken>";
+    if (len == 0) return loom_error(LOOM_ERR_FORMAT, "%s: empty file (expected lines 'base64 rank')", name);
+    size_t lines = count_lines(s, len);
+    builder b;
+    loom_status st = builder_init(&b, name, lines, len);
+    size_t pos = 0, lineno = 0;
+    const uint8_t *l;
+    size_t ll;
+    uint8_t *tmp = malloc(len + 4);
+    uint32_t max_rank = 0;
+    char sh[48];
+    if (!st && !tmp) st = loom_error(LOOM_ERR_NOMEM, "%s: out of memory", name);
+    while (!st && next_line(s, len, &pos, &l, &ll)) {
+        lineno++;
+        if (ll == 0) continue;
+        const uint8_t *sp = memchr(l, ' ', ll);
+        if (!sp) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: missing rank (expected 'base64 rank', got '%s')", name,
+                            lineno, shown(sh, sizeof sh, l, ll));
+            break;
+        }
+        size_t tl = (size_t)(sp - l);
+        long nb = b64_decode(l, tl, tmp);
+        if (nb <= 0) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: bad base64 token '%s'", name, lineno, shown(sh, sizeof sh, l, tl));
+            break;
+        }
+        const uint8_t *r = sp + 1, *re = l + ll;
+        while (r < re && *r == ' ') r++;
+        while (re > r && re[-1] == ' ') re--;
+        uint64_t rank = 0;
+        int ok = r < re && re - r <= 9;
+        for (const uint8_t *q = r; ok && q < re; q++) {
+            ok = *q >= '0' && *q <= '9';
+            rank = rank * 10 + (uint64_t)(*q - '0');
+        }
+        if (!ok || rank >= MAX_RANK - 1) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: %s rank '%s' (expected an integer below %u)", name, lineno,
+                            r == re ? "missing" : "bad", shown(sh, sizeof sh, r, (size_t)(re - r)), MAX_RANK - 1);
+            break;
+        }
+        uint32_t dup = builder_add(&b, tmp, (size_t)nb, (uint32_t)rank, (uint32_t)lineno);
+        if (dup != NONE) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: token '%s' was already given at line %u", name, lineno,
+                            shown(sh, sizeof sh, l, tl), b.e[dup].line);
+            break;
+        }
+        if (rank > max_rank) max_rank = (uint32_t)rank;
+    }
+    free(tmp);
+    if (!st && b.n == 0) st = loom_error(LOOM_ERR_FORMAT, "%s: no tokens (expected lines 'base64 rank')", name);
+    if (!st) st = builder_finish(&b, max_rank + 1, out);
+    builder_free(&b);
+    return st;
+}
+
+loom_status loom_tokenizer_load_tiktoken(const char *path, loom_tokenizer **out) {
+    uint8_t *buf;
+    size_t len;
+    *out = NULL;
+    loom_status st = read_file(path, &buf, &len);
+    if (st) return st;
+    st = loom_tokenizer_from_tiktoken_mem(buf, len, path, out);
+    free(buf);
+    return st;
+}
+
+/* ---- encoder.json + vocab.bpe ------------------------------------------------------ */
+
+/* GPT-2's bytes_to_unicode, inverted: the byte for code point cp < 0x144, or -1. And
+ * the order of the 256 single-byte ranks (printable bytes first, as tiktoken builds). */
+static void gpt2_byte_alphabet(int16_t uc2byte[0x144], uint8_t rank_to_byte[256]) {
+    int n = 0, extra = 0;
+    for (int cp = 0; cp < 0x144; cp++) uc2byte[cp] = -1;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        if (printable) {
+            uc2byte[b] = (int16_t)b;
+            rank_to_byte[n++] = (uint8_t)b;
+        }
+    }
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        if (!printable) {
+            uc2byte[256 + extra++] = (int16_t)b;
+            rank_to_byte[n++] = (uint8_t)b;
+        }
+    }
+}
+
+/* Maps a token spelled in GPT-2's byte alphabet back to its bytes. Returns the byte
+ * count, or -1 (invalid UTF-8) or -2 - cp (a character outside the alphabet). */
+static long gpt2_unmap(const int16_t uc2byte[0x144], const uint8_t *s, size_t n, uint8_t *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int cl = loom_utf8_decode(s + i, n - i, &cp);
+        if (!cl) return -1;
+        if (cp >= 0x144 || uc2byte[cp] < 0) return -2 - (long)cp;
+        out[k++] = (uint8_t)uc2byte[cp];
+        i += (size_t)cl;
+    }
+    return (long)k;
+}
+
+static loom_status unmap_error(long r, const char *name, size_t line, size_t col, const char *what) {
+    if (r == -1) return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: %s is not valid UTF-8", name, line, col, what);
+    return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: %s has U+%04lX, which is not in GPT-2's byte alphabet", name,
+                      line, col, what, -2 - r);
+}
+
+static void line_col(const uint8_t *s, size_t off, size_t *line, size_t *col) {
+    size_t l = 1, c = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (s[i] == '\n') l++, c = 1;
+        else c++;
+    }
+    *line = l;
+    *col = c;
+}
+
+/* vocab.bpe into the builder: 256 single bytes, then one rank per merge line. */
+static loom_status parse_vocab_bpe(builder *b, const int16_t *uc2byte, const uint8_t *rank_to_byte,
+                                   const uint8_t *s, size_t len, const char *name) {
+    char sh[48], sh2[48];
+    for (uint32_t r = 0; r < 256; r++) builder_add(b, &rank_to_byte[r], 1, r, 0);
+    if (len == 0) return loom_error(LOOM_ERR_FORMAT, "%s: empty file (expected '#version' and merge lines)", name);
+    size_t pos = 0, lineno = 1;
+    const uint8_t *l;
+    size_t ll;
+    next_line(s, len, &pos, &l, &ll);
+    if (ll < 8 || memcmp(l, "#version", 8) != 0)
+        return loom_error(LOOM_ERR_FORMAT, "%s:1: expected the '#version: 0.2' line, got '%s'", name,
+                          shown(sh, sizeof sh, l, ll));
+    uint8_t *tmp = malloc(len + 1);
+    if (!tmp) return loom_error(LOOM_ERR_NOMEM, "%s: out of memory", name);
+    loom_status st = LOOM_OK;
+    uint32_t rank = 256;
+    while (!st && next_line(s, len, &pos, &l, &ll)) {
+        lineno++;
+        const uint8_t *sp = memchr(l, ' ', ll);
+        if (!sp || sp == l || sp + 1 == l + ll || memchr(sp + 1, ' ', (size_t)(l + ll - sp - 1))) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: expected a merge 'A B', got '%s'", name, lineno,
+                            shown(sh, sizeof sh, l, ll));
+            break;
+        }
+        size_t la = (size_t)(sp - l), lb = ll - la - 1;
+        long na = gpt2_unmap(uc2byte, l, la, tmp), nb = na >= 0 ? gpt2_unmap(uc2byte, sp + 1, lb, tmp + na) : 0;
+        if (na < 0 || nb < 0) {
+            st = unmap_error(na < 0 ? na : nb, name, lineno, na < 0 ? 1 : la + 2, "the merge");
+            break;
+        }
+        const uint8_t *part = na < 0 ? l : sp + 1;
+        if (builder_find(b, tmp, (size_t)na, NULL) == NONE || builder_find(b, tmp + na, (size_t)nb, NULL) == NONE) {
+            int first = builder_find(b, tmp, (size_t)na, NULL) == NONE;
+            part = first ? l : sp + 1;
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: '%s' is not a token made by an earlier line", name, lineno,
+                            shown(sh, sizeof sh, part, first ? la : lb));
+            break;
+        }
+        uint32_t dup = builder_add(b, tmp, (size_t)(na + nb), rank, (uint32_t)lineno);
+        if (dup != NONE) {
+            if (b->e[dup].line)
+                st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: merge '%s' repeats the token of line %u", name, lineno,
+                                shown(sh2, sizeof sh2, l, ll), b->e[dup].line);
+            else
+                st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: merge '%s' makes a single byte", name, lineno,
+                                shown(sh2, sizeof sh2, l, ll));
+            break;
+        }
+        if (++rank >= MAX_RANK - 1) st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: too many merges", name, lineno);
+    }
+    free(tmp);
+    return st;
+}
+
+/* encoder.json must give exactly the builder's tokens and ranks, plus <|endoftext|>. */
+static loom_status check_encoder_json(builder *b, const int16_t *uc2byte, const uint8_t *s, size_t len,
+                                      const char *name, const char *bpe_name, uint32_t *eot) {
+    char sh[48];
+    if (len == 0) return loom_error(LOOM_ERR_FORMAT, "%s: empty file (expected a JSON object)", name);
+    loom_json_error je;
+    loom_json_doc *doc = loom_json_parse(s, len, NULL, &je);
+    if (!doc) {
+        if (je.status == LOOM_ERR_NOMEM) return loom_error(LOOM_ERR_NOMEM, "%s: %s", name, je.msg);
+        return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: not JSON: %s", name, je.line, je.col, je.msg);
+    }
+    const loom_json *root = loom_json_root(doc);
+    uint8_t *seen = calloc(b->n ? b->n : 1, 1), *tmp = malloc(len + 1);
+    loom_status st = LOOM_OK;
+    int have_eot = 0;
+    size_t count = 0, line = 0, col = 0;
+    if (!seen || !tmp) st = loom_error(LOOM_ERR_NOMEM, "%s: out of memory", name);
+    else if (root->type != LOOM_JSON_OBJECT)
+        st = loom_error(LOOM_ERR_FORMAT, "%s: expected a JSON object of token -> id, got %s", name,
+                        loom_json_type_name(root->type));
+    for (size_t i = 0; !st && i < root->n; i++) {
+        const loom_json *v = &root->items[i];
+        uint64_t id;
+        line_col(s, v->offset, &line, &col);
+        shown(sh, sizeof sh, v->key, v->key_len);
+        if (!loom_json_get_u64(v, &id) || id >= MAX_RANK - 1) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: the id of \"%s\" is not an integer below %u", name, line,
+                            col, sh, MAX_RANK - 1);
+            break;
+        }
+        if (v->key_len == EOT_LEN && memcmp(v->key, LOOM_TOKENIZER_EOT_TEXT, EOT_LEN) == 0) {
+            *eot = (uint32_t)id;
+            have_eot = 1;
+            continue;
+        }
+        if (v->key_len == 15 && memcmp(v->key, "<|startoftext|>", 15) == 0) continue; /* tiktoken drops it too */
+        long n = gpt2_unmap(uc2byte, (const uint8_t *)v->key, v->key_len, tmp);
+        if (n < 0) {
+            st = unmap_error(n, name, line, col, "a token");
+            break;
+        }
+        uint32_t e = n > 0 ? builder_find(b, tmp, (size_t)n, NULL) : NONE;
+        if (e == NONE)
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: token \"%s\" (id %llu) is not made by %s", name, line, col,
+                            sh, (unsigned long long)id, bpe_name);
+        else if (b->e[e].rank != id)
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: token \"%s\" has id %llu, but %s gives it rank %u", name,
+                            line, col, sh, (unsigned long long)id, bpe_name, b->e[e].rank);
+        else if (seen[e])
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: token \"%s\" is listed twice", name, line, col, sh);
+        else {
+            seen[e] = 1;
+            count++;
+        }
+    }
+    if (!st && count != b->n) {
+        size_t miss = 0;
+        while (seen[miss]) miss++;
+        st = loom_error(LOOM_ERR_FORMAT, "%s: has %zu tokens but %s makes %zu: no entry for rank %u (%s line %u)",
+                        name, count, bpe_name, b->n, b->e[miss].rank, bpe_name, b->e[miss].line);
+    }
+    if (!st && !have_eot) st = loom_error(LOOM_ERR_FORMAT, "%s: no \"%s\" entry", name, LOOM_TOKENIZER_EOT_TEXT);
+    free(seen);
+    free(tmp);
+    loom_json_free(doc);
+    return st;
+}
+
+loom_status loom_tokenizer_from_gpt2_mem(const void *enc, size_t enc_len, const char *enc_name,
+                                         const void *bpe, size_t bpe_len, const char *bpe_name,
+                                         loom_tokenizer **out) {
+    *out = NULL;
+    if (!enc_name) enc_name = "<encoder.json>";
+    if (!bpe_name) bpe_name = "<vocab.bpe>";
+    int16_t uc2byte[0x144];
+    uint8_t rank_to_byte[256];
+    gpt2_byte_alphabet(uc2byte, rank_to_byte);
+    builder b;
+    loom_status st = builder_init(&b, bpe_name, count_lines(bpe, bpe_len) + 256, bpe_len + 256);
+    if (!st) st = parse_vocab_bpe(&b, uc2byte, rank_to_byte, bpe, bpe_len, bpe_name);
+    uint32_t eot = 0;
+    if (!st) st = check_encoder_json(&b, uc2byte, enc, enc_len, enc_name, bpe_name, &eot);
+    if (!st && eot < b.n)
+        st = loom_error(LOOM_ERR_FORMAT, "%s: \"%s\" has id %u, the rank of a token of %s", enc_name,
+                        LOOM_TOKENIZER_EOT_TEXT, eot, bpe_name);
+    if (!st) st = builder_finish(&b, eot, out);
+    builder_free(&b);
+    return st;
+}
+
+loom_status loom_tokenizer_load_gpt2(const char *encoder_json_path, const char *vocab_bpe_path,
+                                     loom_tokenizer **out) {
+    uint8_t *enc = NULL, *bpe = NULL;
+    size_t enc_len = 0, bpe_len = 0;
+    *out = NULL;
+    loom_status st = read_file(encoder_json_path, &enc, &enc_len);
+    if (!st) st = read_file(vocab_bpe_path, &bpe, &bpe_len);
+    if (!st) st = loom_tokenizer_from_gpt2_mem(enc, enc_len, encoder_json_path, bpe, bpe_len, vocab_bpe_path, out);
+    free(enc);
+    free(bpe);
+    return st;
+}
+
+void loom_tokenizer_free(loom_tokenizer *tok) {
+    if (!tok) return;
+    free(tok->bytes);
+    free(tok->off);
+    free(tok->len);
+    free(tok->slots);
+    free(tok);
+}
+
+uint32_t loom_tokenizer_vocab_size(const loom_tokenizer *tok) { return tok->vocab; }
+uint32_t loom_tokenizer_eot(const loom_tokenizer *tok) { return tok->eot; }
+
+const uint8_t *loom_tokenizer_token_bytes(const loom_tokenizer *tok, uint32_t id, size_t *len) {
+    if (id >= tok->vocab || tok->len[id] == 0) {
+        if (len) *len = 0;
+        return NULL;
+    }
+    if (len) *len = tok->len[id];
+    return tok->bytes + tok->off[id];
+}
+
+int64_t loom_tokenizer_token_id(const loom_tokenizer *tok, const void *bytes, size_t len) {
+    if (len == 0) return -1;
+    uint32_t id = lookup(tok, bytes, len);
+    return id == NONE ? -1 : (int64_t)id;
+}
+
+/* ---- byte pair merge ----------------------------------------------------------------- */
+
+/* tiktoken's _byte_pair_merge: parts (start[k], rank[k] = rank of parts k and k+1
+ * joined); repeatedly join the pair of lowest rank, leftmost on ties. tid[k] is the id
+ * of part k (the rank of the pair it was made from). O(n * merges). */
+static size_t bpe_scan(const loom_tokenizer *t, const uint8_t *p, size_t n, uint32_t *out, uint32_t *start,
+                       uint32_t *rank, uint32_t *tid) {
+    size_t m = n + 1, mini = 0;
+    uint32_t minr = NONE;
+    for (size_t i = 0; i + 1 < n; i++) {
+        uint32_t r = lookup(t, p + i, 2);
+        start[i] = (uint32_t)i;
+        rank[i] = r;
+        tid[i] = t->byte_id[p[i]];
+        if (r < minr) minr = r, mini = i;
+    }
+    start[n - 1] = (uint32_t)(n - 1), rank[n - 1] = NONE, tid[n - 1] = t->byte_id[p[n - 1]];
+    start[n] = (uint32_t)n, rank[n] = NONE;
+    while (minr != NONE) {
+        size_t i = mini;
+        tid[i] = minr;
+        if (i > 0) rank[i - 1] = i + 2 < m ? lookup(t, p + start[i - 1], start[i + 2] - start[i - 1]) : NONE;
+        rank[i] = i + 3 < m ? lookup(t, p + start[i], start[i + 3] - start[i]) : NONE;
+        memmove(start + i + 1, start + i + 2, (m - i - 2) * sizeof *start);
+        memmove(rank + i + 1, rank + i + 2, (m - i - 2) * sizeof *rank);
+        memmove(tid + i + 1, tid + i + 2, (m - i - 2) * sizeof *tid);
+        m--;
+        minr = NONE;
+        for (size_t k = 0; k + 1 < m; k++)
+            if (rank[k] < minr) minr = rank[k], mini = k;
+    }
+    for (size_t k = 0; k + 1 < m; k++) out[k] = tid[k];
+    return m - 1;
+}
+
+static void heap_push(uint64_t *h, size_t *n, uint64_t v) {
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > v) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = v;
+}
+
+static uint64_t heap_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= last) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+
+/* The same merges as bpe_scan in O(n log n): parts form a linked list by start offset,
+ * candidate pairs sit in a min-heap keyed (rank, start) and are dropped when stale. */
+static size_t bpe_heap(const loom_tokenizer *t, const uint8_t *p, size_t n, uint32_t *out) {
+    uint32_t *nxt = malloc((n + 1) * sizeof *nxt), *prv = malloc(n * sizeof *prv);
+    uint32_t *prank = malloc(n * sizeof *prank), *tid = malloc(n * sizeof *tid);
+    uint64_t *heap = malloc(2 * n * sizeof *heap);
+    size_t hn = 0, k = 0;
+    if (!nxt || !prv || !prank || !tid || !heap) {
+        free(nxt), free(prv), free(prank), free(tid), free(heap);
+        loom_error(LOOM_ERR_NOMEM, "out of memory: merging a piece of %zu bytes", n);
+        return SIZE_MAX;
+    }
+    for (size_t i = 0; i < n; i++) {
+        nxt[i] = (uint32_t)(i + 1);
+        prv[i] = (uint32_t)i - 1;
+        tid[i] = t->byte_id[p[i]];
+        prank[i] = i + 1 < n ? lookup(t, p + i, 2) : NONE;
+        if (prank[i] != NONE) heap_push(heap, &hn, (uint64_t)prank[i] << 32 | i);
+    }
+    while (hn) {
+        uint64_t top = heap_pop(heap, &hn);
+        uint32_t r = (uint32_t)(top >> 32), i = (uint32_t)top;
+        if (tid[i] == NONE || prank[i] != r) continue; /* stale */
+        uint32_t q = nxt[i], nq = nxt[q];
+        tid[i] = r;
+        tid[q] = NONE;
+        nxt[i] = nq;
+        if (nq < n) prv[nq] = i;
+        prank[i] = nq < n ? lookup(t, p + i, nxt[nq] - i) : NONE;
+        if (prank[i] != NONE) heap_push(heap, &hn, (uint64_t)prank[i] << 32 | i);
+        if (i > 0) {
+            uint32_t pi = prv[i];
+            prank[pi] = lookup(t, p + pi, nq - pi);
+            if (prank[pi] != NONE) heap_push(heap, &hn, (uint64_t)prank[pi] << 32 | pi);
+        }
+    }
+    for (size_t i = 0; i < n; i = nxt[i]) out[k++] = tid[i];
+    free(nxt), free(prv), free(prank), free(tid), free(heap);
+    return k;
+}
+
+size_t loom_tokenizer_bpe(const loom_tokenizer *t, const uint8_t *p, size_t n, uint32_t *out) {
+    if (n == 1) {
+        out[0] = t->byte_id[p[0]];
+        return 1;
+    }
+    if (n > loom_tokenizer_heap_threshold && n < UINT32_MAX) return bpe_heap(t, p, n, out);
+    enum { STACK = 128 };
+    uint32_t sbuf[3 * (STACK + 1)], *buf = sbuf;
+    if (n > STACK) {
+        buf = malloc(3 * (n + 1) * sizeof *buf);
+        if (!buf) {
+            loom_error(LOOM_ERR_NOMEM, "out of memory: merging a piece of %zu bytes", n);
+            return SIZE_MAX;
+        }
+    }
+    size_t k = bpe_scan(t, p, n, out, buf, buf + n + 1, buf + 2 * (n + 1));
+    if (buf != sbuf) free(buf);
+    return k;
+}
+
+/* ---- encode / decode ------------------------------------------------------------------ */
+
+static int tokens_reserve(loom_tokens *o, size_t more) {
+    if (o->cap - o->len >= more) return 0;
+    size_t need = o->len + more, nc = o->cap ? o->cap : 1024;
+    if (need < o->len || need > SIZE_MAX / 2 / sizeof *o->ids) return -1;
+    while (nc < need) nc *= 2;
+    uint32_t *r = realloc(o->ids, nc * sizeof *r);
+    if (!r) return -1;
+    o->ids = r;
+    o->cap = nc;
+    return 0;
+}
+
+void loom_tokens_free(loom_tokens *t) {
+    free(t->ids);
+    memset(t, 0, sizeof *t);
+}
+
+void loom_bytes_free(loom_bytes *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* Encodes s[0..n), a text without special tokens (or where they are ordinary). */
+static loom_status encode_ordinary(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokens *o) {
+    size_t i = 0;
+    while (i < n) {
+        int invalid;
+        size_t j = loom_pretok_next(s, n, i, &invalid), plen = j - i;
+        if (tokens_reserve(o, plen))
+            return loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", o->len + plen);
+        uint32_t id = invalid ? t->byte_id[s[i]] : lookup(t, s + i, plen);
+        if (id != NONE) {
+            o->ids[o->len++] = id;
+        } else {
+            size_t k = loom_tokenizer_bpe(t, s + i, plen, o->ids + o->len);
+            if (k == SIZE_MAX) return LOOM_ERR_NOMEM;
+            o->len += k;
+        }
+        i = j;
+    }
+    return LOOM_OK;
+}
+
+static loom_status encode_mode(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokenizer_special mode,
+                               loom_tokens *o) {
+    if (mode != LOOM_TOKENIZER_SPECIAL_ALLOW) return encode_ordinary(t, s, n, o);
+    const uint8_t *end = s + n;
+    for (;;) {
+        const uint8_t *f = (size_t)(end - s) >= EOT_LEN ? memmem(s, (size_t)(end - s), LOOM_TOKENIZER_EOT_TEXT, EOT_LEN)
+                                                        : NULL;
+        loom_status st = encode_ordinary(t, s, (size_t)((f ? f : end) - s), o);
+        if (st || !f) return st;
+        if (tokens_reserve(o, 1)) return loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", o->len + 1);
+        o->ids[o->len++] = t->eot;
+        s = f + EOT_LEN;
+    }
+}
+
+static loom_status check_mode(const uint8_t *s, size_t n, loom_tokenizer_special mode) {
+    if (mode != LOOM_TOKENIZER_SPECIAL_REFUSE && mode != LOOM_TOKENIZER_SPECIAL_ORDINARY &&
+        mode != LOOM_TOKENIZER_SPECIAL_ALLOW)
+        return loom_error(LOOM_ERR_ARG, "tokenizer: unknown special-token mode %d", (int)mode);
+    if (mode == LOOM_TOKENIZER_SPECIAL_REFUSE && n >= EOT_LEN) {
+        const uint8_t *f = memmem(s, n, LOOM_TOKENIZER_EOT_TEXT, EOT_LEN);
+        if (f)
+            return loom_error(LOOM_ERR_ARG,
+                              "text contains the special token %s at byte %zu (allow it, or encode it as ordinary text)",
+                              LOOM_TOKENIZER_EOT_TEXT, (size_t)(f - s));
+    }
+    return LOOM_OK;
+}
+
+loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const void *text, size_t len,
+                                  loom_tokenizer_special mode, loom_tokens *out) {
+    const uint8_t *s = len ? text : (const uint8_t *)"";
+    loom_status st = check_mode(s, len, mode);
+    if (st) return st;
+    size_t before = out->len;
+    st = encode_mode(tok, s, len, mode, out);
+    if (st) out->len = before;
+    return st;
+}
+
+/* The first position >= from where a chunk may start: s[i] == '\n' after a printable
+ * ASCII byte. No match of the pattern spans it, and the matches before it do not
+ * depend on what follows, so chunks encode independently. Returns n if none. */
+static size_t safe_cut(const uint8_t *s, size_t n, size_t from) {
+    if (from < 1) from = 1;
+    while (from < n) {
+        const uint8_t *nl = memchr(s + from, '\n', n - from);
+        if (!nl) return n;
+        size_t i = (size_t)(nl - s);
+        if (s[i - 1] > 0x20 && s[i - 1] < 0x7F) return i;
+        from = i + 1;
+    }
+    return n;
+}
+
+loom_status loom_tokenizer_encode_parallel(const loom_tokenizer *tok, const void *text, size_t len,
+                                           loom_tokenizer_special mode, int threads, loom_tokens *out) {
+    if (threads <= 0) threads = omp_get_max_threads();
+    enum { MIN_CHUNK = 1 << 16 };
+    if (threads == 1 || len < 2 * MIN_CHUNK) return loom_tokenizer_encode(tok, text, len, mode, out);
+    const uint8_t *s = text;
+    loom_status st = check_mode(s, len, mode);
+    if (st) return st;
+    if (mode == LOOM_TOKENIZER_SPECIAL_REFUSE) mode = LOOM_TOKENIZER_SPECIAL_ORDINARY; /* checked: none there */
+    size_t nchunks = (size_t)threads * 4;
+    if (nchunks > len / MIN_CHUNK) nchunks = len / MIN_CHUNK;
+    size_t *cut = malloc((nchunks + 1) * sizeof *cut);
+    loom_tokens *parts = calloc(nchunks, sizeof *parts);
+    loom_status *sts = calloc(nchunks, sizeof *sts);
+    if (!cut || !parts || !sts) {
+        free(cut), free(parts), free(sts);
+        return loom_error(LOOM_ERR_NOMEM, "out of memory: parallel encode of %zu chunks", nchunks);
+    }
+    cut[0] = 0;
+    for (size_t c = 1; c < nchunks; c++) {
+        size_t want = len / nchunks * c;
+        cut[c] = safe_cut(s, len, want > cut[c - 1] ? want : cut[c - 1] + 1);
+        if (cut[c] > len) cut[c] = len;
+    }
+    cut[nchunks] = len;
+    char msg[256] = "";
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (size_t c = 0; c < nchunks; c++) {
+        if (cut[c + 1] > cut[c]) {
+            sts[c] = encode_mode(tok, s + cut[c], cut[c + 1] - cut[c], mode, &parts[c]);
+            if (sts[c]) {
+#pragma omp critical(loom_tokenizer_msg)
+                snprintf(msg, sizeof msg, "%s", loom_error_msg());
+            }
+        }
+    }
+    size_t total = 0;
+    for (size_t c = 0; c < nchunks && !st; c++) {
+        st = sts[c];
+        total += parts[c].len;
+    }
+    if (st) st = loom_error(st, "%s", msg);
+    else if (tokens_reserve(out, total)) st = loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", total);
+    for (size_t c = 0; c < nchunks; c++) {
+        if (!st) {
+            memcpy(out->ids + out->len, parts[c].ids, parts[c].len * sizeof *out->ids);
+            out->len += parts[c].len;
+        }
+        loom_tokens_free(&parts[c]);
+    }
+    free(cut), free(parts), free(sts);
+    return st;
+}
+
+loom_status loom_tokenizer_decode(const loom_tokenizer *tok, const uint32_t *ids, size_t n, loom_bytes *out) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] >= tok->vocab || tok->len[ids[i]] == 0)
+            return loom_error(LOOM_ERR_ARG, "decode: id %u at position %zu is not a token (vocab size %u)", ids[i], i,
+                              tok->vocab);
+        total += tok->len[ids[i]];
+    }
+    if (out->cap - out->len <= total) {
+        size_t need = out->len + total + 1, nc = out->cap ? out->cap : 256;
+        while (nc < need) nc *= 2;
+        uint8_t *r = realloc(out->data, nc);
+        if (!r) return loom_error(LOOM_ERR_NOMEM, "out of memory: decoding %zu bytes", need);
+        out->data = r;
+        out->cap = nc;
+    }
+    uint8_t *d = out->data + out->len;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(d, tok->bytes + tok->off[ids[i]], tok->len[ids[i]]);
+        d += tok->len[ids[i]];
+    }
+    out->len += total;
+    out->data[out->len] = 0;
+    return LOOM_OK;
+}

@@ -1,8 +1,19 @@
 #!/usr/bin/env python3
-"""Generates src/data/unicode_tables.c, the character classes of GPT-2's pre-tokenizer,
-from the Unicode Character Database of Debian's unicode-data package.
-usage: gen_unicode_tables.py [--ucd DIR=/usr/share/unicode] [--out FILE | --check FILE]
---check regenerates and compares with FILE (exit 1 if it differs, 77 if no UCD)."""
+"""Generates and checks src/data/unicode_tables.c, the character classes of GPT-2's
+pre-tokenizer (\\p{L}, \\p{N}, White_Space, other).
+
+tiktoken 0.14's regex engine uses Unicode 16.0, so the committed tables take general
+categories from PyPI's unicodedata2==16.0.0 (the CPython unicodedata module built on
+UCD 16.0) and White_Space from Debian's unicode-data PropList.txt (White_Space has not
+changed since Unicode 6.3). With --gc debian, categories come from Debian's
+UnicodeData.txt instead (Unicode 15.0 on Debian 12).
+
+usage: gen_unicode_tables.py [--ucd DIR] [--gc unicodedata2|debian] --out FILE
+       gen_unicode_tables.py [--ucd DIR] --check FILE
+--check: FILE must agree with Debian's UCD on every code point that UCD assigns (it
+may only add code points assigned later) and on White_Space; when unicodedata2 16.0.0
+is importable, FILE must also equal a fresh generation byte for byte. Exit 0 ok,
+1 mismatch, 77 when Debian's UCD is missing (package unicode-data)."""
 import argparse
 import os
 import re
@@ -10,51 +21,72 @@ import sys
 
 OTHER, LETTER, NUMBER, SPACE = 0, 1, 2, 3
 MAXCP = 0x10FFFF
+U2_VERSION = "16.0.0"
 
 
-def load(ucd):
-    cls = bytearray(MAXCP + 1)  # unlisted code points (Cn) are OTHER
-    first = None
-    with open(os.path.join(ucd, "UnicodeData.txt"), encoding="ascii") as f:
+def gc_class(gc):
+    return LETTER if gc[0] == "L" else NUMBER if gc[0] == "N" else OTHER
+
+
+def debian_gc(ucd):
+    """Class by general category from UnicodeData.txt, and which code points it assigns."""
+    cls, assigned, first = bytearray(MAXCP + 1), bytearray(MAXCP + 1), None
+    with open(os.path.join(ucd, "UnicodeData.txt"), encoding="utf-8") as f:
         for line in f:
             fields = line.rstrip("\n").split(";")
             cp, name, gc = int(fields[0], 16), fields[1], fields[2]
-            c = LETTER if gc[0] == "L" else NUMBER if gc[0] == "N" else OTHER
             if name.endswith(", First>"):
                 first = cp
                 continue
-            if name.endswith(", Last>"):
-                for x in range(first, cp + 1):
-                    cls[x] = c
-                first = None
-                continue
-            cls[cp] = c
-    nspace = 0
-    with open(os.path.join(ucd, "PropList.txt"), encoding="ascii") as f:
+            lo = first if name.endswith(", Last>") else cp
+            for x in range(lo, cp + 1):
+                cls[x] = gc_class(gc)
+                assigned[x] = 1
+            first = None
+    return cls, assigned
+
+
+def unicodedata2_gc():
+    try:
+        import unicodedata2
+    except ImportError:
+        return None
+    if unicodedata2.unidata_version != U2_VERSION:
+        return None
+    cls = bytearray(MAXCP + 1)
+    for cp in range(MAXCP + 1):
+        if not 0xD800 <= cp <= 0xDFFF:
+            cls[cp] = gc_class(unicodedata2.category(chr(cp)))
+    return cls
+
+
+def white_space(ucd):
+    ws = []
+    with open(os.path.join(ucd, "PropList.txt"), encoding="utf-8") as f:
         for line in f:
             m = re.match(r"([0-9A-F]+)(?:\.\.([0-9A-F]+))?\s*;\s*White_Space\b", line)
-            if not m:
-                continue
-            lo = int(m.group(1), 16)
-            hi = int(m.group(2), 16) if m.group(2) else lo
-            for x in range(lo, hi + 1):
-                assert cls[x] == OTHER, "White_Space U+%04X is a letter or number" % x
-                cls[x] = SPACE
-                nspace += 1
-    assert nspace >= 25, "PropList.txt has too few White_Space entries"
-    version = "unknown"
-    for name in ("ReadMe.txt", "DerivedAge.txt", "PropList.txt"):
-        p = os.path.join(ucd, name)
-        if os.path.exists(p):
-            with open(p, encoding="utf-8", errors="replace") as f:
-                m = re.search(r"(?:Version |-)(\d+\.\d+\.\d+)", f.read(4096))
             if m:
-                version = m.group(1)
-                break
-    return cls, version
+                lo = int(m.group(1), 16)
+                ws.extend(range(lo, (int(m.group(2), 16) if m.group(2) else lo) + 1))
+    assert len(ws) == 25, "PropList.txt: expected the 25 White_Space code points, got %d" % len(ws)
+    return ws
 
 
-def render(cls, version):
+def ucd_version(ucd):
+    with open(os.path.join(ucd, "PropList.txt"), encoding="utf-8") as f:
+        m = re.search(r"-(\d+\.\d+\.\d+)\.txt", f.read(200))
+    return m.group(1) if m else "unknown"
+
+
+def build(gc, ws):
+    cls = bytearray(gc)
+    for x in ws:
+        assert cls[x] == OTHER, "White_Space U+%04X is a letter or number" % x
+        cls[x] = SPACE
+    return cls
+
+
+def render(cls, source):
     blocks, index, stage1 = [], {}, []
     for b in range(0x1100):
         blk = bytes(cls[b * 256:(b + 1) * 256])
@@ -64,18 +96,15 @@ def render(cls, version):
         stage1.append(index[blk])
     assert len(blocks) <= 256 and stage1[0] == 0
     counts = [cls.count(k) for k in range(4)]
-    out = []
-    out.append("/* GENERATED by src/data/gen_unicode_tables.py from the Unicode Character Database\n"
-               " * %s (Debian unicode-data: UnicodeData.txt, PropList.txt). Do not edit.\n"
-               " * Classes: 0 other, 1 \\p{L}, 2 \\p{N}, 3 White_Space; %d letters, %d numbers,\n"
-               " * %d spaces. See pretokenize.h for the lookup. */\n" % (version, counts[1], counts[2], counts[3]))
-    out.append('#include "data/pretokenize.h"\n\n')
-    out.append('const char loom_uc_version[] = "%s";\n\n' % version)
-    out.append("const uint8_t loom_uc_stage1[0x1100] = {\n")
+    out = ["/* GENERATED by src/data/gen_unicode_tables.py; do not edit. Source: %s.\n"
+           " * Classes: 0 other, 1 \\p{L}, 2 \\p{N}, 3 White_Space; %d letters, %d numbers,\n"
+           " * %d spaces. See pretokenize.h for the lookup. */\n" % (source, counts[1], counts[2], counts[3]),
+           '#include "data/pretokenize.h"\n\n',
+           'const char loom_uc_version[] = "%s";\n\n' % source.split(" ")[1],
+           "const uint8_t loom_uc_stage1[0x1100] = {\n"]
     for i in range(0, len(stage1), 32):
         out.append("    " + ",".join(str(x) for x in stage1[i:i + 32]) + ",\n")
-    out.append("};\n\n")
-    out.append("const uint8_t loom_uc_stage2[%d * 256] = {\n" % len(blocks))
+    out.append("};\n\nconst uint8_t loom_uc_stage2[%d * 256] = {\n" % len(blocks))
     for k, blk in enumerate(blocks):
         out.append("    /* block %d */\n" % k)
         for i in range(0, 256, 64):
@@ -84,9 +113,19 @@ def render(cls, version):
     return "".join(out)
 
 
+def parse_tables(text):
+    """The classes of every code point, read back from a generated file."""
+    def array(name):
+        m = re.search(name + r"\[[^\]]*\] = \{(.*?)\};", text, re.S)
+        return [int(x) for x in re.sub(r"/\*.*?\*/", "", m.group(1)).replace("\n", "").split(",") if x.strip()]
+    s1, s2 = array("loom_uc_stage1"), array("loom_uc_stage2")
+    return bytearray(s2[s1[cp >> 8] * 256 + (cp & 255)] for cp in range(MAXCP + 1))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ucd", default="/usr/share/unicode")
+    ap.add_argument("--gc", choices=["unicodedata2", "debian"], default="unicodedata2")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--out")
     g.add_argument("--check")
@@ -94,18 +133,44 @@ def main():
     if not os.path.exists(os.path.join(a.ucd, "UnicodeData.txt")):
         print("gen_unicode_tables: %s/UnicodeData.txt not found (Debian package unicode-data); skipped" % a.ucd)
         return 77
-    text = render(*load(a.ucd))
+    ws, version = white_space(a.ucd), ucd_version(a.ucd)
     if a.out:
+        if a.gc == "debian":
+            cls, source = build(debian_gc(a.ucd)[0], ws), "Unicode %s (Debian unicode-data)" % version
+        else:
+            gc = unicodedata2_gc()
+            if gc is None:
+                print("gen_unicode_tables: needs unicodedata2==%s (pip install), or --gc debian" % U2_VERSION)
+                return 1
+            cls = build(gc, ws)
+            source = "Unicode %s (PyPI unicodedata2==%s; White_Space from Debian's UCD %s)" % (
+                U2_VERSION, U2_VERSION, version)
         with open(a.out, "w", encoding="ascii") as f:
-            f.write(text)
+            f.write(render(cls, source))
         return 0
+
     with open(a.check, encoding="ascii") as f:
-        old = f.read()
-    if old != text:
-        print("gen_unicode_tables: %s differs from the tables generated from %s; regenerate with --out"
-              % (a.check, a.ucd))
+        text = f.read()
+    have = parse_tables(text)
+    deb, assigned = debian_gc(a.ucd)
+    deb = build(deb, ws)
+    bad = [cp for cp in range(MAXCP + 1) if have[cp] != deb[cp] and (assigned[cp] or have[cp] == SPACE)]
+    if bad:
+        print("gen_unicode_tables: %s disagrees with Debian's UCD %s on %d assigned code points, e.g. %s"
+              % (a.check, version, len(bad), ", ".join("U+%04X" % cp for cp in bad[:8])))
         return 1
-    print("gen_unicode_tables: %s matches %s" % (a.check, a.ucd))
+    later = sum(1 for cp in range(MAXCP + 1) if have[cp] != deb[cp])
+    print("gen_unicode_tables: %s agrees with Debian's UCD %s on all its assigned code points and White_Space "
+          "(%d code points assigned later differ)" % (a.check, version, later))
+    gc = unicodedata2_gc()
+    if gc is None:
+        print("gen_unicode_tables: unicodedata2==%s not importable; exact regeneration not checked" % U2_VERSION)
+        return 0
+    m = re.search(r"Source: (.*?)\.\n", text, re.S)
+    if render(build(gc, ws), m.group(1).replace("\n * ", " ") if m else "") != text:
+        print("gen_unicode_tables: %s differs from a fresh generation; regenerate with --out" % a.check)
+        return 1
+    print("gen_unicode_tables: %s equals a fresh generation from unicodedata2 %s" % (a.check, U2_VERSION))
     return 0
 
 

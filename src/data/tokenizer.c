@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <omp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,16 +34,15 @@ struct loom_tokenizer {
 
 /* ---- hashing ----------------------------------------------------------------------- */
 
-static inline uint64_t load_tail(const uint8_t *p, size_t n) { /* n in 1..7 */
-    uint64_t w = 0;
+/* The n bytes (1..7) at p as one word, injectively for a given n. */
+static inline uint64_t load_tail(const uint8_t *p, size_t n) {
     if (n >= 4) {
         uint32_t a, b;
         memcpy(&a, p, 4);
         memcpy(&b, p + n - 4, 4);
-        return a | ((uint64_t)b << ((n - 4) * 8));
+        return a | ((uint64_t)b << 32);
     }
-    w = p[0] | ((uint64_t)p[n >> 1] << 8) | ((uint64_t)p[n - 1] << 16);
-    return w;
+    return p[0] | ((uint64_t)p[n >> 1] << 8) | ((uint64_t)p[n - 1] << 16);
 }
 
 /* A fast 64-bit hash of short byte strings (tokens are mostly under 16 bytes). */
@@ -264,6 +264,7 @@ static loom_status read_file(const char *path, uint8_t **buf, size_t *len) {
 
 static size_t count_lines(const uint8_t *s, size_t n) {
     size_t k = 1;
+    if (n == 0) return k;
     for (const uint8_t *p = s; (p = memchr(p, '\n', (size_t)(s + n - p))) != NULL; p++) k++;
     return k;
 }
@@ -420,10 +421,10 @@ static long gpt2_unmap(const int16_t uc2byte[0x144], const uint8_t *s, size_t n,
     return (long)k;
 }
 
-static loom_status unmap_error(long r, const char *name, size_t line, size_t col, const char *what) {
-    if (r == -1) return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: %s is not valid UTF-8", name, line, col, what);
-    return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: %s has U+%04lX, which is not in GPT-2's byte alphabet", name,
-                      line, col, what, -2 - r);
+static loom_status unmap_error(long r, const char *name, size_t line, size_t col) {
+    if (r == -1) return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: the merge is not valid UTF-8", name, line, col);
+    return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: the merge has U+%04lX, which is not in GPT-2's byte alphabet",
+                      name, line, col, -2 - r);
 }
 
 static void line_col(const uint8_t *s, size_t off, size_t *line, size_t *col) {
@@ -464,13 +465,12 @@ static loom_status parse_vocab_bpe(builder *b, const int16_t *uc2byte, const uin
         size_t la = (size_t)(sp - l), lb = ll - la - 1;
         long na = gpt2_unmap(uc2byte, l, la, tmp), nb = na >= 0 ? gpt2_unmap(uc2byte, sp + 1, lb, tmp + na) : 0;
         if (na < 0 || nb < 0) {
-            st = unmap_error(na < 0 ? na : nb, name, lineno, na < 0 ? 1 : la + 2, "the merge");
+            st = unmap_error(na < 0 ? na : nb, name, lineno, na < 0 ? 1 : la + 2);
             break;
         }
-        const uint8_t *part = na < 0 ? l : sp + 1;
-        if (builder_find(b, tmp, (size_t)na, NULL) == NONE || builder_find(b, tmp + na, (size_t)nb, NULL) == NONE) {
-            int first = builder_find(b, tmp, (size_t)na, NULL) == NONE;
-            part = first ? l : sp + 1;
+        int first = builder_find(b, tmp, (size_t)na, NULL) == NONE;
+        if (first || builder_find(b, tmp + na, (size_t)nb, NULL) == NONE) {
+            const uint8_t *part = first ? l : sp + 1;
             st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: '%s' is not a token made by an earlier line", name, lineno,
                             shown(sh, sizeof sh, part, first ? la : lb));
             break;
@@ -491,6 +491,21 @@ static loom_status parse_vocab_bpe(builder *b, const int16_t *uc2byte, const uin
     return st;
 }
 
+/* An error about the encoder.json member whose value starts at byte `off`:
+ * "name:line:col: message". */
+static loom_status member_error(const uint8_t *s, size_t off, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static loom_status member_error(const uint8_t *s, size_t off, const char *name, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t line, col;
+    line_col(s, off, &line, &col);
+    return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: %s", name, line, col, msg);
+}
+
 /* encoder.json must give exactly the builder's tokens and ranks, plus <|endoftext|>. */
 static loom_status check_encoder_json(builder *b, const int16_t *uc2byte, const uint8_t *s, size_t len,
                                       const char *name, const char *bpe_name, uint32_t *eot) {
@@ -506,7 +521,7 @@ static loom_status check_encoder_json(builder *b, const int16_t *uc2byte, const 
     uint8_t *seen = calloc(b->n ? b->n : 1, 1), *tmp = malloc(len + 1);
     loom_status st = LOOM_OK;
     int have_eot = 0;
-    size_t count = 0, line = 0, col = 0;
+    size_t count = 0;
     if (!seen || !tmp) st = loom_error(LOOM_ERR_NOMEM, "%s: out of memory", name);
     else if (root->type != LOOM_JSON_OBJECT)
         st = loom_error(LOOM_ERR_FORMAT, "%s: expected a JSON object of token -> id, got %s", name,
@@ -514,11 +529,9 @@ static loom_status check_encoder_json(builder *b, const int16_t *uc2byte, const 
     for (size_t i = 0; !st && i < root->n; i++) {
         const loom_json *v = &root->items[i];
         uint64_t id;
-        line_col(s, v->offset, &line, &col);
-        shown(sh, sizeof sh, v->key, v->key_len);
         if (!loom_json_get_u64(v, &id) || id >= MAX_RANK - 1) {
-            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: the id of \"%s\" is not an integer below %u", name, line,
-                            col, sh, MAX_RANK - 1);
+            st = member_error(s, v->offset, name, "the id of \"%s\" is not an integer below %u",
+                              shown(sh, sizeof sh, v->key, v->key_len), MAX_RANK - 1);
             break;
         }
         if (v->key_len == EOT_LEN && memcmp(v->key, LOOM_TOKENIZER_EOT_TEXT, EOT_LEN) == 0) {
@@ -528,19 +541,21 @@ static loom_status check_encoder_json(builder *b, const int16_t *uc2byte, const 
         }
         if (v->key_len == 15 && memcmp(v->key, "<|startoftext|>", 15) == 0) continue; /* tiktoken drops it too */
         long n = gpt2_unmap(uc2byte, (const uint8_t *)v->key, v->key_len, tmp);
-        if (n < 0) {
-            st = unmap_error(n, name, line, col, "a token");
-            break;
-        }
         uint32_t e = n > 0 ? builder_find(b, tmp, (size_t)n, NULL) : NONE;
-        if (e == NONE)
-            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: token \"%s\" (id %llu) is not made by %s", name, line, col,
-                            sh, (unsigned long long)id, bpe_name);
+        shown(sh, sizeof sh, v->key, v->key_len);
+        if (n == -1)
+            st = member_error(s, v->offset, name, "token \"%s\" is not valid UTF-8", sh);
+        else if (n < 0)
+            st = member_error(s, v->offset, name, "token \"%s\" has U+%04lX, which is not in GPT-2's byte alphabet",
+                              sh, -2 - n);
+        else if (e == NONE)
+            st = member_error(s, v->offset, name, "token \"%s\" (id %llu) is not made by %s", sh,
+                              (unsigned long long)id, bpe_name);
         else if (b->e[e].rank != id)
-            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: token \"%s\" has id %llu, but %s gives it rank %u", name,
-                            line, col, sh, (unsigned long long)id, bpe_name, b->e[e].rank);
+            st = member_error(s, v->offset, name, "token \"%s\" has id %llu, but %s gives it rank %u", sh,
+                              (unsigned long long)id, bpe_name, b->e[e].rank);
         else if (seen[e])
-            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: token \"%s\" is listed twice", name, line, col, sh);
+            st = member_error(s, v->offset, name, "token \"%s\" is listed twice", sh);
         else {
             seen[e] = 1;
             count++;
@@ -685,7 +700,7 @@ static uint64_t heap_pop(uint64_t *h, size_t *n) {
 static size_t bpe_heap(const loom_tokenizer *t, const uint8_t *p, size_t n, uint32_t *out) {
     uint32_t *nxt = malloc((n + 1) * sizeof *nxt), *prv = malloc(n * sizeof *prv);
     uint32_t *prank = malloc(n * sizeof *prank), *tid = malloc(n * sizeof *tid);
-    uint64_t *heap = malloc(2 * n * sizeof *heap);
+    uint64_t *heap = malloc(3 * n * sizeof *heap); /* n - 1 pairs, then at most 2 per merge */
     size_t hn = 0, k = 0;
     if (!nxt || !prv || !prank || !tid || !heap) {
         free(nxt), free(prv), free(prank), free(tid), free(heap);

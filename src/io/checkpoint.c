@@ -69,16 +69,50 @@ static int list_steps(const char *dir, long **steps) {
     return n;
 }
 
-static void meta_int(loom_st_writer *w, const char *key, long long v, loom_status *st) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%lld", v);
-    if (!*st) *st = loom_st_writer_meta(w, key, buf);
+/* The scalar metadata of a checkpoint, collected before writing so that the metadata
+ * can carry a checksum of itself. */
+typedef struct meta_list {
+    int n;
+    const char *key[32];
+    char val[32][40];
+} meta_list;
+
+static void meta_int(meta_list *m, const char *key, long long v) {
+    m->key[m->n] = key;
+    snprintf(m->val[m->n++], sizeof m->val[0], "%lld", v);
 }
 
-static void meta_float(loom_st_writer *w, const char *key, float v, loom_status *st) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.9g", v); /* %.9g round-trips every float exactly */
-    if (!*st) *st = loom_st_writer_meta(w, key, buf);
+static void meta_float(meta_list *m, const char *key, float v) {
+    m->key[m->n] = key;
+    snprintf(m->val[m->n++], sizeof m->val[0], "%.9g", v); /* %.9g round-trips every float exactly */
+}
+
+/* CRC32C over "key\0value\0" of every metadata entry except crc32c_meta itself, in
+ * key order, so that a damaged step count or learning rate is caught like damaged
+ * tensor data. */
+typedef struct kv { const char *k, *v; } kv;
+static int cmp_kv(const void *a, const void *b) { return strcmp(((const kv *)a)->k, ((const kv *)b)->k); }
+
+/* Sorts the pairs by key (in place) and checksums them, skipping crc32c_meta. */
+static uint32_t meta_crc_pairs(kv *p, size_t n) {
+    qsort(p, n, sizeof *p, cmp_kv);
+    uint32_t crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(p[i].k, "crc32c_meta")) continue;
+        crc = loom_crc32c(crc, p[i].k, strlen(p[i].k) + 1);
+        crc = loom_crc32c(crc, p[i].v, strlen(p[i].v) + 1);
+    }
+    return crc;
+}
+
+static uint32_t meta_crc(const loom_st_file *f) {
+    size_t n = loom_st_meta_count(f);
+    kv *p = malloc(sizeof(kv) * (n + 1));
+    if (!p) return 0;
+    for (size_t i = 0; i < n; i++) loom_st_meta_at(f, i, &p[i].k, &p[i].v);
+    uint32_t crc = meta_crc_pairs(p, n);
+    free(p);
+    return crc;
 }
 
 /* Writes `text` to dir/name atomically (tmp, fsync, rename, fsync dir). */
@@ -133,34 +167,44 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
     }
     loom_json_buf_puts(&crcs, "}");
     if (!st && crcs.failed) st = loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
-    if (!st) st = loom_st_writer_meta(w, "format", "pt");
-    if (!st) st = loom_st_writer_meta(w, "loom_checkpoint", LOOM_CKPT_FORMAT);
-    if (!st) st = loom_st_writer_meta(w, "producer", "loom " LOOM_VERSION);
-    if (!st) st = loom_st_writer_meta(w, "crc32c", crcs.data);
-    if (!st) st = loom_st_writer_meta(w, "rng", "counter-based (splitmix64 of seed, index): the seed is the whole state");
-    meta_int(w, "vocab_size", g->cfg.vocab_size, &st);
-    meta_int(w, "block_size", g->cfg.block_size, &st);
-    meta_int(w, "n_layer", g->cfg.n_layer, &st);
-    meta_int(w, "n_embd", g->cfg.n_embd, &st);
-    meta_int(w, "n_head", g->cfg.n_head, &st);
-    meta_int(w, "step", s->step, &st);
-    meta_int(w, "cursor", (long long)s->cursor, &st);
-    meta_int(w, "epoch", (long long)s->epoch, &st);
-    meta_int(w, "adam_t", s->adam_t, &st);
-    meta_int(w, "seed", (long long)s->seed, &st);
-    meta_int(w, "batch", s->batch, &st);
-    meta_int(w, "seq_len", s->seq_len, &st);
-    meta_int(w, "total_batch_tokens", s->total_batch_tokens, &st);
-    meta_int(w, "steps", s->steps, &st);
-    meta_int(w, "shuffle", s->shuffle, &st);
-    meta_int(w, "warmup", s->optim.warmup, &st);
-    meta_float(w, "lr", s->optim.lr, &st);
-    meta_float(w, "min_lr", s->optim.min_lr, &st);
-    meta_float(w, "beta1", s->optim.beta1, &st);
-    meta_float(w, "beta2", s->optim.beta2, &st);
-    meta_float(w, "eps", s->optim.eps, &st);
-    meta_float(w, "weight_decay", s->optim.weight_decay, &st);
-    meta_float(w, "clip", s->optim.clip, &st);
+    meta_list m = {0};
+    meta_int(&m, "vocab_size", g->cfg.vocab_size);
+    meta_int(&m, "block_size", g->cfg.block_size);
+    meta_int(&m, "n_layer", g->cfg.n_layer);
+    meta_int(&m, "n_embd", g->cfg.n_embd);
+    meta_int(&m, "n_head", g->cfg.n_head);
+    meta_int(&m, "step", s->step);
+    meta_int(&m, "cursor", (long long)s->cursor);
+    meta_int(&m, "epoch", (long long)s->epoch);
+    meta_int(&m, "adam_t", s->adam_t);
+    meta_int(&m, "seed", (long long)s->seed);
+    meta_int(&m, "batch", s->batch);
+    meta_int(&m, "seq_len", s->seq_len);
+    meta_int(&m, "total_batch_tokens", s->total_batch_tokens);
+    meta_int(&m, "steps", s->steps);
+    meta_int(&m, "shuffle", s->shuffle);
+    meta_int(&m, "warmup", s->optim.warmup);
+    meta_float(&m, "lr", s->optim.lr);
+    meta_float(&m, "min_lr", s->optim.min_lr);
+    meta_float(&m, "beta1", s->optim.beta1);
+    meta_float(&m, "beta2", s->optim.beta2);
+    meta_float(&m, "eps", s->optim.eps);
+    meta_float(&m, "weight_decay", s->optim.weight_decay);
+    meta_float(&m, "clip", s->optim.clip);
+    const char *fixed[][2] = {{"format", "pt"}, {"loom_checkpoint", LOOM_CKPT_FORMAT}, {"producer", "loom " LOOM_VERSION},
+                              {"crc32c", crcs.data},
+                              {"rng", "counter-based (splitmix64 of seed, index): the seed is the whole state"}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && !st; i++) st = loom_st_writer_meta(w, fixed[i][0], fixed[i][1]);
+    for (int i = 0; i < m.n && !st; i++) st = loom_st_writer_meta(w, m.key[i], m.val[i]);
+    if (!st) { /* checksum the metadata exactly as a reader will enumerate it */
+        kv pairs[64];
+        size_t n = 0;
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) pairs[n++] = (kv){fixed[i][0], fixed[i][1]};
+        for (int i = 0; i < m.n; i++) pairs[n++] = (kv){m.key[i], m.val[i]};
+        char hex[16];
+        snprintf(hex, sizeof hex, "%08" PRIx32, meta_crc_pairs(pairs, n));
+        st = loom_st_writer_meta(w, "crc32c_meta", hex);
+    }
     loom_json_buf_free(&crcs);
     free(crc);
     if (!st) st = loom_st_writer_write_ex(w, tmp, 1);
@@ -207,8 +251,13 @@ loom_status loom_ckpt_verify(const loom_st_file *f) {
     if (strcmp(fmt, LOOM_CKPT_FORMAT))
         return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint format %s is not supported (this loom reads %s)", path,
                           fmt, LOOM_CKPT_FORMAT);
-    const char *crcs = loom_st_meta(f, "crc32c");
-    if (!crcs) return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint without crc32c metadata", path);
+    const char *crcs = loom_st_meta(f, "crc32c"), *mcrc = loom_st_meta(f, "crc32c_meta");
+    if (!crcs || !mcrc) return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint without crc32c metadata", path);
+    char want_meta[16];
+    snprintf(want_meta, sizeof want_meta, "%08" PRIx32, meta_crc(f));
+    if (strcmp(mcrc, want_meta))
+        return loom_error(LOOM_ERR_FORMAT, "%s: metadata CRC32C %s does not match the stored %s (the header is corrupt)",
+                          path, want_meta, mcrc);
     loom_json_error jerr;
     loom_json_doc *doc = loom_json_parse(crcs, strlen(crcs), NULL, &jerr);
     if (!doc) return loom_error(LOOM_ERR_FORMAT, "%s: crc32c metadata: %s at byte %zu", path, jerr.msg, jerr.offset);

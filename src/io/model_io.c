@@ -97,7 +97,8 @@ loom_status loom_model_load(loom_gpt *g, const char *path) {
     loom_st_file *f;
     loom_status st = loom_st_open(path, &f);
     if (st) return st;
-    if (loom_st_meta(f, "loom_checkpoint") && (st = loom_ckpt_verify(f))) { /* a training checkpoint */
+    int is_ckpt = loom_st_meta(f, "loom_checkpoint") || loom_st_meta(f, "crc32c") || loom_st_meta(f, "crc32c_meta");
+    if (is_ckpt && (st = loom_ckpt_verify(f))) { /* a training checkpoint: verify every CRC */
         loom_st_close(f);
         return st;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,34 +16,51 @@
 #include "loom/io.h"
 #include "loom/train.h"
 
-/* Signals: the first SIGTERM/SIGINT/SIGUSR1 asks the loop to stop after the current
- * step and write a checkpoint; a second SIGINT exits at once. */
+/* Signals. SIGTERM, SIGINT and SIGUSR1 are blocked in every thread (the OpenMP and
+ * oneDNN workers inherit the mask) and taken by one thread in sigwait(), so no handler
+ * ever interrupts the math or the allocator. The first one asks the loop to stop
+ * after the current step with a checkpoint; a second SIGINT exits at once. */
 static volatile sig_atomic_t g_stop_signal;
+static pthread_t g_sig_thread;
+static int g_sig_thread_running;
+static sigset_t g_sig_set, g_sig_old;
 
-static void on_signal(int sig) {
-    if (sig == SIGINT && g_stop_signal) {
-        static const char msg[] = "loom: second interrupt: exiting now without a checkpoint\n";
-        ssize_t r = write(2, msg, sizeof msg - 1);
-        (void)r;
-        _exit(130);
+static void *signal_thread(void *arg) {
+    (void)arg;
+    for (;;) {
+        int sig;
+        if (sigwait(&g_sig_set, &sig) != 0) continue;
+        if (sig == SIGUSR2 && !g_sig_thread_running) return NULL; /* shutdown */
+        if (sig == SIGINT && g_stop_signal) {
+            static const char msg[] = "loom: second interrupt: exiting now without a checkpoint\n";
+            ssize_t r = write(2, msg, sizeof msg - 1);
+            (void)r;
+            _exit(130);
+        }
+        if (sig != SIGUSR2) g_stop_signal = sig;
     }
-    g_stop_signal = sig;
 }
 
-static void install_signals(struct sigaction old[3]) {
-    static const int sigs[3] = {SIGTERM, SIGINT, SIGUSR1};
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
+static void install_signals(void) {
+    sigemptyset(&g_sig_set);
+    sigaddset(&g_sig_set, SIGTERM);
+    sigaddset(&g_sig_set, SIGINT);
+    sigaddset(&g_sig_set, SIGUSR1);
+    sigaddset(&g_sig_set, SIGUSR2); /* internal: wakes the thread to exit */
+    pthread_sigmask(SIG_BLOCK, &g_sig_set, &g_sig_old);
     g_stop_signal = 0;
-    for (int i = 0; i < 3; i++) sigaction(sigs[i], &sa, &old[i]);
+    g_sig_thread_running = 1;
+    if (pthread_create(&g_sig_thread, NULL, signal_thread, NULL) != 0) g_sig_thread_running = 0;
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error, reported as such */
 }
 
-static void restore_signals(const struct sigaction old[3]) {
-    static const int sigs[3] = {SIGTERM, SIGINT, SIGUSR1};
-    for (int i = 0; i < 3; i++) sigaction(sigs[i], &old[i], NULL);
+static void restore_signals(void) {
+    if (g_sig_thread_running) {
+        g_sig_thread_running = 0;
+        pthread_kill(g_sig_thread, SIGUSR2);
+        pthread_join(g_sig_thread, NULL);
+    }
+    pthread_sigmask(SIG_SETMASK, &g_sig_old, NULL);
 }
 
 loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
@@ -98,25 +116,25 @@ static void fmt_eta(char *buf, size_t n, double s) {
 }
 
 /* mkdir -p */
-static loom_status make_dir(const char *dir) {
+static loom_status make_dir(const char *dir, const char *flag) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", dir);
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
             if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return loom_error(LOOM_ERR_IO, "--out: cannot create directory %s: %s", buf, strerror(errno));
+                return loom_error(LOOM_ERR_IO, "%s: cannot create directory %s: %s", flag, buf, strerror(errno));
             *p = '/';
         }
     if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return loom_error(LOOM_ERR_IO, "--out: cannot create directory %s: %s", dir, strerror(errno));
+        return loom_error(LOOM_ERR_IO, "%s: cannot create directory %s: %s", flag, dir, strerror(errno));
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return loom_error(LOOM_ERR_IO, "--out: %s is not a directory", dir);
+        return loom_error(LOOM_ERR_IO, "%s: %s is not a directory", flag, dir);
     return LOOM_OK;
 }
 
-loom_status loom_train(const loom_train_opts *o) {
+static loom_status train_run(const loom_train_opts *o) {
     loom_status st = LOOM_OK;
     loom_gpt *g = NULL;
     loom_dataset *train = NULL, *val = NULL;
@@ -124,8 +142,6 @@ loom_status loom_train(const loom_train_opts *o) {
     FILE *metrics = NULL;
     int32_t *batch = NULL;
     char path[4096];
-    struct sigaction old_sig[3];
-    int signals_installed = 0;
 
     if (o->threads > 0) omp_set_num_threads(o->threads);
     const int threads = omp_get_max_threads();
@@ -155,11 +171,8 @@ loom_status loom_train(const loom_train_opts *o) {
     if ((st = loom_dataset_open(&train, o->data, o->data_format, cfg.vocab_size, T, "--data"))) goto done;
     if (o->val_data && (st = loom_dataset_open(&val, o->val_data, o->data_format, cfg.vocab_size, T, "--val-data")))
         goto done;
-    if ((st = make_dir(o->out_dir))) goto done;
-    if (o->ckpt_dir && (st = make_dir(o->ckpt_dir))) {
-        st = loom_error(st, "--ckpt-dir: %s", loom_error_msg() + strlen("--out: "));
-        goto done;
-    }
+    if ((st = make_dir(o->out_dir, "--out"))) goto done;
+    if (o->ckpt_dir && (st = make_dir(o->ckpt_dir, "--ckpt-dir"))) goto done;
     if ((st = loom_gpt_init(&g, &cfg, B, T, 1, o->backend))) goto done;
     g->profile = o->profile;
     loom_adamw_config ocfg = o->optim;
@@ -211,8 +224,6 @@ loom_status loom_train(const loom_train_opts *o) {
     }
 
     double t_start = loom_now(), t_train = 0.0;
-    install_signals(old_sig);
-    signals_installed = 1;
     const int end_step = o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps;
     if (start_step >= end_step && !o->quiet) printf("nothing to do: the checkpoint is at step %d\n", start_step);
     for (int step = start_step; step < end_step; step++) {
@@ -306,7 +317,6 @@ loom_status loom_train(const loom_train_opts *o) {
     if ((st = loom_model_write_hf_config(&cfg, path))) goto done;
     if (!o->quiet) printf("saved %s/model.safetensors\n", o->out_dir);
 done:
-    if (signals_installed) restore_signals(old_sig);
     loom_st_close(resume);
     if (metrics && fclose(metrics) != 0 && !st)
         st = loom_error(LOOM_ERR_IO, "%s/metrics.jsonl: write failed: %s", o->out_dir, strerror(errno));
@@ -315,5 +325,12 @@ done:
     loom_gpt_free(g);
     loom_dataset_close(train);
     loom_dataset_close(val);
+    return st;
+}
+
+loom_status loom_train(const loom_train_opts *o) {
+    install_signals(); /* before any parallel region, so that every worker inherits the mask */
+    loom_status st = train_run(o);
+    restore_signals();
     return st;
 }

@@ -6,13 +6,15 @@
 
 #include <stdint.h>
 
+typedef union loom_f32_bits { float f; int32_t i; } loom_f32_bits; /* unions, not memcpy: GCC vectorises these */
+
 #pragma omp declare simd notinbranch
 static inline float loom_expf(float x) {
     /* Cephes expf: exp(x) = 2^n * exp(r), |r| <= ln2/2; max rel. error ~2 ulp. n is
      * rounded by adding 1.5*2^23 (floorf would block vectorisation under the default
      * -ftrapping-math), and 2^n is built from the same sum's low mantissa bits. */
     x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-    union { float f; int32_t i; } y, scale; /* unions, not memcpy: GCC vectorises these */
+    loom_f32_bits y, scale;
     y.f = x * 1.44269504088896341f + 12582912.0f;
     float n = y.f - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;

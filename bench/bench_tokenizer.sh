@@ -100,7 +100,7 @@ awk '$1 == "loom" || $1 == "tiktoken" {
        printf "%-16s %-9s %10s %10s %8s  %s\n", "text", "threads", "loom", "tiktoken", "ratio", "tokens equal"
        for (k in keys) {
          split(k, p, " "); l = v["loom", k] / n["loom", k]; t = n["tiktoken", k] ? v["tiktoken", k] / n["tiktoken", k] : 0
-         printf "%-16s %-9s %10.2f %10.2f %7.2fx  %s (other %s / %s)\n", p[1], p[2], l, t, t > 0 ? l / t : 0,
+         printf "%-16s %-9s %10.2f %10.2f %7.2fx  %s (other %s / %s)\n", p[1], p[2], l, t, (t > 0 ? l / t : 0),
                 tok["loom", k] == tok["tiktoken", k] ? "yes" : "NO", oth["loom", k], oth["tiktoken", k]
        } }' "$out" | sort
 if awk '$1 == "loom" || $1 == "tiktoken" { t[$1, $2 $3] = $(NF-3) } END { for (k in t) { split(k, p, SUBSEP); if (t["loom", p[2]] != t["tiktoken", p[2]]) bad = 1 } exit bad }' "$out"; then

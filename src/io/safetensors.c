@@ -636,6 +636,23 @@ static int write_all(FILE *fp, const void *p, size_t n, int *err) {
     return 1;
 }
 
+/* write(2) until done, retrying short writes and EINTR; 0 with *err on failure. */
+static int write_fd(int fd, const void *p, size_t n, int *err) {
+    const unsigned char *q = p;
+    while (n > 0) {
+        size_t k = n < ((size_t)256 << 20) ? n : ((size_t)256 << 20);
+        ssize_t r = write(fd, q, k);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            *err = r < 0 ? errno : ENOSPC;
+            return 0;
+        }
+        q += r;
+        n -= (size_t)r;
+    }
+    return 1;
+}
+
 loom_status loom_st_writer_write(loom_st_writer *w, const char *path) {
     return loom_st_writer_write_ex(w, path, 0);
 }
@@ -658,9 +675,14 @@ loom_status loom_st_writer_write_ex(loom_st_writer *w, const char *path, int syn
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hb.len >> (8 * i));
     int err = 0;
     int ok = write_all(fp, len8, 8, &err) && write_all(fp, hb.data, hb.len, &err);
+    /* tensor data straight from the caller's memory with write(2), past stdio's buffer */
+    if (ok) {
+        errno = 0;
+        if (fflush(fp) != 0) { ok = 0; err = errno ? errno : EIO; }
+    }
     for (size_t i = 0; ok && i < w->n; i++) {
         if ((uint64_t)w->t[i].bytes > SIZE_MAX) { ok = 0; err = EFBIG; break; }
-        ok = write_all(fp, w->t[i].data, (size_t)w->t[i].bytes, &err);
+        ok = write_fd(fileno(fp), w->t[i].data, (size_t)w->t[i].bytes, &err);
     }
     loom_json_buf_free(&hb);
     if (ok) {

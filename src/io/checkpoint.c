@@ -241,6 +241,18 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
         unlink(old);
     }
     free(steps);
+    /* and temporary files that a killed save left behind */
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (!strncmp(e->d_name, "." CKPT_PREFIX, strlen("." CKPT_PREFIX)) && n > 4 && !strcmp(e->d_name + n - 4, ".tmp")) {
+            char old[4400];
+            snprintf(old, sizeof old, "%s/%s", dir, e->d_name);
+            unlink(old);
+        }
+    }
+    if (d) closedir(d);
     return LOOM_OK;
 }
 

@@ -41,6 +41,26 @@ if [ $rc -eq 3 ]; then
   check "resume after SIGTERM is bitwise" cmp -s "$TMP/a/ck/step_00000016.safetensors" "$TMP/d/ck/step_00000016.safetensors"
 fi
 
+# a second SIGINT during a save exits at once (130); the save is never committed half
+"$LOOM" train $M --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --stop-at 4
+cp "$TMP/i/ck/step_00000004.safetensors" "$TMP/i4"
+LOOM_TEST_CKPT_PAUSE_MS=5000 "$LOOM" train $M --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --resume \
+  >/dev/null 2>"$TMP/i.err" &
+pid=$!
+for _ in $(seq 200); do [ "$(wc -l <"$TMP/i/metrics.jsonl")" -ge 7 ] && break; sleep 0.05; done
+kill -INT $pid
+for _ in $(seq 100); do ls -a "$TMP/i/ck" | grep -q '\.tmp$' && break; sleep 0.05; done
+kill -INT $pid
+wait $pid
+rc=$?
+check "second SIGINT exits 130 (got $rc)" test $rc -eq 130
+check "second SIGINT says so" grep -q "second interrupt" "$TMP/i.err"
+check "after a second SIGINT, latest still names step 4" grep -qx "step_00000004.safetensors" "$TMP/i/ck/latest"
+check "after a second SIGINT, step 4 is intact" cmp -s "$TMP/i4" "$TMP/i/ck/step_00000004.safetensors"
+check "after a second SIGINT, only step 4 is committed" test "$(ls "$TMP/i/ck" | grep -c '^step_')" -eq 1
+"$LOOM" train $M --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --resume --stop-at 6
+check "the next save cleans the killed save's temporary file" test -z "$(ls -a "$TMP/i/ck" | grep '\.tmp$')"
+
 # mismatches are refused, naming the fields
 expect_error "mismatched flags" "steps 16 (checkpoint) vs 20 (flags), lr 0.00300000003 (checkpoint) vs 0.00200000009 (flags)" \
   "$LOOM" train $M --lr 2e-3 --steps 20 --out "$TMP/e" --resume "$TMP/b/ck/step_00000008.safetensors"

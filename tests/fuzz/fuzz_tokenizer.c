@@ -45,7 +45,7 @@ static void round_trip(const loom_tokenizer *t, const uint8_t *s, size_t n) {
         i = j;
     }
     /* the whole input as one piece: scan and heap merges agree */
-    if (n > 0 && n <= 4096) {
+    if (n > 0 && n <= 1024) {
         uint32_t *a = malloc(n * 4), *b = malloc(n * 4);
         size_t saved = loom_tokenizer_heap_threshold;
         loom_tokenizer_heap_threshold = 0;

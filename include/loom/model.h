@@ -109,6 +109,39 @@ float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *target
 void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T);
 void loom_gpt_zero_grad(loom_gpt *g);
 
+/* Generation with a KV cache: B independent rows, each fed one token per step at its
+ * own position; keys and values of earlier positions are kept, so a step costs O(pos)
+ * attention instead of a whole forward pass. Buffers are sized at init. */
+typedef struct loom_gpt_kv loom_gpt_kv;
+loom_status loom_gpt_kv_init(loom_gpt_kv **out, const loom_gpt *g, int B);
+void loom_gpt_kv_free(loom_gpt_kv *kv);
+/* Feeds tokens[b] at position positions[b] (< block size; earlier positions of row b
+ * must have been fed) and returns the logits (B, V) of the next token of every row. */
+const float *loom_gpt_kv_step(const loom_gpt *g, loom_gpt_kv *kv, const int32_t *tokens, const int *positions);
+
+/* Sampling settings: temperature 0 is greedy (argmax); top_k 0 and top_p 1 are off. */
+typedef struct loom_sample_opts {
+    int max_tokens;      /* new tokens per row (also capped by the block size) */
+    float temperature;
+    int top_k;
+    float top_p;
+    uint64_t seed;       /* the draws are a pure function of (seed, step, row) */
+    int eot;             /* a row stops after sampling this id; -1: never */
+    int use_kv_cache;    /* 0: recompute a full forward pass per token (for comparison) */
+} loom_sample_opts;
+
+/* Picks a token from logits (V): softmax(logits / temperature), then top-k, then
+ * top-p (nucleus), then the inverse CDF at u in [0, 1). Ties break by lower id, so the
+ * choice is deterministic. scratch holds 2*V floats. */
+int32_t loom_sample_token(const float *logits, int V, const loom_sample_opts *o, float u, float *scratch);
+
+/* Generates for B rows from their prompts (each at least one token), calling
+ * on_token(ctx, row, id) for every new token as it is chosen. The new tokens of row b
+ * go to out[b] (capacity o->max_tokens) and their count to out_len[b]. */
+loom_status loom_generate(const loom_gpt *g, int B, const int32_t *const *prompts, const int *prompt_len,
+                          const loom_sample_opts *o, void (*on_token)(void *ctx, int row, int32_t id), void *ctx,
+                          int32_t **out, int *out_len);
+
 #ifdef __cplusplus
 }
 #endif

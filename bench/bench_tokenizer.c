@@ -27,8 +27,8 @@ static uint8_t *read_all(const char *path, size_t *len) {
 }
 
 /* The corpus 4 times over, each line changed with a fixed pattern: accented vowels,
- * Greek, Cyrillic, CJK, Hangul, Arabic, emoji, other digits and non-ASCII spaces. About
- * a fifth of its bytes are non-ASCII. */
+ * Greek, Cyrillic, CJK, Hangul, Arabic, emoji, other digits and non-ASCII spaces
+ * (5.97 MB, 24% of the bytes non-ASCII). */
 static uint8_t *make_mixed(const uint8_t *s, size_t n, size_t *out_len) {
     static const char *inserts[] = {" Καλημέρα κόσμε", " Привет, мир!", " 日本語のテキストです。", " 안녕하세요 세계",
                                     " مرحبا بالعالم", " 😀👍🏽 🇺🇸", " ٣٤٥ ४२ １２３", "\u00a0nbsp\u3000ideographic",

@@ -42,7 +42,7 @@ PAT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
 t0 = time.perf_counter()
 ranks = tiktoken.load.load_tiktoken_bpe("data/gpt2/r50k_base.tiktoken")
 enc = tiktoken.Encoding(name="gpt2_local", pat_str=PAT, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
-print("tiktoken %s: built from data/gpt2/r50k_base.tiktoken in %.0f ms" % (tiktoken.__version__, (time.perf_counter() - t0) * 1e3))
+print("tiktoken_bench: tiktoken %s built from data/gpt2/r50k_base.tiktoken in %.0f ms" % (tiktoken.__version__, (time.perf_counter() - t0) * 1e3))
 
 def busy():
     with open("/proc/stat") as f:
@@ -94,10 +94,10 @@ for r in $(seq 1 "$rounds"); do
 done
 echo
 echo "summary (MB/s, mean of the rounds' medians; 'other' = CPU taken by other processes, >5% = disturbed):"
+printf "%-16s %-9s %10s %10s %8s  %s\n" text threads loom tiktoken ratio "tokens equal"
 awk '$1 == "loom" || $1 == "tiktoken" {
        k = $2 " " $3; v[$1, k] += $5; n[$1, k]++; tok[$1, k] = $(NF-3); oth[$1, k] = $NF; keys[k] = 1 }
      END {
-       printf "%-16s %-9s %10s %10s %8s  %s\n", "text", "threads", "loom", "tiktoken", "ratio", "tokens equal"
        for (k in keys) {
          split(k, p, " "); l = v["loom", k] / n["loom", k]; t = n["tiktoken", k] ? v["tiktoken", k] / n["tiktoken", k] : 0
          printf "%-16s %-9s %10.2f %10.2f %7.2fx  %s (other %s / %s)\n", p[1], p[2], l, t, (t > 0 ? l / t : 0),

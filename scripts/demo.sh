@@ -9,3 +9,6 @@ OUT=${OUT:-out/demo}
   --batch 8 --seq-len 256 --steps ${STEPS:-80} --lr 1e-3 --warmup 10 --eval-every 20 --val-batches 8 \
   --out "$OUT"
 "$LOOM" eval --init-from "$OUT/model.safetensors" --data data/tinyshakespeare_val.bin --batch 8 --seq-len 256
+echo
+echo "--- a sample from the trained model ---"
+"$LOOM" sample --init-from "$OUT/model.safetensors" --prompt "ROMEO:" --max-tokens 120 --seed 7

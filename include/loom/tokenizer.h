@@ -48,7 +48,7 @@ typedef struct loom_bytes {
 void loom_bytes_free(loom_bytes *b);
 
 /* Loads tiktoken's rank file (r50k_base.tiktoken): one "base64(token bytes) SP rank" per
- * line (empty lines skipped, "\r\n" accepted). Ranks must be unique and below 2^24, the
+ * line (empty lines skipped, "\r\n" accepted). Ranks must be unique and below 2^24 - 1, the
  * token byte strings unique, and all 256 single bytes present. The special token gets
  * id max(rank) + 1 (50256 for GPT-2), as tiktoken's r50k_base defines it. Errors name
  * "path:line" and what is wrong. */
@@ -64,7 +64,8 @@ loom_status loom_tokenizer_load_gpt2(const char *encoder_json_path, const char *
                                      loom_tokenizer **out);
 
 /* The same two loaders on bytes in memory; `name` (and enc_name, bpe_name) stand for
- * the file names in error messages. Used by the fuzzer and the tests. */
+ * the file names in error messages. Used by the fuzzer and the tests. Every loader
+ * sets *out to NULL when it fails. */
 loom_status loom_tokenizer_from_tiktoken_mem(const void *buf, size_t len, const char *name,
                                              loom_tokenizer **out);
 loom_status loom_tokenizer_from_gpt2_mem(const void *enc, size_t enc_len, const char *enc_name,
@@ -82,8 +83,10 @@ uint32_t loom_tokenizer_eot(const loom_tokenizer *tok);
  * maximal valid UTF-8 runs and invalid bytes; each run is encoded as tiktoken would
  * encode it alone (a regex match never spans an invalid byte, as with PCRE2's
  * MATCH_INVALID_UTF), and each invalid byte becomes its own single-byte token. So
- * decode(encode(x)) == x for every byte string. Errors: LOOM_ERR_ARG (a refused
- * special token), LOOM_ERR_NOMEM. */
+ * decode(encode(x)) == x for every byte string. (An encoded surrogate such as ED A0 80
+ * is invalid UTF-8 too; tiktoken's Python encode() would first turn a str's lone
+ * surrogates into U+FFFD.) Errors: LOOM_ERR_ARG (a refused special token or an unknown
+ * mode), LOOM_ERR_NOMEM. */
 loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const void *text, size_t len,
                                   loom_tokenizer_special mode, loom_tokens *out);
 
@@ -94,7 +97,8 @@ loom_status loom_tokenizer_encode_parallel(const loom_tokenizer *tok, const void
                                            loom_tokenizer_special mode, int threads, loom_tokens *out);
 
 /* Appends the bytes of ids[0..n) to `out`; the special id decodes to "<|endoftext|>".
- * An id >= vocab size is LOOM_ERR_ARG naming its position (and `out` is left as it was). */
+ * An id that is no token (>= vocab size, or a gap in the ranks) is LOOM_ERR_ARG naming
+ * its position, and `out` is left as it was. */
 loom_status loom_tokenizer_decode(const loom_tokenizer *tok, const uint32_t *ids, size_t n,
                                   loom_bytes *out);
 

@@ -13,6 +13,7 @@ static const char *usage =
     "commands:\n"
     "  train    train a GPT-2 model on token shards\n"
     "  eval     mean cross-entropy of a model over a token file's windows\n"
+    "  sample   generate text from a model or checkpoint (KV cache, top-k, top-p)\n"
     "  export   write a model as Hugging Face GPT-2 safetensors + config.json\n"
     "  info     this build and machine: GEMM library, threads, CPU features, peak FLOP/s\n";
 
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
-    fprintf(stderr, "loom: error: unknown command '%s' (commands: train, eval, export, info)\n", cmd);
+    if (!strcmp(cmd, "sample")) return cmd_sample(argc - 1, argv + 1);
+    fprintf(stderr, "loom: error: unknown command '%s' (commands: train, eval, sample, export, info)\n", cmd);
     return 2;
 }

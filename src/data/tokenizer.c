@@ -30,6 +30,7 @@ struct loom_tokenizer {
     uint64_t *slots;       /* hash map: (hash >> 32) << 32 | id, or EMPTY_SLOT */
     size_t mask;           /* slots - 1 (a power of two minus one) */
     uint32_t byte_id[256]; /* id of each single byte */
+    uint32_t *pair_id;     /* [a << 8 | b]: id of the two bytes a b, or NONE */
 };
 
 /* ---- hashing ----------------------------------------------------------------------- */
@@ -43,6 +44,18 @@ static inline uint64_t load_tail(const uint8_t *p, size_t n) {
         return a | ((uint64_t)b << 32);
     }
     return p[0] | ((uint64_t)p[n >> 1] << 8) | ((uint64_t)p[n - 1] << 16);
+}
+
+/* a[0..n) == b[0..n), with word compares for the short strings most tokens are. */
+static inline int bytes_eq(const uint8_t *a, const uint8_t *b, size_t n) {
+    if (n > 8) return memcmp(a, b, n) == 0;
+    if (n == 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        return x == y;
+    }
+    return n == 0 || load_tail(a, n) == load_tail(b, n);
 }
 
 /* A fast 64-bit hash of short byte strings (tokens are mostly under 16 bytes). */
@@ -73,7 +86,7 @@ static inline uint32_t lookup(const loom_tokenizer *t, const uint8_t *p, size_t 
         if (s == EMPTY_SLOT) return NONE;
         if ((uint32_t)(s >> 32) == tag) {
             uint32_t id = (uint32_t)s;
-            if (t->len[id] == n && memcmp(t->bytes + t->off[id], p, n) == 0) return id;
+            if (t->len[id] == n && bytes_eq(t->bytes + t->off[id], p, n)) return id;
         }
         i = (i + 1) & t->mask;
     }
@@ -207,6 +220,12 @@ static loom_status builder_finish(builder *b, uint32_t eot, loom_tokenizer **out
         for (size_t i = 0; i <= t->mask; i++)
             if (t->slots[i] != EMPTY_SLOT)
                 t->slots[i] = (t->slots[i] >> 32 << 32) | b->e[(uint32_t)t->slots[i]].rank;
+        t->pair_id = malloc(65536 * sizeof *t->pair_id);
+        if (!t->pair_id) st = loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer pair table");
+        for (uint32_t ab = 0; ab < 65536 && !st; ab++) {
+            uint8_t two[2] = {(uint8_t)(ab >> 8), (uint8_t)ab};
+            t->pair_id[ab] = lookup(t, two, 2);
+        }
     }
     if (st) {
         loom_tokenizer_free(t);
@@ -615,6 +634,7 @@ void loom_tokenizer_free(loom_tokenizer *tok) {
     free(tok->off);
     free(tok->len);
     free(tok->slots);
+    free(tok->pair_id);
     free(tok);
 }
 
@@ -638,36 +658,35 @@ int64_t loom_tokenizer_token_id(const loom_tokenizer *tok, const void *bytes, si
 
 /* ---- byte pair merge ----------------------------------------------------------------- */
 
-/* tiktoken's _byte_pair_merge: parts (start[k], rank[k] = rank of parts k and k+1
- * joined); repeatedly join the pair of lowest rank, leftmost on ties. tid[k] is the id
- * of part k (the rank of the pair it was made from). O(n * merges). */
-static size_t bpe_scan(const loom_tokenizer *t, const uint8_t *p, size_t n, uint32_t *out, uint32_t *start,
-                       uint32_t *rank, uint32_t *tid) {
+/* tiktoken's _byte_pair_merge: parts (start, rank = rank of this part and the next
+ * joined, tid = id of this part); repeatedly join the pair of lowest rank, leftmost on
+ * ties. pt has room for n + 1 parts. O(n * merges). */
+typedef struct bpe_part {
+    uint32_t start, rank, tid;
+} bpe_part;
+
+static size_t bpe_scan(const loom_tokenizer *t, const uint8_t *p, size_t n, uint32_t *out, bpe_part *pt) {
     size_t m = n + 1, mini = 0;
     uint32_t minr = NONE;
     for (size_t i = 0; i + 1 < n; i++) {
-        uint32_t r = lookup(t, p + i, 2);
-        start[i] = (uint32_t)i;
-        rank[i] = r;
-        tid[i] = t->byte_id[p[i]];
+        uint32_t r = t->pair_id[p[i] << 8 | p[i + 1]];
+        pt[i] = (bpe_part){(uint32_t)i, r, t->byte_id[p[i]]};
         if (r < minr) minr = r, mini = i;
     }
-    start[n - 1] = (uint32_t)(n - 1), rank[n - 1] = NONE, tid[n - 1] = t->byte_id[p[n - 1]];
-    start[n] = (uint32_t)n, rank[n] = NONE;
+    pt[n - 1] = (bpe_part){(uint32_t)(n - 1), NONE, t->byte_id[p[n - 1]]};
+    pt[n] = (bpe_part){(uint32_t)n, NONE, NONE};
     while (minr != NONE) {
         size_t i = mini;
-        tid[i] = minr;
-        if (i > 0) rank[i - 1] = i + 2 < m ? lookup(t, p + start[i - 1], start[i + 2] - start[i - 1]) : NONE;
-        rank[i] = i + 3 < m ? lookup(t, p + start[i], start[i + 3] - start[i]) : NONE;
-        memmove(start + i + 1, start + i + 2, (m - i - 2) * sizeof *start);
-        memmove(rank + i + 1, rank + i + 2, (m - i - 2) * sizeof *rank);
-        memmove(tid + i + 1, tid + i + 2, (m - i - 2) * sizeof *tid);
+        pt[i].tid = minr;
+        if (i > 0) pt[i - 1].rank = i + 2 < m ? lookup(t, p + pt[i - 1].start, pt[i + 2].start - pt[i - 1].start) : NONE;
+        pt[i].rank = i + 3 < m ? lookup(t, p + pt[i].start, pt[i + 3].start - pt[i].start) : NONE;
+        for (size_t k = i + 1; k + 1 < m; k++) pt[k] = pt[k + 1];
         m--;
         minr = NONE;
         for (size_t k = 0; k + 1 < m; k++)
-            if (rank[k] < minr) minr = rank[k], mini = k;
+            if (pt[k].rank < minr) minr = pt[k].rank, mini = k;
     }
-    for (size_t k = 0; k + 1 < m; k++) out[k] = tid[k];
+    for (size_t k = 0; k + 1 < m; k++) out[k] = pt[k].tid;
     return m - 1;
 }
 
@@ -711,7 +730,7 @@ static size_t bpe_heap(const loom_tokenizer *t, const uint8_t *p, size_t n, uint
         nxt[i] = (uint32_t)(i + 1);
         prv[i] = (uint32_t)i - 1;
         tid[i] = t->byte_id[p[i]];
-        prank[i] = i + 1 < n ? lookup(t, p + i, 2) : NONE;
+        prank[i] = i + 1 < n ? t->pair_id[p[i] << 8 | p[i + 1]] : NONE;
         if (prank[i] != NONE) heap_push(heap, &hn, (uint64_t)prank[i] << 32 | i);
     }
     while (hn) {
@@ -743,15 +762,15 @@ size_t loom_tokenizer_bpe(const loom_tokenizer *t, const uint8_t *p, size_t n, u
     }
     if (n > loom_tokenizer_heap_threshold && n < UINT32_MAX) return bpe_heap(t, p, n, out);
     enum { STACK = 128 };
-    uint32_t sbuf[3 * (STACK + 1)], *buf = sbuf;
+    bpe_part sbuf[STACK + 1], *buf = sbuf;
     if (n > STACK) {
-        buf = malloc(3 * (n + 1) * sizeof *buf);
+        buf = malloc((n + 1) * sizeof *buf);
         if (!buf) {
             loom_error(LOOM_ERR_NOMEM, "out of memory: merging a piece of %zu bytes", n);
             return SIZE_MAX;
         }
     }
-    size_t k = bpe_scan(t, p, n, out, buf, buf + n + 1, buf + 2 * (n + 1));
+    size_t k = bpe_scan(t, p, n, out, buf);
     if (buf != sbuf) free(buf);
     return k;
 }

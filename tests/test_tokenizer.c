@@ -292,6 +292,22 @@ static void test_round_trips(const loom_tokenizer *t) {
             okp = 0;
     }
     CHECK(okp, "parallel encode of random mixed text differs from serial");
+    /* the same text encoded line by line (each part < 16 KB: no piece cache) */
+    b.len = 0;
+    size_t longest = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && !(j > i && big[j] == '\n' && big[j - 1] > 0x20 && big[j - 1] < 0x7F)) j++;
+        if (j - i > longest) longest = j - i;
+        if (loom_tokenizer_encode(t, big + i, j - i, LOOM_TOKENIZER_SPECIAL_ALLOW, &b)) okp = 0;
+        i = j;
+    }
+    CHECK(longest < (1 << 14) && okp, "line-by-line encode: longest part %zu", longest);
+    CHECK(b.len == a.len && !memcmp(a.ids, b.ids, a.len * 4), "cached (whole) and uncached (by line) encodes differ");
+    loom_bytes d = {0};
+    CHECK(!loom_tokenizer_decode(t, a.ids, a.len, &d) && d.len == n && !memcmp(d.data, big, n),
+          "decode(encode(x)) == x for a long random text");
+    loom_bytes_free(&d);
     loom_tokens_free(&a);
     loom_tokens_free(&b);
     free(big);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -129,4 +130,23 @@ int cli_load_model(const cli_model *m, const char *init_from, uint64_t seed, int
         loom_gpt_init_weights(*out, seed);
     }
     return 0;
+}
+
+const char *cli_default_tokenizer(void) {
+    static char found[4200];
+    const char *rel = "data/gpt2/r50k_base.tiktoken";
+    if (access(rel, R_OK) == 0) return rel;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        const char *ups[] = {"/..", "", "/../share/loom"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(found, sizeof found, "%s%s/%s", exe, ups[i], rel);
+            if (access(found, R_OK) == 0) return found;
+        }
+    }
+    return rel; /* not found: the error will name it */
 }

@@ -49,11 +49,17 @@ int cli_bad_flag(const char *cmd, const char *arg, int missing_value);
     case '?': return cli_bad_flag(cmd, argv[optind - 1], 0);                   \
     case ':': return cli_bad_flag(cmd, argv[optind - 1], 1)
 
+/* The GPT-2 rank file: data/gpt2/r50k_base.tiktoken in the working directory, else
+ * beside the binary (BUILD/../data/gpt2/...), else the relative path (whose error will
+ * name it). */
+const char *cli_default_tokenizer(void);
+
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_prep(int argc, char **argv);
 
 #endif
 

@@ -73,7 +73,7 @@ int cmd_sample(int argc, char **argv) {
         {"top-k", required_argument, 0, O_TOPK}, {"top-p", required_argument, 0, O_TOPP},
         {"seed", required_argument, 0, O_SEED}, {"no-kv-cache", no_argument, 0, O_NOKV},
         {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *cmd = "sample", *init = NULL, *tokpath = "data/gpt2/r50k_base.tiktoken";
+    const char *cmd = "sample", *init = NULL, *tokpath = NULL;
     enum { MAXP = 64 };
     const char *ptext[MAXP];
     int pfile[MAXP], np = 0;
@@ -111,6 +111,7 @@ int cmd_sample(int argc, char **argv) {
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (threads > 0) omp_set_num_threads((int)threads);
     loom_tokenizer *tok = NULL;
+    if (!tokpath) tokpath = cli_default_tokenizer();
     if (loom_tokenizer_load_tiktoken(tokpath, &tok)) return cli_fail(cmd);
     loom_gpt *g = NULL;
     if (cli_load_model(&m, init, (uint64_t)seed, 1, 1, &g)) {

@@ -11,6 +11,7 @@ static const char *usage =
     "usage: loom <command> [flags]   (loom <command> --help for its flags)\n"
     "\n"
     "commands:\n"
+    "  prep     tokenize text (plain or JSON-lines) into token shards, in parallel\n"
     "  train    train a GPT-2 model on token shards\n"
     "  eval     mean cross-entropy of a model over a token file's windows\n"
     "  sample   generate text from a model or checkpoint (KV cache, top-k, top-p)\n"
@@ -33,6 +34,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 1, argv + 1);
-    fprintf(stderr, "loom: error: unknown command '%s' (commands: train, eval, sample, export, info)\n", cmd);
+    if (!strcmp(cmd, "prep")) return cmd_prep(argc - 1, argv + 1);
+    fprintf(stderr, "loom: error: unknown command '%s' (commands: prep, train, eval, sample, export, info)\n", cmd);
     return 2;
 }

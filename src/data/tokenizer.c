@@ -799,8 +799,19 @@ void loom_bytes_free(loom_bytes *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* Encodes s[0..n), a text without special tokens (or where they are ordinary). */
-static loom_status encode_ordinary(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokens *o) {
+/* A direct-mapped cache of recent pieces that needed merging, owned by one encode call
+ * (so encoding stays thread-safe). Words repeat, so most merges are done once. */
+enum { CACHE_SLOTS = 4096, CACHE_BYTES = 22, CACHE_IDS = 6 };
+typedef struct piece_cache {
+    uint8_t len, nids;
+    uint8_t bytes[CACHE_BYTES];
+    uint32_t ids[CACHE_IDS];
+} piece_cache;
+
+/* Encodes s[0..n), a text without special tokens (or where they are ordinary). `cache`
+ * (CACHE_SLOTS entries, or NULL) remembers merged pieces. */
+static loom_status encode_ordinary(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokens *o,
+                                   piece_cache *cache) {
     size_t i = 0;
     while (i < n) {
         int invalid;
@@ -810,6 +821,22 @@ static loom_status encode_ordinary(const loom_tokenizer *t, const uint8_t *s, si
         uint32_t id = invalid ? t->byte_id[s[i]] : lookup(t, s + i, plen);
         if (id != NONE) {
             o->ids[o->len++] = id;
+        } else if (cache && plen <= CACHE_BYTES) {
+            piece_cache *c = &cache[hash_bytes(s + i, plen) & (CACHE_SLOTS - 1)];
+            if (c->len == plen && memcmp(c->bytes, s + i, plen) == 0) {
+                memcpy(o->ids + o->len, c->ids, c->nids * sizeof *c->ids);
+                o->len += c->nids;
+            } else {
+                size_t k = loom_tokenizer_bpe(t, s + i, plen, o->ids + o->len);
+                if (k == SIZE_MAX) return LOOM_ERR_NOMEM;
+                if (k <= CACHE_IDS) {
+                    c->len = (uint8_t)plen;
+                    c->nids = (uint8_t)k;
+                    memcpy(c->bytes, s + i, plen);
+                    memcpy(c->ids, o->ids + o->len, k * sizeof *c->ids);
+                }
+                o->len += k;
+            }
         } else {
             size_t k = loom_tokenizer_bpe(t, s + i, plen, o->ids + o->len);
             if (k == SIZE_MAX) return LOOM_ERR_NOMEM;
@@ -822,17 +849,25 @@ static loom_status encode_ordinary(const loom_tokenizer *t, const uint8_t *s, si
 
 static loom_status encode_mode(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokenizer_special mode,
                                loom_tokens *o) {
-    if (mode != LOOM_TOKENIZER_SPECIAL_ALLOW) return encode_ordinary(t, s, n, o);
+    /* the cache pays for itself on texts of more than a few KB; it is optional */
+    piece_cache *cache = n >= (1 << 14) ? calloc(CACHE_SLOTS, sizeof *cache) : NULL;
+    loom_status st = LOOM_OK;
     const uint8_t *end = s + n;
     for (;;) {
-        const uint8_t *f = (size_t)(end - s) >= EOT_LEN ? memmem(s, (size_t)(end - s), LOOM_TOKENIZER_EOT_TEXT, EOT_LEN)
-                                                        : NULL;
-        loom_status st = encode_ordinary(t, s, (size_t)((f ? f : end) - s), o);
-        if (st || !f) return st;
-        if (tokens_reserve(o, 1)) return loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", o->len + 1);
+        const uint8_t *f = NULL;
+        if (mode == LOOM_TOKENIZER_SPECIAL_ALLOW && (size_t)(end - s) >= EOT_LEN)
+            f = memmem(s, (size_t)(end - s), LOOM_TOKENIZER_EOT_TEXT, EOT_LEN);
+        st = encode_ordinary(t, s, (size_t)((f ? f : end) - s), o, cache);
+        if (st || !f) break;
+        if (tokens_reserve(o, 1)) {
+            st = loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", o->len + 1);
+            break;
+        }
         o->ids[o->len++] = t->eot;
         s = f + EOT_LEN;
     }
+    free(cache);
+    return st;
 }
 
 static loom_status check_mode(const uint8_t *s, size_t n, loom_tokenizer_special mode) {

@@ -4,7 +4,7 @@ tiktoken's "gpt2" encoding is rebuilt from the repository's data/gpt2/r50k_base.
 (nothing is downloaded). Cases: random mixed-script text (every kind of whitespace,
 apostrophes, digits of other scripts, combining marks, emoji, special tokens), every
 pair of whitespace characters before each kind of character, and every code point in a
-few contexts. Output records (little-endian): u32 length, UTF-8 text, u32 n, n ids of
+few contexts; then two long texts joined from those. Output records (little-endian): u32 length, UTF-8 text, u32 n, n ids of
 encode_ordinary(text), u32 m, m ids of encode(text, allowed_special="all").
 usage: tiktoken_cases.py OUT [--seed N]; exits 77 when tiktoken is not importable."""
 import random
@@ -77,6 +77,9 @@ def main():
                 c = chr(cp)
                 parts.append(" " + c + c + "'s" + c + "1")
         texts.append("".join(parts))
+    # long texts, so that loom's per-call piece cache (texts >= 16 KB) is exercised too
+    texts.append("".join(texts[:3020]))
+    texts.append("".join(texts[3020:3020 + 25 + 200]))
     with open(out, "wb") as f:
         for t in texts:
             b = t.encode("utf-8")

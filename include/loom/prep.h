@@ -1,0 +1,42 @@
+/* Preprocessing: raw text (plain files, JSON-lines files, standard input) tokenized in
+ * parallel into llm.c token shards. Every document is preceded by <|endoftext|>; a
+ * plain file is one document, a JSON-lines line is one document (its text field).
+ * The output depends only on the inputs and flags, never on the thread count. */
+#ifndef LOOM_PREP_H
+#define LOOM_PREP_H
+
+#include <stdint.h>
+
+#include "loom/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct loom_prep_opts {
+    const char *const *inputs; /* files, or "-" for standard input */
+    int n_inputs;
+    const char *out_dir;
+    const char *tokenizer;     /* tiktoken rank file */
+    const char *jsonl_field;   /* the text field of *.jsonl inputs */
+    long shard_tokens;         /* tokens per shard (the last one may be shorter) */
+    long val_tokens;           /* the first N tokens go to val_*.bin */
+    int threads;               /* <= 0: all */
+    int skip_bad;              /* 1: count and report bad JSON-lines lines instead of failing */
+    int progress;              /* 1: a progress bar on stderr */
+} loom_prep_opts;
+
+typedef struct loom_prep_stats {
+    uint64_t documents, skipped, bytes, train_tokens, val_tokens;
+    int train_shards, val_shards;
+    double seconds;
+} loom_prep_stats;
+
+/* Runs the whole preprocessing; writes OUT/val_%06d.bin, OUT/train_%06d.bin and
+ * OUT/manifest.json. Errors name the file (and line) and what is wrong. */
+loom_status loom_prep(const loom_prep_opts *o, loom_prep_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,71 @@
+/* loom prep: raw text -> token shards. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "loom/prep.h"
+
+static const char *help =
+    "usage: loom prep INPUT... --out DIR [flags]\n"
+    "\n"
+    "Tokenizes text (GPT-2 BPE, exactly as tiktoken) into llm.c shards: OUT/val_%06d.bin\n"
+    "(the first --val-tokens tokens), OUT/train_%06d.bin, and OUT/manifest.json. Every\n"
+    "document is preceded by <|endoftext|>. A plain file is one document; in a *.jsonl\n"
+    "file each line is a JSON object and its --jsonl-field is one document. An INPUT of\n"
+    "- is standard input. The output is the same whatever --threads is.\n"
+    "\n"
+    "  --out DIR            output directory (created)\n"
+    "  --tokenizer FILE     tiktoken rank file (default data/gpt2/r50k_base.tiktoken)\n"
+    "  --shard-tokens N     tokens per shard (default 100000000)\n"
+    "  --val-tokens N       the first N tokens form the validation split (default 0)\n"
+    "  --jsonl-field NAME   text field of JSON-lines inputs (default text)\n"
+    "  --skip-bad           count and report bad JSON-lines lines instead of stopping\n"
+    "  --threads N          OpenMP threads (default: all cores)\n"
+    "  --quiet              no progress bar\n";
+
+enum { O_OUT = 1, O_TOK, O_SHARD, O_VAL, O_FIELD, O_SKIP, O_THREADS, O_QUIET, O_HELP };
+
+int cmd_prep(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"out", required_argument, 0, O_OUT}, {"tokenizer", required_argument, 0, O_TOK},
+        {"shard-tokens", required_argument, 0, O_SHARD}, {"val-tokens", required_argument, 0, O_VAL},
+        {"jsonl-field", required_argument, 0, O_FIELD}, {"skip-bad", no_argument, 0, O_SKIP},
+        {"threads", required_argument, 0, O_THREADS}, {"quiet", no_argument, 0, O_QUIET},
+        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    const char *cmd = "prep";
+    loom_prep_opts o = {.tokenizer = cli_default_tokenizer(), .jsonl_field = "text",
+                        .shard_tokens = 100000000, .progress = isatty(2)};
+    long iv;
+    int c, bad = 0;
+    opterr = 0;
+    optind = 1;
+    /* GNU getopt permutes: inputs may come before or after the flags; "-" stays an input */
+    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case O_OUT: o.out_dir = optarg; break;
+        case O_TOK: o.tokenizer = optarg; break;
+        case O_SHARD: bad = cli_int("--shard-tokens", optarg, 1, 2000000000L, &iv); o.shard_tokens = iv; break;
+        case O_VAL: bad = cli_int("--val-tokens", optarg, 0, 1L << 40, &iv); o.val_tokens = iv; break;
+        case O_FIELD: o.jsonl_field = optarg; break;
+        case O_SKIP: o.skip_bad = 1; break;
+        case O_THREADS: bad = cli_int("--threads", optarg, 1, 4096, &iv); o.threads = (int)iv; break;
+        case O_QUIET: o.progress = 0; break;
+        case O_HELP: fputs(help, stdout); return 0;
+        CLI_GETOPT_ERRORS(cmd, argv);
+        }
+    }
+    if (bad) return cli_fail(cmd);
+    if (!o.out_dir) return cli_usage_error(cmd, "--out is required");
+    if (optind >= argc) return cli_usage_error(cmd, "no input given (files, or - for standard input)");
+    o.inputs = (const char *const *)argv + optind;
+    o.n_inputs = argc - optind;
+    loom_prep_stats s;
+    if (loom_prep(&o, &s)) return cli_fail(cmd);
+    printf("prep: %llu documents, %.1f MB in %.2f s (%.1f MB/s): %llu train tokens in %d shard(s), %llu val tokens "
+           "in %d shard(s)%s\n",
+           (unsigned long long)s.documents, s.bytes / 1e6, s.seconds, s.bytes / 1e6 / s.seconds,
+           (unsigned long long)s.train_tokens, s.train_shards, (unsigned long long)s.val_tokens, s.val_shards, "");
+    if (s.skipped) printf("prep: skipped %llu bad JSON-lines line(s) (--skip-bad)\n", (unsigned long long)s.skipped);
+    return 0;
+}

@@ -1,0 +1,266 @@
+/* loom prep: documents -> tokens -> shards. Inputs are read into memory one file at a
+ * time and cut into documents; documents are tokenized in parallel (a large single
+ * document is split at safe boundaries by the tokenizer's parallel encoder), then
+ * appended in input order, so the shards do not depend on the thread count. Not here:
+ * spreading the work over MPI ranks (the dist layer will split inputs at document
+ * boundaries and concatenate in rank order). */
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/json.h"
+#include "loom/data.h"
+#include "loom/prep.h"
+#include "loom/tokenizer.h"
+
+/* The shard writer: tokens stream into val shards first, then train shards. */
+typedef struct shard_sink {
+    const char *dir;
+    long shard_tokens, val_left;
+    uint16_t *buf;
+    long fill;
+    int val_shards, train_shards;
+    uint64_t train_tokens, val_tokens;
+    int in_val; /* the buffer holds validation tokens */
+    loom_json_buf manifest_shards;
+} shard_sink;
+
+static loom_status sink_flush(shard_sink *s) {
+    if (s->fill == 0) return LOOM_OK;
+    char path[4096];
+    if (s->in_val) snprintf(path, sizeof path, "%s/val_%06d.bin", s->dir, s->val_shards++);
+    else snprintf(path, sizeof path, "%s/train_%06d.bin", s->dir, s->train_shards++);
+    loom_status st = loom_shard_write(path, s->buf, (size_t)s->fill);
+    if (st) return st;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    loom_json_buf_printf(&s->manifest_shards, "%s\n    {\"file\": \"%s\", \"split\": \"%s\", \"tokens\": %ld}",
+                         s->manifest_shards.len ? "," : "", base, s->in_val ? "val" : "train", s->fill);
+    s->fill = 0;
+    return LOOM_OK;
+}
+
+static loom_status sink_put(shard_sink *s, const uint32_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int val = s->val_left > 0;
+        if (val != s->in_val || s->fill == s->shard_tokens) {
+            loom_status st = sink_flush(s);
+            if (st) return st;
+            s->in_val = val;
+        }
+        s->buf[s->fill++] = (uint16_t)ids[i];
+        if (val) s->val_left--, s->val_tokens++;
+        else s->train_tokens++;
+    }
+    return LOOM_OK;
+}
+
+static char *read_all(const char *path, size_t *len) {
+    FILE *fp = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!fp) return NULL;
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap + 1);
+    for (;;) {
+        if (!buf) break;
+        n += fread(buf + n, 1, cap - n, fp);
+        if (n < cap) break;
+        char *nb = realloc(buf, (cap *= 2) + 1);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    int err = ferror(fp);
+    if (fp != stdin) fclose(fp);
+    if (!buf || err) {
+        free(buf);
+        if (!err) errno = ENOMEM;
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+typedef struct doc {
+    const char *text;
+    size_t len;
+    loom_tokens toks;
+} doc;
+
+static void progress(const loom_prep_opts *o, uint64_t done, uint64_t total, double t0) {
+    if (!o->progress || total == 0) return;
+    double dt = loom_now() - t0, f = (double)done / total, rate = done / 1e6 / (dt > 0 ? dt : 1e-9);
+    int w = 30, k = (int)(f * w);
+    double eta = f > 0 ? dt * (1 - f) / f : 0;
+    fprintf(stderr, "\r[%.*s%*s] %5.1f%% %7.1f MB/s ETA %4.0fs", k, "##############################", w - k, "",
+            100 * f, rate, eta);
+    if (done == total) fputc('\n', stderr);
+}
+
+/* Cuts a JSON-lines buffer into documents (the decoded text field of each line). The
+ * decoded strings live in `docs[i].text` (malloc'd, freed by the caller). */
+static loom_status jsonl_docs(const loom_prep_opts *o, const char *path, const char *buf, size_t len,
+                              doc **docs, size_t *n, uint64_t *skipped) {
+    size_t cap = 1024, nd = 0, line = 0;
+    doc *d = malloc(cap * sizeof *d);
+    if (!d) return loom_error(LOOM_ERR_NOMEM, "out of memory reading %s", path);
+    loom_status st = LOOM_OK;
+    for (size_t pos = 0; pos < len && !st;) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - buf) : len, ll = end - pos;
+        line++;
+        const char *l = buf + pos;
+        pos = end + 1;
+        while (ll && (l[ll - 1] == '\r' || l[ll - 1] == ' ' || l[ll - 1] == '\t')) ll--;
+        if (ll == 0) continue; /* blank lines are allowed */
+        loom_json_error je;
+        loom_json_doc *jd = loom_json_parse(l, ll, NULL, &je);
+        const loom_json *v = NULL;
+        char why[256] = "";
+        if (!jd) snprintf(why, sizeof why, "broken JSON: %s at column %zu", je.msg, je.col);
+        else if (loom_json_root(jd)->type != LOOM_JSON_OBJECT) snprintf(why, sizeof why, "not a JSON object");
+        else if (!(v = loom_json_get(loom_json_root(jd), o->jsonl_field)))
+            snprintf(why, sizeof why, "no field \"%s\"", o->jsonl_field);
+        else if (v->type != LOOM_JSON_STRING) snprintf(why, sizeof why, "field \"%s\" is not a string", o->jsonl_field);
+        if (why[0]) {
+            if (!o->skip_bad)
+                st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: %s (use --skip-bad to count and skip such lines)", path,
+                                line, why);
+            else (*skipped)++;
+        } else {
+            if (nd == cap) {
+                doc *nd2 = realloc(d, (cap *= 2) * sizeof *d);
+                if (!nd2) { st = loom_error(LOOM_ERR_NOMEM, "out of memory reading %s", path); }
+                else d = nd2;
+            }
+            char *t = st ? NULL : malloc(v->len + 1);
+            if (!st && !t) st = loom_error(LOOM_ERR_NOMEM, "out of memory reading %s", path);
+            if (!st) {
+                memcpy(t, v->str, v->len);
+                t[v->len] = 0;
+                d[nd++] = (doc){t, v->len, {0}};
+            }
+        }
+        loom_json_free(jd);
+    }
+    if (st) {
+        for (size_t i = 0; i < nd; i++) free((char *)d[i].text);
+        free(d);
+        return st;
+    }
+    *docs = d;
+    *n = nd;
+    return LOOM_OK;
+}
+
+loom_status loom_prep(const loom_prep_opts *o, loom_prep_stats *stats) {
+    memset(stats, 0, sizeof *stats);
+    const double t0 = loom_now();
+    if (o->n_inputs < 1) return loom_error(LOOM_ERR_ARG, "prep: no input given");
+    if (o->shard_tokens < 1) return loom_error(LOOM_ERR_ARG, "--shard-tokens: must be at least 1");
+    if (o->val_tokens < 0) return loom_error(LOOM_ERR_ARG, "--val-tokens: must be >= 0");
+    loom_tokenizer *tok;
+    loom_status st = loom_tokenizer_load_tiktoken(o->tokenizer, &tok);
+    if (st) return st;
+    if (loom_tokenizer_vocab_size(tok) > 65536) {
+        loom_tokenizer_free(tok);
+        return loom_error(LOOM_ERR_ARG, "--tokenizer: %u ids do not fit the uint16 shards", loom_tokenizer_vocab_size(tok));
+    }
+    if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST) {
+        loom_tokenizer_free(tok);
+        return loom_error(LOOM_ERR_IO, "--out: cannot create directory %s: %s", o->out_dir, strerror(errno));
+    }
+    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    shard_sink sink = {.dir = o->out_dir, .shard_tokens = o->shard_tokens, .val_left = o->val_tokens,
+                       .in_val = o->val_tokens > 0};
+    sink.buf = malloc(sizeof(uint16_t) * (size_t)o->shard_tokens);
+    if (!sink.buf) {
+        loom_tokenizer_free(tok);
+        return loom_error(LOOM_ERR_NOMEM, "--shard-tokens: out of memory for a shard of %ld tokens", o->shard_tokens);
+    }
+    uint64_t total_bytes = 0;
+    for (int i = 0; i < o->n_inputs; i++) {
+        struct stat sb;
+        if (strcmp(o->inputs[i], "-") && stat(o->inputs[i], &sb) == 0) total_bytes += (uint64_t)sb.st_size;
+    }
+    const uint32_t eot = loom_tokenizer_eot(tok);
+    for (int i = 0; i < o->n_inputs && !st; i++) {
+        const char *path = o->inputs[i];
+        size_t len = 0;
+        char *buf = read_all(path, &len);
+        if (!buf) {
+            st = loom_error(LOOM_ERR_IO, "%s: cannot read: %s", strcmp(path, "-") ? path : "standard input", strerror(errno));
+            break;
+        }
+        doc *docs = NULL;
+        size_t nd = 0;
+        int jsonl = ends_with(path, ".jsonl") || ends_with(path, ".jsonl.txt");
+        if (jsonl) {
+            st = jsonl_docs(o, path, buf, len, &docs, &nd, &stats->skipped);
+        } else {
+            docs = malloc(sizeof *docs);
+            if (docs) docs[nd++] = (doc){buf, len, {0}};
+            else st = loom_error(LOOM_ERR_NOMEM, "out of memory");
+        }
+        /* tokenize: many documents in parallel, or one large one with the parallel encoder */
+        if (!st && nd == 1) {
+            st = loom_tokenizer_encode_parallel(tok, docs[0].text, docs[0].len, LOOM_TOKENIZER_SPECIAL_ORDINARY,
+                                                threads, &docs[0].toks);
+        } else if (!st) {
+            int failed = 0;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(threads) reduction(| : failed)
+            for (size_t k = 0; k < nd; k++)
+                failed |= loom_tokenizer_encode(tok, docs[k].text, docs[k].len, LOOM_TOKENIZER_SPECIAL_ORDINARY,
+                                                &docs[k].toks) != LOOM_OK;
+            if (failed) st = loom_error(LOOM_ERR_NOMEM, "%s: out of memory while tokenizing", path);
+        }
+        for (size_t k = 0; k < nd; k++) {
+            if (!st) st = sink_put(&sink, &eot, 1);
+            if (!st) st = sink_put(&sink, docs[k].toks.ids, docs[k].toks.len);
+            loom_tokens_free(&docs[k].toks);
+            if (jsonl) free((char *)docs[k].text);
+        }
+        stats->documents += nd;
+        stats->bytes += len;
+        free(docs);
+        free(buf);
+        progress(o, stats->bytes, total_bytes > stats->bytes ? total_bytes : stats->bytes, t0);
+    }
+    if (!st) st = sink_flush(&sink);
+    if (!st) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/manifest.json", o->out_dir);
+        FILE *fp = fopen(path, "w");
+        if (!fp) st = loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        else {
+            loom_json_buf tk = {0};
+            loom_json_escape(&tk, o->tokenizer, strlen(o->tokenizer));
+            fprintf(fp,
+                    "{\n  \"format\": \"llm.c shards: 256 x int32 header {20240520, 1, count}, uint16 tokens\",\n"
+                    "  \"tokenizer\": %s,\n  \"documents\": %llu,\n  \"skipped_lines\": %llu,\n  \"bytes\": %llu,\n"
+                    "  \"train_tokens\": %llu,\n  \"val_tokens\": %llu,\n  \"shard_tokens\": %ld,\n  \"shards\": [%s\n  ]\n}\n",
+                    tk.data ? tk.data : "\"\"", (unsigned long long)stats->documents,
+                    (unsigned long long)stats->skipped, (unsigned long long)stats->bytes,
+                    (unsigned long long)sink.train_tokens, (unsigned long long)sink.val_tokens, o->shard_tokens,
+                    sink.manifest_shards.data ? sink.manifest_shards.data : "");
+            loom_json_buf_free(&tk);
+            if (fclose(fp) != 0) st = loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        }
+    }
+    stats->train_tokens = sink.train_tokens;
+    stats->val_tokens = sink.val_tokens;
+    stats->train_shards = sink.train_shards;
+    stats->val_shards = sink.val_shards;
+    stats->seconds = loom_now() - t0;
+    loom_json_buf_free(&sink.manifest_shards);
+    free(sink.buf);
+    loom_tokenizer_free(tok);
+    return st;
+}

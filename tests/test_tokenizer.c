@@ -795,7 +795,8 @@ static int test_tiktoken_cases(const loom_tokenizer *t, const char *path) {
         bytes += tl;
     }
 #undef U32
-    printf("test_tokenizer: %zu tiktoken cases (%zu bytes): %zu differ\n", cases, bytes, bad);
+    printf("test_tokenizer: %zu tiktoken cases (%zu bytes): %zu differ (piece cache on texts >= %zu bytes)\n", cases,
+           bytes, bad, loom_tokenizer_cache_min_len);
     CHECK(cases > 0 && bad == 0 && pos == len, "%zu of %zu tiktoken cases differ", bad, cases);
     free(buf);
     return 1;
@@ -812,6 +813,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (argc == 3 && !strcmp(argv[1], "--tiktoken-cases")) {
+        test_tiktoken_cases(tk, argv[2]);
+        loom_tokenizer_cache_min_len = 0; /* again, with the piece cache on every text */
         test_tiktoken_cases(tk, argv[2]);
     } else {
         test_loaders_agree(tk, g2);

@@ -1,7 +1,7 @@
 /* GPT-2 byte-level BPE: the two loaders (tiktoken rank file; encoder.json + vocab.bpe),
  * an open-addressing hash map from token bytes to ranks, tiktoken's byte_pair_merge
  * (plus an equivalent heap version for long pieces), and encode/decode over the
- * pre-tokenizer scanner of pretokenize.h. */
+ * pre-tokenizer scanner of pretokenize.h, with a per-call cache of merged pieces. */
 #include "loom/tokenizer.h"
 
 #include <errno.h>
@@ -21,6 +21,7 @@
 #define EOT_LEN (sizeof LOOM_TOKENIZER_EOT_TEXT - 1)
 
 size_t loom_tokenizer_heap_threshold = 64;
+size_t loom_tokenizer_cache_min_len = 1 << 14;
 
 struct loom_tokenizer {
     uint32_t vocab;        /* ids are < vocab; some may be unused (len 0) */
@@ -850,7 +851,7 @@ static loom_status encode_ordinary(const loom_tokenizer *t, const uint8_t *s, si
 static loom_status encode_mode(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokenizer_special mode,
                                loom_tokens *o) {
     /* the cache pays for itself on texts of more than a few KB; it is optional */
-    piece_cache *cache = n >= (1 << 14) ? calloc(CACHE_SLOTS, sizeof *cache) : NULL;
+    piece_cache *cache = n >= loom_tokenizer_cache_min_len ? calloc(CACHE_SLOTS, sizeof *cache) : NULL;
     loom_status st = LOOM_OK;
     const uint8_t *end = s + n;
     for (;;) {
@@ -954,7 +955,7 @@ loom_status loom_tokenizer_encode_parallel(const loom_tokenizer *tok, const void
     if (st) st = loom_error(st, "%s", msg);
     else if (tokens_reserve(out, total)) st = loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", total);
     for (size_t c = 0; c < nchunks; c++) {
-        if (!st) {
+        if (!st && parts[c].len) {
             memcpy(out->ids + out->len, parts[c].ids, parts[c].len * sizeof *out->ids);
             out->len += parts[c].len;
         }

@@ -32,6 +32,12 @@ static void round_trip(const loom_tokenizer *t, const uint8_t *s, size_t n) {
         loom_tokens p = {0};
         REQUIRE(loom_tokenizer_encode_parallel(t, s, n, (loom_tokenizer_special)mode, 2, &p) == LOOM_OK);
         REQUIRE(p.len == o.len && (o.len == 0 || memcmp(p.ids, o.ids, o.len * 4) == 0));
+        size_t saved = loom_tokenizer_cache_min_len; /* the piece cache changes nothing */
+        loom_tokenizer_cache_min_len = 0;
+        p.len = 0;
+        REQUIRE(loom_tokenizer_encode(t, s, n, (loom_tokenizer_special)mode, &p) == LOOM_OK);
+        loom_tokenizer_cache_min_len = saved;
+        REQUIRE(p.len == o.len && (o.len == 0 || memcmp(p.ids, o.ids, o.len * 4) == 0));
         loom_tokens_free(&p);
         loom_tokens_free(&o);
         loom_bytes_free(&d);

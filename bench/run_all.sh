@@ -34,7 +34,7 @@ wait_quiet() {
   done
 }
 
-cmake -S . -B "$build" >/dev/null && cmake --build "$build" -j2 --target loom bench_gemm >/dev/null \
+cmake -S . -B "$build" >/dev/null && cmake --build "$build" -j2 --target loom bench_gemm bench_tokenizer >/dev/null \
   || { echo "run_all.sh: build failed" >&2; exit 1; }
 
 stamp=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -51,4 +51,8 @@ if [ "${PROFILE:-1}" = 1 ] && command -v perf >/dev/null; then
     bench/profile_train.sh "$build" $p 4 2>&1 | tee "$out/profile_$p.txt"
   done
 fi
-echo "run_all.sh: outputs in $out/ (info.txt, bench_gemm.txt, bench_train.txt, profile_*.txt)"
+for b in tokenizer prep sample ckpt; do
+  wait_quiet "bench_$b.sh"
+  bench/bench_$b.sh "$build" 2>&1 | tee "$out/bench_$b.txt"
+done
+echo "run_all.sh: outputs in $out/ (info.txt, bench_*.txt, profile_*.txt)"

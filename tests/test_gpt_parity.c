@@ -117,14 +117,15 @@ int main(int argc, char **argv) {
                             .eps = (float)meta(f, "eps"), .weight_decay = (float)meta(f, "weight_decay"),
                             .clip = (float)meta(f, "clip")};
     loom_adamw opt;
-    if (loom_adamw_init(&opt, &oc, g->sizes.n_params)) return 1;
+    loom_step_ctx sc;
+    if (loom_adamw_init(&opt, &oc, g->sizes.n_params) || loom_step_ctx_init(&sc, g, accum, NULL)) return 1;
     const float *ref_losses = tensor(f, "train.losses", NULL), *ref_norms = tensor(f, "train.grad_norms", NULL);
     const float *ref_lrs = tensor(f, "train.lrs", NULL);
     for (int s = 0; s < steps; s++) {
         size_t off = (size_t)s * accum * B * T;
         float lr = loom_lr_at(&oc, s);
         double norm;
-        float l = loom_train_step(g, &opt, inputs + off, targets + off, B, T, accum, lr, &norm);
+        float l = loom_train_step(g, &opt, &sc, inputs + off, targets + off, B, T, lr, &norm);
         printf("step %2d: loss %.9f (torch %.9f)  norm %.6f (torch %.6f)  lr %.6g\n", s, l, ref_losses[s],
                norm, ref_norms[s], lr);
         snprintf(name, sizeof name, "step %d loss", s);
@@ -145,6 +146,7 @@ int main(int argc, char **argv) {
         snprintf(name, sizeof name, "final.v.%s", pi->name);
         compare(name, opt.v + pi->offset, tensor(f, name, NULL), pi->numel, 1e-3, 1e-10);
     }
+    loom_step_ctx_free(&sc, g);
     loom_adamw_free(&opt);
     loom_gpt_free(g);
     free(inputs);

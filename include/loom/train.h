@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "loom/data.h"
+#include "loom/dist.h"
 #include "loom/model.h"
 #include "loom/optim.h"
 
@@ -41,17 +42,42 @@ typedef struct loom_train_opts {
     int stop_at;                   /* > 0: stop after this many steps (checkpoint, exit 0) */
 } loom_train_opts;
 
-/* Runs the whole training; returns LOOM_OK, LOOM_STOPPED (SIGTERM, SIGINT or SIGUSR1
+/* Runs the whole training (dist: the process group, or NULL for one process; every
+ * rank calls it; rank 0 prints and writes); returns LOOM_OK, LOOM_STOPPED (SIGTERM, SIGINT or SIGUSR1
  * arrived: the current step finished and a checkpoint was written), or the first error
  * (message set). A second SIGINT exits at once with status 130. */
-loom_status loom_train(const loom_train_opts *opts);
+loom_status loom_train(const loom_train_opts *opts, const loom_dist *dist);
 
-/* One optimizer step: zero the gradients; forward + backward over `accum` micro-batches
- * (inputs/targets: accum x B x T, micro-batch after micro-batch), each loss scaled by
- * 1/(B*T*accum); the global grad norm (pre-clip, returned in *grad_norm); AdamW at lr.
- * Returns the step loss: the mean of the micro-batch mean losses. */
-float loom_train_step(loom_gpt *g, loom_adamw *opt, const int32_t *inputs, const int32_t *targets,
-                      int B, int T, int accum, float lr, double *grad_norm);
+/* What one optimizer step needs besides the model and optimizer: the process group,
+ * the micro-batch split, and the buffers of the gradient tree, sized once. */
+#define LOOM_TREE_MAX 40
+typedef struct loom_step_ctx {
+    const loom_dist *dist;       /* NULL: one process */
+    int accum;                   /* micro-batches per step, over all ranks */
+    int local;                   /* micro-batches of this rank: accum / ranks */
+    float *orig_grads;           /* the model's own gradient buffer, restored at free */
+    float *pool[LOOM_TREE_MAX];  /* (n_params) buffers: tree levels and the current micro-batch */
+    int n_pool, n_free;
+    float *level[LOOM_TREE_MAX]; /* partial sums by tree level (NULL: empty) */
+    float *recv;                 /* (n_params) receive buffer of the cross-rank sum, or NULL */
+    float *losses;               /* (2 accum): all ranks' micro-batch losses, then this rank's */
+} loom_step_ctx;
+
+/* Checks the split (with several ranks: a power-of-two rank count dividing accum into
+ * a power-of-two number of micro-batches per rank) and allocates the buffers. */
+loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist);
+void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g);
+
+/* One optimizer step over this rank's c->local micro-batches (inputs/targets: local x
+ * B x T, in micro-batch order; they are the global micro-batches rank*local ...).
+ * Each micro-batch's gradient (its loss scaled by 1/(B*T*accum)) is computed on its
+ * own and the gradients are summed as a pairwise tree over the global micro-batch
+ * index, continued across ranks by loom_dist_tree_sum: the sum, and so every loss and
+ * weight after it, is bitwise the same for any power-of-two rank count. Then the
+ * global grad norm (pre-clip, returned in *grad_norm) and AdamW at lr. Returns the
+ * step loss: the mean of all micro-batch losses, summed in index order. */
+float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int32_t *inputs,
+                      const int32_t *targets, int B, int T, float lr, double *grad_norm);
 
 /* Mean cross-entropy over the dataset's windows in order (sample i = tokens
  * [i*T, i*T+T+1)), batch by batch of B; the mean of the batch means over

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "kernels/kernels.h"
+#include "loom/dist.h"
 
 int cmd_info(int argc, char **argv) {
     static const struct option opts[] = {{"threads", required_argument, 0, 't'},
@@ -37,6 +38,6 @@ int cmd_info(int argc, char **argv) {
     double p1 = loom_cpu_measure_peak_flops(1, 0.3), pn = nt > 1 ? loom_cpu_measure_peak_flops(nt, 0.3) : p1;
     printf("peak fp32 FMA: %.0f GFLOP/s on 1 thread, %.0f GFLOP/s on %d threads (MFU denominator)\n",
            p1 / 1e9, pn / 1e9, nt);
-    printf("MPI: not in this build\nCUDA: not in this build\n");
+    printf("MPI: %s\nCUDA: not in this build\n", loom_dist_library());
     return 0;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "loom/dist.h"
 #include "loom/train.h"
 
 static const char *help =
@@ -145,8 +146,18 @@ int cmd_train(int argc, char **argv) {
     if (!o.data) return cli_usage_error(cmd, "--data is required");
     if (cli_model_config(&m, &o.model)) return cli_fail(cmd);
     if (o.optim.min_lr < 0) o.optim.min_lr = o.optim.lr * 0.1f;
-    loom_status st = loom_train(&o);
-    if (st == LOOM_STOPPED) return 3;
-    if (st) return cli_fail(cmd);
-    return 0;
+    loom_dist dist;
+    if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
+    loom_status st = loom_train(&o, &dist);
+    if (st && st != LOOM_STOPPED) {
+        if (dist.size > 1) { /* one failing rank takes the job down, naming itself */
+            fprintf(stderr, "loom %s: error (rank %d of %d): %s\n", cmd, dist.rank, dist.size, loom_error_msg());
+            fflush(stderr);
+            loom_dist_abort(&dist, 1);
+        }
+        loom_dist_finalize(&dist);
+        return cli_fail(cmd);
+    }
+    loom_dist_finalize(&dist);
+    return st == LOOM_STOPPED ? 3 : 0;
 }

@@ -85,16 +85,93 @@ loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, lo
     return LOOM_OK;
 }
 
-float loom_train_step(loom_gpt *g, loom_adamw *opt, const int32_t *inputs, const int32_t *targets,
-                      int B, int T, int accum, float lr, double *grad_norm) {
-    const float grad_scale = 1.0f / ((float)B * T * accum);
-    loom_gpt_zero_grad(g);
-    double loss_sum = 0.0;
-    for (int micro = 0; micro < accum; micro++) {
-        const int32_t *in = inputs + (size_t)micro * B * T, *tg = targets + (size_t)micro * B * T;
-        loss_sum += loom_gpt_forward(g, in, tg, B, T, grad_scale);
-        loom_gpt_backward(g, in, B, T);
+loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist) {
+    memset(c, 0, sizeof *c);
+    const int R = dist ? dist->size : 1;
+    if (R > 1) {
+        if (R & (R - 1))
+            return loom_error(LOOM_ERR_ARG, "%d ranks: the deterministic gradient sum needs a power-of-two number "
+                              "of ranks", R);
+        if (accum % R || ((accum / R) & (accum / R - 1)))
+            return loom_error(LOOM_ERR_ARG, "--total-batch-tokens: %d micro-batches per step do not split over %d "
+                              "ranks into a power of two each (use a power-of-two multiple of --batch x --seq-len x %d)",
+                              accum, R, R);
     }
+    c->dist = dist;
+    c->accum = accum;
+    c->local = accum / R;
+    c->orig_grads = g->grads;
+    int levels = 0;
+    while ((1 << levels) < c->local) levels++;
+    c->n_pool = c->local > 1 ? levels + 2 : 1;
+    if (c->n_pool > LOOM_TREE_MAX) return loom_error(LOOM_ERR_ARG, "--total-batch-tokens: too many micro-batches");
+    const size_t n = g->sizes.n_params;
+    c->pool[0] = g->grads;
+    for (int i = 1; i < c->n_pool; i++)
+        if (!(c->pool[i] = loom_alloc(n * sizeof(float), "gradient accumulation tree"))) goto oom;
+    c->n_free = c->n_pool;
+    if (R > 1 && !(c->recv = loom_alloc(n * sizeof(float), "gradient receive buffer"))) goto oom;
+    if (!(c->losses = loom_alloc(sizeof(float) * 2 * accum, "losses"))) goto oom;
+    return LOOM_OK;
+oom:
+    loom_step_ctx_free(c, g);
+    return LOOM_ERR_NOMEM;
+}
+
+void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g) {
+    /* every pool buffer has the same size: hand the model back the one it allocated */
+    for (int i = 0; i < LOOM_TREE_MAX; i++)
+        if (c->pool[i] && c->pool[i] != c->orig_grads) loom_free(c->pool[i]);
+    if (c->orig_grads) g->grads = c->orig_grads;
+    loom_free(c->recv);
+    loom_free(c->losses);
+    memset(c, 0, sizeof *c);
+}
+
+/* a = a + b, elementwise: each element's result is independent of the threads */
+static void add_into(float *a, const float *b, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = a[i] + b[i];
+}
+
+float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int32_t *inputs,
+                      const int32_t *targets, int B, int T, float lr, double *grad_norm) {
+    const float grad_scale = 1.0f / ((float)B * T * c->accum);
+    const size_t n = g->sizes.n_params;
+    /* the free buffers are pool[0 .. n_free) */
+    c->n_free = c->n_pool;
+    for (int i = 0; i < LOOM_TREE_MAX; i++) c->level[i] = NULL;
+    float *mine = c->losses + c->accum; /* this rank's micro-batch losses */
+    for (int micro = 0; micro < c->local; micro++) {
+        const int32_t *in = inputs + (size_t)micro * B * T, *tg = targets + (size_t)micro * B * T;
+        float *cur = c->pool[--c->n_free];
+        g->grads = cur;
+        loom_gpt_zero_grad(g);
+        float l = loom_gpt_forward(g, in, tg, B, T, grad_scale);
+        mine[micro] = l;
+        loom_gpt_backward(g, in, B, T);
+        /* binary counter over micro-batches: equal-size subtrees merge, earlier + later */
+        int lv = 0;
+        while (c->level[lv]) {
+            add_into(c->level[lv], cur, n);
+            c->pool[c->n_free++] = cur;
+            cur = c->level[lv];
+            c->level[lv++] = NULL;
+        }
+        c->level[lv] = cur;
+    }
+    float *sum = NULL; /* fold what is left (only when local is not a power of two), higher levels first */
+    for (int lv = LOOM_TREE_MAX - 1; lv >= 0; lv--) {
+        if (!c->level[lv]) continue;
+        if (!sum) sum = c->level[lv];
+        else add_into(sum, c->level[lv], n);
+    }
+    if (c->dist && c->dist->size > 1) loom_dist_tree_sum(c->dist, sum, c->recv, n);
+    g->grads = sum;
+    if (c->dist) loom_dist_allgather(c->dist, mine, c->local, c->losses);
+    else memcpy(c->losses, mine, sizeof(float) * c->local);
+    double loss_sum = 0.0;
+    for (int i = 0; i < c->accum; i++) loss_sum += c->losses[i];
     double t0 = g->profile ? loom_now() : 0.0;
     double norm = loom_grad_norm(g);
     double t1 = g->profile ? loom_now() : 0.0;
@@ -104,7 +181,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, const int32_t *inputs, const
         g->prof_s[LOOM_PROF_ADAMW] += loom_now() - t1;
     }
     if (grad_norm) *grad_norm = norm;
-    return (float)(loss_sum / accum);
+    return (float)(loss_sum / c->accum);
 }
 
 static void fmt_eta(char *buf, size_t n, double s) {
@@ -134,8 +211,13 @@ static loom_status make_dir(const char *dir, const char *flag) {
     return LOOM_OK;
 }
 
-static loom_status train_run(const loom_train_opts *o) {
+static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     loom_status st = LOOM_OK;
+    const loom_dist one = {0, 1, 0, 1, 0};
+    if (!dist) dist = &one;
+    const int rank = dist->rank, R = dist->size, lead = rank == 0;
+    const int quiet = o->quiet || !lead; /* only rank 0 prints and writes */
+    loom_step_ctx sc = {0};
     loom_gpt *g = NULL;
     loom_dataset *train = NULL, *val = NULL;
     loom_adamw opt = {0};
@@ -144,6 +226,11 @@ static loom_status train_run(const loom_train_opts *o) {
     char path[4096];
 
     if (o->threads > 0) omp_set_num_threads(o->threads);
+    else if (dist->local_size > 1) { /* split the node's cores among its ranks */
+        loom_cpu_info ci;
+        loom_cpu_detect(&ci);
+        omp_set_num_threads(ci.n_cpus / dist->local_size > 0 ? ci.n_cpus / dist->local_size : 1);
+    }
     const int threads = omp_get_max_threads();
     const int B = o->batch, T = o->seq_len;
     if (B < 1) return loom_error(LOOM_ERR_ARG, "--batch: must be at least 1 (got %d)", B);
@@ -194,7 +281,7 @@ static loom_status train_run(const loom_train_opts *o) {
         }
         opt.t = cst.adam_t;
         start_step = (int)cst.step;
-        if (!o->quiet) printf("resuming from %s: step %d of %d\n", loom_st_path(resume), start_step, o->steps);
+        if (!quiet) printf("resuming from %s: step %d of %d\n", loom_st_path(resume), start_step, o->steps);
         loom_st_close(resume);
         resume = NULL;
     } else if (o->init_from) {
@@ -202,15 +289,21 @@ static loom_status train_run(const loom_train_opts *o) {
     } else {
         loom_gpt_init_weights(g, o->seed);
     }
-    batch = loom_alloc(sizeof(int32_t) * 2 * (size_t)accum * B * T, "batch");
+    if ((st = loom_step_ctx_init(&sc, g, accum, dist))) goto done;
+    const int local = sc.local; /* this rank's micro-batches: global ones rank*local ... */
+    batch = loom_alloc(sizeof(int32_t) * 2 * (size_t)local * B * T, "batch");
     if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
-    metrics = fopen(path, start_step > 0 ? "a" : "w"); /* a resumed run appends */
-    if (!metrics) { st = loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno)); goto done; }
+    if (lead) {
+        metrics = fopen(path, start_step > 0 ? "a" : "w"); /* a resumed run appends */
+        if (!metrics) { st = loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno)); goto done; }
+    }
 
-    const double peak = o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3);
+    /* the MFU denominator: the measured peak of this rank's threads, times the ranks */
+    const double peak = R * (o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3));
     const double flops_tok = g->sizes.flops_per_token;
-    if (!o->quiet) {
+    if (!quiet) {
+        if (R > 1) printf("ranks: %d (%d per node), %d micro-batch(es) each, %d threads per rank\n", R, dist->local_size, local, threads);
         printf("model: %d layers, %d channels, %d heads, vocab %d, block %d: %.2fM parameters\n",
                cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.block_size, g->sizes.n_params / 1e6);
         printf("data: %llu tokens in %d file(s), %llu windows of %d; batch %d x %d, %d micro-batch(es) "
@@ -225,18 +318,18 @@ static loom_status train_run(const loom_train_opts *o) {
 
     double t_start = loom_now(), t_train = 0.0;
     const int end_step = o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps;
-    if (start_step >= end_step && !o->quiet) printf("nothing to do: the checkpoint is at step %d\n", start_step);
+    if (start_step >= end_step && !quiet) printf("nothing to do: the checkpoint is at step %d\n", start_step);
     for (int step = start_step; step < end_step; step++) {
         if (step == start_step + 1) memset(g->prof_s, 0, sizeof g->prof_s); /* the profile skips step 1, as t_train */
         double t0 = loom_now();
-        uint64_t cursor = (uint64_t)step * accum * B;
-        for (int k = 0; k < accum * B; k++)
+        uint64_t cursor = ((uint64_t)step * accum + (uint64_t)rank * local) * B;
+        for (int k = 0; k < local * B; k++)
             loom_dataset_sample(train, cursor + k, o->shuffle, o->seed, batch + (size_t)k * T,
-                                batch + ((size_t)accum * B + k) * T);
+                                batch + ((size_t)local * B + k) * T);
         if (g->profile) g->prof_s[LOOM_PROF_DATA] += loom_now() - t0;
         float lr = loom_lr_at(&ocfg, step);
         double norm;
-        float loss = loom_train_step(g, &opt, batch, batch + (size_t)accum * B * T, B, T, accum, lr, &norm);
+        float loss = loom_train_step(g, &opt, &sc, batch, batch + (size_t)local * B * T, B, T, lr, &norm);
         double dt = loom_now() - t0;
         if (step > start_step || end_step - start_step == 1) t_train += dt; /* the first step warms caches */
         double tok_s = (double)total / dt, mfu = flops_tok * tok_s / peak;
@@ -251,7 +344,7 @@ static loom_status train_run(const loom_train_opts *o) {
         if (val && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last)) {
             if ((st = loom_eval_loss(g, val, B, T, o->val_batches, &val_loss, NULL))) goto done;
         }
-        if (!o->quiet) {
+        if (!quiet) {
             char eta_s[32];
             fmt_eta(eta_s, sizeof eta_s, eta);
             printf("step %*d/%d | loss %.4f | lr %.3e | norm %.4f | %.0f ms | %.0f tok/s | MFU %.1f%% | ETA %s\n",
@@ -260,14 +353,14 @@ static loom_status train_run(const loom_train_opts *o) {
             if (!isnan(val_loss)) printf("step %d: val loss %.4f\n", step + 1, val_loss);
             fflush(stdout);
         }
-        fprintf(metrics, "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"ms\": %.3f, "
+        if (metrics) fprintf(metrics, "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"ms\": %.3f, "
                 "\"tokens_per_s\": %.1f, \"mfu\": %.4f, \"tokens\": %llu",
                 step + 1, loss, lr, norm, dt * 1e3, tok_s, mfu,
                 (unsigned long long)((uint64_t)(step + 1) * total));
-        if (!isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.9g", val_loss);
-        fprintf(metrics, "}\n");
-        fflush(metrics);
-        int stop = g_stop_signal != 0;
+        if (metrics && !isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.9g", val_loss);
+        if (metrics) fprintf(metrics, "}\n");
+        if (metrics) fflush(metrics);
+        int stop = loom_dist_any(dist, g_stop_signal != 0); /* every rank stops at the same step */
         if (o->ckpt_dir && (stop || step + 1 == end_step || (o->ckpt_every > 0 && (step + 1) % o->ckpt_every == 0))) {
             loom_ckpt_state cs = want;
             cs.step = step + 1;
@@ -276,33 +369,38 @@ static loom_status train_run(const loom_train_opts *o) {
             cs.adam_t = opt.t;
             char cpath[4096];
             double bytes = 0, ts = loom_now();
-            loom_status cst = loom_ckpt_save(o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes);
+            /* every rank holds the whole state; rank 0 writes it */
+            loom_status cst = lead ? loom_ckpt_save(o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes)
+                                   : LOOM_OK;
+            if (loom_dist_any(dist, cst != LOOM_OK) && !cst)
+                cst = loom_error(LOOM_ERR_IO, "rank 0 could not write the checkpoint");
             double dts = loom_now() - ts;
             if (cst && !o->ckpt_errors_warn) {
                 st = loom_error(cst, "checkpoint at step %d failed (previous checkpoints untouched): %s", step + 1,
                                 loom_error_msg());
                 goto done;
             }
-            if (cst) fprintf(stderr, "loom: warning: checkpoint at step %d failed: %s\n", step + 1, loom_error_msg());
-            else if (!o->quiet)
+            if (cst && lead) fprintf(stderr, "loom: warning: checkpoint at step %d failed: %s\n", step + 1, loom_error_msg());
+            else if (!cst && !quiet)
                 printf("checkpoint %s: %.1f MB in %.2f s (%.0f MB/s)\n", cpath, bytes / 1e6, dts, bytes / 1e6 / dts);
             fflush(stdout);
         }
         if (stop) {
-            fprintf(stderr, "loom: %s received: stopped after step %d%s\n", strsignal(g_stop_signal), step + 1,
+            if (lead) fprintf(stderr, "loom: %s received: stopped after step %d%s\n", strsignal(g_stop_signal), step + 1,
                     o->ckpt_dir ? " with a checkpoint (continue with --resume)" : " (no --ckpt-dir: nothing saved)");
+            (void)0;
             st = LOOM_STOPPED;
             goto done;
         }
     }
     const int ran = end_step - start_step;
-    if (!o->quiet && ran > 0) {
+    if (!quiet && ran > 0) {
         int timed = ran > 1 ? ran - 1 : 1;
         double tok_s = (double)total * timed / t_train;
         printf("done: %d steps in %.1f s; %.0f tok/s, MFU %.1f%% (steps %d..%d)\n", ran, loom_now() - t_start,
                tok_s, 100.0 * flops_tok * tok_s / peak, start_step + (ran > 1 ? 2 : 1), end_step);
     }
-    if (o->profile && ran > 1) {
+    if (o->profile && ran > 1 && lead) {
         double total_s = 0.0;
         for (int k = 0; k < LOOM_PROF_COUNT; k++) total_s += g->prof_s[k];
         printf("profile (steps %d..%d, ms per step; %.0f%% of the step time is accounted for):\n",
@@ -311,12 +409,15 @@ static loom_status train_run(const loom_train_opts *o) {
             printf("  %-16s %8.1f ms  %5.1f%%\n", loom_prof_name((loom_prof_kind)k),
                    1e3 * g->prof_s[k] / (ran - 1), 100.0 * g->prof_s[k] / total_s);
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
-    if ((st = loom_model_save(g, path))) goto done;
-    snprintf(path, sizeof path, "%s/config.json", o->out_dir);
-    if ((st = loom_model_write_hf_config(&cfg, path))) goto done;
-    if (!o->quiet) printf("saved %s/model.safetensors\n", o->out_dir);
+    if (lead) {
+        snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
+        if ((st = loom_model_save(g, path))) goto done;
+        snprintf(path, sizeof path, "%s/config.json", o->out_dir);
+        if ((st = loom_model_write_hf_config(&cfg, path))) goto done;
+        if (!quiet) printf("saved %s/model.safetensors\n", o->out_dir);
+    }
 done:
+    if (g) loom_step_ctx_free(&sc, g);
     loom_st_close(resume);
     if (metrics && fclose(metrics) != 0 && !st)
         st = loom_error(LOOM_ERR_IO, "%s/metrics.jsonl: write failed: %s", o->out_dir, strerror(errno));
@@ -328,9 +429,9 @@ done:
     return st;
 }
 
-loom_status loom_train(const loom_train_opts *o) {
+loom_status loom_train(const loom_train_opts *o, const loom_dist *dist) {
     install_signals(); /* before any parallel region, so that every worker inherits the mask */
-    loom_status st = train_run(o);
+    loom_status st = train_run(o, dist);
     restore_signals();
     return st;
 }

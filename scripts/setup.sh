@@ -2,7 +2,8 @@
 # Installs what loom needs to build and test, from Debian packages, when missing.
 # Run as root (or with sudo available). Idempotent: does nothing when all are present.
 set -euo pipefail
-pkgs=(build-essential make cmake libdnnl-dev python3 python3-torch libpcre2-dev unicode-data)
+pkgs=(build-essential make cmake libdnnl-dev python3 python3-torch libpcre2-dev unicode-data
+      openmpi-bin libopenmpi-dev mpich libmpich-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# MPI data parallelism (Open MPI, oversubscribed on 2 cores): 1, 2 and 4 ranks give
+# bitwise the single process's losses and weights; resume 4 -> 2 and 2 -> 1 continues
+# bitwise; a rank with bad input or a killed rank ends the job fast, naming the rank;
+# a world of 1 where the launcher says more is refused.
+# Skipped (77) when this loom was built without MPI or mpirun is missing.
+source "$(dirname "$0")/lib.sh"
+MPIRUN=${MPIRUN:-mpirun}
+[ -x "$LOOM" ] || { echo "$LOOM not built: skipped"; exit 77; }
+"$LOOM" info | grep -q "^MPI: not in this build" && { echo "built without MPI: skipped"; exit 77; }
+command -v "$MPIRUN" >/dev/null || { echo "$MPIRUN not found: skipped"; exit 77; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+if "$MPIRUN" --version 2>&1 | grep -q "Open MPI"; then
+  RUN=("$MPIRUN" --oversubscribe --mca mpi_yield_when_idle 1 --mca btl self,vader)
+else
+  RUN=("$MPIRUN")
+fi
+M="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64 --data data/tinyshakespeare_train.bin
+   --batch 2 --seq-len 32 --total-batch-tokens 256 --steps 8 --warmup 2 --lr 3e-3 --clip 0.5 --shuffle on
+   --threads 1 --peak-gflops 200 --quiet"
+losses() { sed -E 's/.*"step": ([0-9]+), "loss": ([^,]*), "lr": ([^,]*), "grad_norm": ([^,]*),.*/\1 \2 \3 \4/' "$1"; }
+
+"$LOOM" train $M --out "$TMP/single" --ckpt-dir "$TMP/single/ck"
+for n in 1 2 4; do
+  timeout 120 "${RUN[@]}" -np $n "$LOOM" train $M --out "$TMP/np$n" --ckpt-dir "$TMP/np$n/ck" --ckpt-every 4
+  check "np $n: exit 0" test $? -eq 0
+  check "np $n: losses, lrs and grad norms bitwise the single process's" \
+    cmp -s <(losses "$TMP/single/metrics.jsonl") <(losses "$TMP/np$n/metrics.jsonl")
+  check "np $n: final weights bitwise" cmp -s "$TMP/single/model.safetensors" "$TMP/np$n/model.safetensors"
+  check "np $n: final checkpoint (weights + Adam state) bitwise" \
+    cmp -s "$TMP/single/ck/step_00000008.safetensors" "$TMP/np$n/ck/step_00000008.safetensors"
+done
+# resume on another rank count: 4 -> 2 and 2 -> 1
+timeout 120 "${RUN[@]}" -np 4 "$LOOM" train $M --out "$TMP/r42" --ckpt-dir "$TMP/r42/ck" --stop-at 4
+timeout 120 "${RUN[@]}" -np 2 "$LOOM" train $M --out "$TMP/r42" --ckpt-dir "$TMP/r42/ck" --resume
+check "resume 4 -> 2 continues bitwise" cmp -s "$TMP/single/ck/step_00000008.safetensors" "$TMP/r42/ck/step_00000008.safetensors"
+timeout 120 "${RUN[@]}" -np 2 "$LOOM" train $M --out "$TMP/r21" --ckpt-dir "$TMP/r21/ck" --stop-at 4
+"$LOOM" train $M --out "$TMP/r21" --ckpt-dir "$TMP/r21/ck" --resume
+check "resume 2 -> 1 continues bitwise" cmp -s "$TMP/single/ck/step_00000008.safetensors" "$TMP/r21/ck/step_00000008.safetensors"
+
+# one rank with a corrupt shard: the job ends non-zero, fast, naming the rank
+head -c 5000 data/tinyshakespeare_train.bin >"$TMP/corrupt.bin"
+cat >"$TMP/per_rank.sh" <<EOS
+#!/usr/bin/env bash
+r=\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-0}}
+d=data/tinyshakespeare_train.bin
+[ "\$r" = 1 ] && d="$TMP/corrupt.bin"
+exec "$LOOM" train $(echo $M) --steps 400 --data "\$d" --out "$TMP/bad"
+EOS
+chmod +x "$TMP/per_rank.sh"
+start=$(date +%s)
+timeout 60 "${RUN[@]}" -np 2 "$TMP/per_rank.sh" >/dev/null 2>"$TMP/bad.err"
+rc=$?
+took=$(($(date +%s) - start))
+check "corrupt shard on rank 1: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
+check "corrupt shard on rank 1: message names the rank and file" grep -q "error (rank 1 of 2): .*corrupt.bin: truncated" "$TMP/bad.err"
+check "corrupt shard on rank 1: ended within 20 s ($took s)" test $took -le 20
+
+# kill -9 of one rank: the job ends, fast
+timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M --steps 100000 --out "$TMP/kill" >/dev/null 2>"$TMP/kill.err" &
+job=$!
+for _ in $(seq 100); do [ -s "$TMP/kill/metrics.jsonl" ] && break; sleep 0.1; done
+victim=$(pgrep -f "loom train .*--out $TMP/kill" | tail -n 1)
+start=$(date +%s)
+kill -9 "$victim"
+wait $job
+rc=$?
+took=$(($(date +%s) - start))
+check "killed rank: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
+check "killed rank: job ended within 20 s ($took s)" test $took -le 20
+
+# the wrong launch: a world of 1 where the launcher says 2
+expect_error "SLURM_NTASKS mismatch" "MPI sees 1 process but SLURM_NTASKS=2" \
+  env SLURM_NTASKS=2 "$LOOM" train $M --out "$TMP/wrong"
+finish mpi

@@ -48,6 +48,11 @@ typedef struct loom_train_opts {
  * (message set). A second SIGINT exits at once with status 130. */
 loom_status loom_train(const loom_train_opts *opts, const loom_dist *dist);
 
+/* Blocks SIGTERM, SIGINT and SIGUSR1 in the calling thread, so that threads created
+ * afterwards (MPI's, OpenMP's, oneDNN's) inherit the mask and only loom_train's signal
+ * thread takes them. Call it first thing, before MPI_Init; loom_train calls it too. */
+void loom_train_block_signals(void);
+
 /* What one optimizer step needs besides the model and optimizer: the process group,
  * the micro-batch split, and the buffers of the gradient tree, sized once. */
 #define LOOM_TREE_MAX 40

@@ -147,6 +147,7 @@ int cmd_train(int argc, char **argv) {
     if (cli_model_config(&m, &o.model)) return cli_fail(cmd);
     if (o.optim.min_lr < 0) o.optim.min_lr = o.optim.lr * 0.1f;
     loom_dist dist;
+    loom_train_block_signals(); /* before MPI_Init starts threads of its own */
     if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
     loom_status st = loom_train(&o, &dist);
     if (st && st != LOOM_STOPPED) {

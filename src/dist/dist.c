@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loom/dist.h"
 
@@ -57,8 +58,15 @@ void loom_dist_finalize(const loom_dist *d) {
 }
 
 void loom_dist_abort(const loom_dist *d, int code) {
+    fflush(stdout);
+    fflush(stderr);
 #ifdef LOOM_HAVE_MPI
-    if (d->mpi && d->size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    if (d->mpi && d->size > 1) {
+        /* give the launcher a moment to forward this rank's last words before the kill */
+        struct timespec ts = {0, 300 * 1000000L};
+        nanosleep(&ts, NULL);
+        MPI_Abort(MPI_COMM_WORLD, code);
+    }
 #else
     (void)d;
 #endif

@@ -41,13 +41,21 @@ static void *signal_thread(void *arg) {
     }
 }
 
-static void install_signals(void) {
+static int g_blocked_early;
+
+void loom_train_block_signals(void) {
+    if (g_blocked_early) return;
     sigemptyset(&g_sig_set);
     sigaddset(&g_sig_set, SIGTERM);
     sigaddset(&g_sig_set, SIGINT);
     sigaddset(&g_sig_set, SIGUSR1);
     sigaddset(&g_sig_set, SIGUSR2); /* internal: wakes the thread to exit */
     pthread_sigmask(SIG_BLOCK, &g_sig_set, &g_sig_old);
+    g_blocked_early = 1;
+}
+
+static void install_signals(void) {
+    loom_train_block_signals();
     g_stop_signal = 0;
     g_sig_thread_running = 1;
     if (pthread_create(&g_sig_thread, NULL, signal_thread, NULL) != 0) g_sig_thread_running = 0;
@@ -61,6 +69,7 @@ static void restore_signals(void) {
         pthread_join(g_sig_thread, NULL);
     }
     pthread_sigmask(SIG_SETMASK, &g_sig_old, NULL);
+    g_blocked_early = 0;
 }
 
 loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,

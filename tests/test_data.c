@@ -7,17 +7,7 @@
 
 #include "loom/data.h"
 
-static int checks, failures;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 static void test_permutation(void) {
     const uint64_t sizes[] = {1, 2, 3, 7, 16, 17, 1000, 4097, 65537};

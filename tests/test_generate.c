@@ -9,17 +9,7 @@
 
 #include "loom/model.h"
 
-static int checks, failures;
-#define CHECK(cond, ...)                                \
-    do {                                                \
-        checks++;                                       \
-        if (!(cond)) {                                  \
-            failures++;                                 \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            printf(__VA_ARGS__);                        \
-            printf("\n");                               \
-        }                                               \
-    } while (0)
+#include "check.h"
 
 int main(void) {
     const loom_gpt_config cfg = {97, 24, 2, 32, 4};

@@ -17,19 +17,7 @@
 #include <pcre2.h>
 #endif
 
-static int checks, failures;
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            if (failures <= 50) {                          \
-                printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-                printf(__VA_ARGS__);                       \
-                printf("\n");                              \
-            }                                              \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 static const char *TIKTOKEN = "data/gpt2/r50k_base.tiktoken";
 static const char *ENCODER = "data/gpt2/encoder.json";

@@ -66,6 +66,10 @@ void loom_cpu_detect(loom_cpu_info *info);
  * FMA loop running about `seconds`. Used as the MFU denominator. */
 double loom_cpu_measure_peak_flops(int threads, double seconds);
 
+/* mkdir -p: creates dir and its missing parents; errors start with `flag` (the option
+ * that named the directory) and name the directory. */
+loom_status loom_mkdir_p(const char *dir, const char *flag);
+
 /* CRC32C (Castagnoli), incremental: crc = loom_crc32c(crc, buf, n), starting at 0. */
 uint32_t loom_crc32c(uint32_t crc, const void *buf, size_t n);
 

@@ -6,6 +6,7 @@
 #define LOOM_DIST_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "loom/core.h"
 
@@ -37,6 +38,10 @@ const char *loom_dist_library(void);
 void loom_dist_tree_sum(const loom_dist *d, float *buf, float *tmp, size_t n);
 /* all[r*count ..] = mine of rank r. */
 void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all);
+/* Rank 0 receives every rank's `n` ids, concatenated in rank order, into *all
+ * (malloc'd, *total ids); other ranks get *all = NULL. Collective. */
+loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total);
+
 /* Logical OR of `flag` over all ranks (collective). */
 int loom_dist_any(const loom_dist *d, int flag);
 

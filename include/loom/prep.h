@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "loom/core.h"
+#include "loom/dist.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,9 +33,10 @@ typedef struct loom_prep_stats {
     double seconds;
 } loom_prep_stats;
 
-/* Runs the whole preprocessing; writes OUT/val_%06d.bin, OUT/train_%06d.bin and
+/* Runs the whole preprocessing on every rank of dist (NULL: one process); each rank
+ * tokenizes its share, rank 0 writes OUT/val_%06d.bin, OUT/train_%06d.bin and
  * OUT/manifest.json. Errors name the file (and line) and what is wrong. */
-loom_status loom_prep(const loom_prep_opts *o, loom_prep_stats *stats);
+loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -96,6 +96,11 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const void *text, s
 loom_status loom_tokenizer_encode_parallel(const loom_tokenizer *tok, const void *text, size_t len,
                                            loom_tokenizer_special mode, int threads, loom_tokens *out);
 
+/* The first position >= from where text may be cut so that both sides encode
+ * independently (a '\n' right after a printable ASCII byte), or len if there is none.
+ * Encoding [0, cut) and [cut, len) separately gives the ids of encoding the whole. */
+size_t loom_tokenizer_safe_cut(const void *text, size_t len, size_t from);
+
 /* Appends the bytes of ids[0..n) to `out`; the special id decodes to "<|endoftext|>".
  * An id that is no token (>= vocab size, or a gap in the ranks) is LOOM_ERR_ARG naming
  * its position, and `out` is left as it was. */

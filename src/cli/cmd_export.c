@@ -43,10 +43,7 @@ int cmd_export(int argc, char **argv) {
     if (bad) return cli_fail(cmd);
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!out) return cli_usage_error(cmd, "--out is required");
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-        loom_error(LOOM_ERR_IO, "--out: cannot create directory %s: %s", out, strerror(errno));
-        return cli_fail(cmd);
-    }
+    if (loom_mkdir_p(out, "--out")) return cli_fail(cmd);
     loom_gpt *g = NULL;
     if (cli_load_model(&m, init, (uint64_t)seed, 1, 1, &g)) return cli_fail(cmd);
     char path[4096];

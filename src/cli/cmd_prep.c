@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "loom/dist.h"
 #include "loom/prep.h"
 
 static const char *help =
@@ -60,8 +61,19 @@ int cmd_prep(int argc, char **argv) {
     if (optind >= argc) return cli_usage_error(cmd, "no input given (files, or - for standard input)");
     o.inputs = (const char *const *)argv + optind;
     o.n_inputs = argc - optind;
+    loom_dist dist;
+    if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
+    if (dist.rank > 0) o.progress = 0;
     loom_prep_stats s;
-    if (loom_prep(&o, &s)) return cli_fail(cmd);
+    if (loom_prep(&o, &dist, &s)) {
+        if (dist.size > 1) {
+            fprintf(stderr, "loom %s: error (rank %d of %d): %s\n", cmd, dist.rank, dist.size, loom_error_msg());
+            loom_dist_abort(&dist, 1);
+        }
+        return cli_fail(cmd);
+    }
+    loom_dist_finalize(&dist);
+    if (dist.rank > 0) return 0;
     printf("prep: %llu documents, %.1f MB in %.2f s (%.1f MB/s): %llu train tokens in %d shard(s), %llu val tokens "
            "in %d shard(s)%s\n",
            (unsigned long long)s.documents, s.bytes / 1e6, s.seconds, s.bytes / 1e6 / s.seconds,

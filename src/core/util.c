@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef __x86_64__
 #include <cpuid.h>
@@ -159,3 +161,22 @@ uint32_t loom_crc32c(uint32_t crc, const void *buf, size_t n) {
     while (n--) crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
+
+loom_status loom_mkdir_p(const char *dir, const char *flag) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return loom_error(LOOM_ERR_IO, "%s: cannot create directory %s: %s", flag, buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return loom_error(LOOM_ERR_IO, "%s: cannot create directory %s: %s", flag, dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return loom_error(LOOM_ERR_IO, "%s: %s is not a directory", flag, dir);
+    return LOOM_OK;
+}
+

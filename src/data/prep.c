@@ -14,6 +14,7 @@
 
 #include "io/json.h"
 #include "loom/data.h"
+#include "loom/dist.h"
 #include "loom/prep.h"
 #include "loom/tokenizer.h"
 
@@ -160,8 +161,24 @@ static loom_status jsonl_docs(const loom_prep_opts *o, const char *path, const c
     return LOOM_OK;
 }
 
-loom_status loom_prep(const loom_prep_opts *o, loom_prep_stats *stats) {
+/* Appends one id to a token array (1 on allocation failure). */
+static int sink_reserve_eot(loom_tokens *t, uint32_t id) {
+    if (t->len == t->cap) {
+        size_t nc = t->cap ? 2 * t->cap : 4096;
+        uint32_t *p = realloc(t->ids, nc * sizeof *p);
+        if (!p) return 1;
+        t->ids = p;
+        t->cap = nc;
+    }
+    t->ids[t->len++] = id;
+    return 0;
+}
+
+loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_stats *stats) {
     memset(stats, 0, sizeof *stats);
+    const loom_dist one = {0, 1, 0, 1, 0};
+    if (!dist) dist = &one;
+    const int rank = dist->rank, R = dist->size;
     const double t0 = loom_now();
     if (o->n_inputs < 1) return loom_error(LOOM_ERR_ARG, "prep: no input given");
     if (o->shard_tokens < 1) return loom_error(LOOM_ERR_ARG, "--shard-tokens: must be at least 1");
@@ -173,9 +190,9 @@ loom_status loom_prep(const loom_prep_opts *o, loom_prep_stats *stats) {
         loom_tokenizer_free(tok);
         return loom_error(LOOM_ERR_ARG, "--tokenizer: %u ids do not fit the uint16 shards", loom_tokenizer_vocab_size(tok));
     }
-    if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST) {
+    if ((st = loom_mkdir_p(o->out_dir, "--out"))) {
         loom_tokenizer_free(tok);
-        return loom_error(LOOM_ERR_IO, "--out: cannot create directory %s: %s", o->out_dir, strerror(errno));
+        return st;
     }
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     shard_sink sink = {.dir = o->out_dir, .shard_tokens = o->shard_tokens, .val_left = o->val_tokens,
@@ -193,6 +210,10 @@ loom_status loom_prep(const loom_prep_opts *o, loom_prep_stats *stats) {
     const uint32_t eot = loom_tokenizer_eot(tok);
     for (int i = 0; i < o->n_inputs && !st; i++) {
         const char *path = o->inputs[i];
+        if (R > 1 && !strcmp(path, "-")) {
+            st = loom_error(LOOM_ERR_ARG, "standard input (-) works with one process only: give files under mpirun");
+            break;
+        }
         size_t len = 0;
         char *buf = read_all(path, &len);
         if (!buf) {
@@ -209,21 +230,43 @@ loom_status loom_prep(const loom_prep_opts *o, loom_prep_stats *stats) {
             if (docs) docs[nd++] = (doc){buf, len, {0}};
             else st = loom_error(LOOM_ERR_NOMEM, "out of memory");
         }
-        /* tokenize: many documents in parallel, or one large one with the parallel encoder */
-        if (!st && nd == 1) {
-            st = loom_tokenizer_encode_parallel(tok, docs[0].text, docs[0].len, LOOM_TOKENIZER_SPECIAL_ORDINARY,
-                                                threads, &docs[0].toks);
-        } else if (!st) {
-            int failed = 0;
+        /* This rank's share as one stream of ids (<|endoftext|> before each document):
+         * one document is cut at safe points into a piece per rank, many documents are
+         * split into a contiguous range per rank. Rank 0 gathers the streams in rank
+         * order, so the shards are the same for any number of ranks and threads. */
+        loom_tokens mine = {0};
+        int failed = st != LOOM_OK;
+        if (!failed && nd == 1) {
+            size_t a = 0, b = len;
+            for (int k = 1; k <= R; k++) {
+                size_t c = k == R ? len : loom_tokenizer_safe_cut(buf, len, len / R * k);
+                if (c < a) c = a;
+                if (k == rank) a = c;
+                if (k == rank + 1) { b = c; break; }
+            }
+            if (rank == 0) failed = sink_reserve_eot(&mine, eot);
+            failed = failed || loom_tokenizer_encode_parallel(tok, buf + a, b - a, LOOM_TOKENIZER_SPECIAL_ORDINARY,
+                                                              threads, &mine) != LOOM_OK;
+        } else if (!failed) {
+            const size_t d0 = nd * (size_t)rank / R, d1 = nd * (size_t)(rank + 1) / R;
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads) reduction(| : failed)
-            for (size_t k = 0; k < nd; k++)
+            for (size_t k = d0; k < d1; k++)
                 failed |= loom_tokenizer_encode(tok, docs[k].text, docs[k].len, LOOM_TOKENIZER_SPECIAL_ORDINARY,
                                                 &docs[k].toks) != LOOM_OK;
-            if (failed) st = loom_error(LOOM_ERR_NOMEM, "%s: out of memory while tokenizing", path);
+            for (size_t k = d0; k < d1 && !failed; k++) {
+                failed = sink_reserve_eot(&mine, eot);
+                for (size_t i = 0; i < docs[k].toks.len && !failed; i++) failed = sink_reserve_eot(&mine, docs[k].toks.ids[i]);
+            }
         }
+        if (loom_dist_any(dist, failed) && !st)
+            st = loom_error(LOOM_ERR_NOMEM, "%s: tokenizing failed on some rank (out of memory?)", path);
+        uint32_t *all = NULL;
+        size_t total = 0;
+        if (!st) st = loom_dist_gather_u32(dist, mine.ids, mine.len, &all, &total);
+        if (!st && rank == 0) st = sink_put(&sink, all, total);
+        free(all);
+        loom_tokens_free(&mine);
         for (size_t k = 0; k < nd; k++) {
-            if (!st) st = sink_put(&sink, &eot, 1);
-            if (!st) st = sink_put(&sink, docs[k].toks.ids, docs[k].toks.len);
             loom_tokens_free(&docs[k].toks);
             if (jsonl) free((char *)docs[k].text);
         }
@@ -231,10 +274,10 @@ loom_status loom_prep(const loom_prep_opts *o, loom_prep_stats *stats) {
         stats->bytes += len;
         free(docs);
         free(buf);
-        progress(o, stats->bytes, total_bytes > stats->bytes ? total_bytes : stats->bytes, t0);
+        if (rank == 0) progress(o, stats->bytes, total_bytes > stats->bytes ? total_bytes : stats->bytes, t0);
     }
-    if (!st) st = sink_flush(&sink);
-    if (!st) {
+    if (!st && rank == 0) st = sink_flush(&sink);
+    if (!st && rank == 0) {
         char path[4096];
         snprintf(path, sizeof path, "%s/manifest.json", o->out_dir);
         FILE *fp = fopen(path, "w");

@@ -899,7 +899,8 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const void *text, s
 /* The first position >= from where a chunk may start: s[i] == '\n' after a printable
  * ASCII byte. No match of the pattern spans it, and the matches before it do not
  * depend on what follows, so chunks encode independently. Returns n if none. */
-static size_t safe_cut(const uint8_t *s, size_t n, size_t from) {
+size_t loom_tokenizer_safe_cut(const void *text, size_t n, size_t from) {
+    const uint8_t *s = text;
     if (from < 1) from = 1;
     while (from < n) {
         const uint8_t *nl = memchr(s + from, '\n', n - from);
@@ -932,7 +933,7 @@ loom_status loom_tokenizer_encode_parallel(const loom_tokenizer *tok, const void
     cut[0] = 0;
     for (size_t c = 1; c < nchunks; c++) {
         size_t want = len / nchunks * c;
-        cut[c] = safe_cut(s, len, want > cut[c - 1] ? want : cut[c - 1] + 1);
+        cut[c] = loom_tokenizer_safe_cut(s, len, want > cut[c - 1] ? want : cut[c - 1] + 1);
         if (cut[c] > len) cut[c] = len;
     }
     cut[nchunks] = len;

@@ -116,6 +116,40 @@ void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float
     memcpy(all, mine, sizeof(float) * count);
 }
 
+loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total) {
+    *all = NULL;
+    *total = 0;
+#ifdef LOOM_HAVE_MPI
+    if (d->size > 1) {
+        if (n > (size_t)INT32_MAX) return loom_error(LOOM_ERR_ARG, "gather: %zu ids from one rank exceed MPI's int count", n);
+        int cnt = (int)n, *counts = NULL, *displs = NULL;
+        if (d->rank == 0) {
+            counts = malloc(sizeof(int) * d->size);
+            displs = malloc(sizeof(int) * d->size);
+        }
+        MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        size_t sum = 0;
+        if (d->rank == 0) {
+            for (int r = 0; r < d->size; r++) displs[r] = (int)sum, sum += (size_t)counts[r];
+            if (sum > (size_t)INT32_MAX) LOOM_PANIC("gather of %zu ids exceeds MPI's int displacement", sum);
+            *all = malloc(sizeof(uint32_t) * (sum ? sum : 1));
+            if (!*all) LOOM_PANIC("out of memory gathering %zu token ids", sum);
+        }
+        MPI_Gatherv(mine, cnt, MPI_UINT32_T, *all, counts, displs, MPI_UINT32_T, 0, MPI_COMM_WORLD);
+        free(counts);
+        free(displs);
+        *total = sum;
+        return LOOM_OK;
+    }
+#endif
+    (void)d;
+    *all = malloc(sizeof(uint32_t) * (n ? n : 1));
+    if (!*all) return loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", n);
+    memcpy(*all, mine, sizeof(uint32_t) * n);
+    *total = n;
+    return LOOM_OK;
+}
+
 int loom_dist_any(const loom_dist *d, int flag) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {

@@ -201,25 +201,6 @@ static void fmt_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%lds", t);
 }
 
-/* mkdir -p */
-static loom_status make_dir(const char *dir, const char *flag) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return loom_error(LOOM_ERR_IO, "%s: cannot create directory %s: %s", flag, buf, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return loom_error(LOOM_ERR_IO, "%s: cannot create directory %s: %s", flag, dir, strerror(errno));
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return loom_error(LOOM_ERR_IO, "%s: %s is not a directory", flag, dir);
-    return LOOM_OK;
-}
-
 static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     loom_status st = LOOM_OK;
     const loom_dist one = {0, 1, 0, 1, 0};
@@ -267,8 +248,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     if ((st = loom_dataset_open(&train, o->data, o->data_format, cfg.vocab_size, T, "--data"))) goto done;
     if (o->val_data && (st = loom_dataset_open(&val, o->val_data, o->data_format, cfg.vocab_size, T, "--val-data")))
         goto done;
-    if ((st = make_dir(o->out_dir, "--out"))) goto done;
-    if (o->ckpt_dir && (st = make_dir(o->ckpt_dir, "--ckpt-dir"))) goto done;
+    if ((st = loom_mkdir_p(o->out_dir, "--out"))) goto done;
+    if (o->ckpt_dir && (st = loom_mkdir_p(o->ckpt_dir, "--ckpt-dir"))) goto done;
     if ((st = loom_gpt_init(&g, &cfg, B, T, 1, o->backend))) goto done;
     g->profile = o->profile;
     loom_adamw_config ocfg = o->optim;

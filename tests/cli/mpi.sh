@@ -69,6 +69,20 @@ took=$(($(date +%s) - start))
 check "killed rank: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
 check "killed rank: job ended within 20 s ($took s)" test $took -le 20
 
+# prep over ranks: one large document cut at safe points, and many JSON-lines
+# documents split by range, give the single process's shards byte for byte
+/usr/bin/python3 -c "
+import json
+t = open('data/tinyshakespeare.txt').read()
+with open('$TMP/docs.jsonl', 'w') as f:
+    for i in range(0, 200000, 3001): f.write(json.dumps({'text': t[i:i + 3001]}) + '\n')"
+P="data/tinyshakespeare.txt $TMP/docs.jsonl --tokenizer data/gpt2/r50k_base.tiktoken --val-tokens 5000 --shard-tokens 100000 --threads 1 --quiet"
+"$LOOM" prep $P --out "$TMP/prep1" >/dev/null
+for n in 2 4; do
+  timeout 120 "${RUN[@]}" -np $n "$LOOM" prep $P --out "$TMP/prep$n" >/dev/null
+  check "prep on $n ranks: shards identical to one process" diff -r "$TMP/prep1" "$TMP/prep$n"
+done
+
 # the wrong launch: a world of 1 where the launcher says 2
 expect_error "SLURM_NTASKS mismatch" "MPI sees 1 process but SLURM_NTASKS=2" \
   env SLURM_NTASKS=2 "$LOOM" train $M --out "$TMP/wrong"

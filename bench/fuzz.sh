@@ -7,15 +7,17 @@
 #                seeds from tests/fuzz/corpus
 #   tokenizer    the GPT-2 tokenizer: both loaders, encode/decode round trips, the two
 #                merge algorithms (tests/fuzz/fuzz_tokenizer.c); seeds made from data/
+#   jsonl        prep's JSON-lines reader (tests/fuzz/fuzz_jsonl.c), seeds from
+#                tests/fuzz/corpus_jsonl
 # Work dir (binaries, corpus copies, crash-* artifacts): $LOOM_FUZZ_DIR or /tmp/loom-fuzz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=safetensors
 case "${1:-}" in
-  safetensors|tokenizer) target=$1; shift ;;
+  safetensors|tokenizer|jsonl) target=$1; shift ;;
   ''|[0-9]*) ;;
-  *) echo "fuzz.sh: unknown target '$1' (safetensors, tokenizer)" >&2; exit 2 ;;
+  *) echo "fuzz.sh: unknown target '$1' (safetensors, tokenizer, jsonl)" >&2; exit 2 ;;
 esac
 secs=${1:-60}
 [ $# -gt 0 ] && shift
@@ -35,6 +37,10 @@ if [ "$target" = safetensors ]; then
   "$cc" "${flags[@]}" tests/fuzz/fuzz_safetensors.c src/io/json.c src/io/safetensors.c src/core/*.c \
       -lm -o "$work/fuzz_safetensors"
   cp -r tests/fuzz/corpus "$corpus"
+elif [ "$target" = jsonl ]; then
+  "$cc" "${flags[@]}" -DLOOM_VERSION='"fuzz"' tests/fuzz/fuzz_jsonl.c src/data/prep.c src/data/tokenizer.c \
+      src/data/unicode_tables.c src/data/dataset.c src/dist/dist.c src/io/json.c src/core/*.c -lm -o "$work/fuzz_jsonl"
+  cp -r tests/fuzz/corpus_jsonl/. "$corpus"
 else
   "$cc" "${flags[@]}" tests/fuzz/fuzz_tokenizer.c src/data/tokenizer.c src/data/unicode_tables.c \
       src/io/json.c src/core/*.c -lm -o "$work/fuzz_tokenizer"

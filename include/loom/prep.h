@@ -38,6 +38,12 @@ typedef struct loom_prep_stats {
  * OUT/manifest.json. Errors name the file (and line) and what is wrong. */
 loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_stats *stats);
 
+/* The JSON-lines reader of prep on a buffer: counts the documents (the `field` of each
+ * line), their bytes, and the bad lines (skip_bad = 1) or stops at the first bad one
+ * with "input.jsonl:LINE: what". For tests and the fuzzer. */
+loom_status loom_prep_jsonl_count(const char *buf, size_t len, const char *field, int skip_bad,
+                                  uint64_t *documents, uint64_t *text_bytes, uint64_t *skipped);
+
 #ifdef __cplusplus
 }
 #endif

@@ -108,6 +108,23 @@ static void progress(const loom_prep_opts *o, uint64_t done, uint64_t total, dou
 /* Cuts a JSON-lines buffer into documents (the decoded text field of each line). The
  * decoded strings live in `docs[i].text` (malloc'd, freed by the caller). */
 static loom_status jsonl_docs(const loom_prep_opts *o, const char *path, const char *buf, size_t len,
+                              doc **docs, size_t *n, uint64_t *skipped);
+
+loom_status loom_prep_jsonl_count(const char *buf, size_t len, const char *field, int skip_bad,
+                                  uint64_t *documents, uint64_t *text_bytes, uint64_t *skipped) {
+    loom_prep_opts o = {.jsonl_field = field, .skip_bad = skip_bad};
+    doc *docs = NULL;
+    size_t n = 0;
+    *skipped = *documents = *text_bytes = 0;
+    loom_status st = jsonl_docs(&o, "input.jsonl", buf, len, &docs, &n, skipped);
+    for (size_t i = 0; !st && i < n; i++) *text_bytes += docs[i].len;
+    for (size_t i = 0; !st && i < n; i++) free((char *)docs[i].text);
+    if (!st) free(docs);
+    *documents = n;
+    return st;
+}
+
+static loom_status jsonl_docs(const loom_prep_opts *o, const char *path, const char *buf, size_t len,
                               doc **docs, size_t *n, uint64_t *skipped) {
     size_t cap = 1024, nd = 0, line = 0;
     doc *d = malloc(cap * sizeof *d);

@@ -1,4 +1,5 @@
 /* loom prep: raw text -> token shards. */
+#include <glob.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,8 +60,16 @@ int cmd_prep(int argc, char **argv) {
     if (bad) return cli_fail(cmd);
     if (!o.out_dir) return cli_usage_error(cmd, "--out is required");
     if (optind >= argc) return cli_usage_error(cmd, "no input given (files, or - for standard input)");
-    o.inputs = (const char *const *)argv + optind;
-    o.n_inputs = argc - optind;
+    /* inputs may be glob patterns (quoted, so the shell left them): expand each, sorted */
+    glob_t gl;
+    memset(&gl, 0, sizeof gl);
+    for (int i = optind; i < argc; i++)
+        if (glob(argv[i], (i > optind ? GLOB_APPEND : 0) | GLOB_NOCHECK, NULL, &gl) != 0) {
+            loom_error(LOOM_ERR_IO, "cannot expand the input pattern '%s'", argv[i]);
+            return cli_fail(cmd);
+        }
+    o.inputs = (const char *const *)gl.gl_pathv;
+    o.n_inputs = (int)gl.gl_pathc;
     loom_dist dist;
     if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
     if (dist.rank > 0) o.progress = 0;
@@ -73,6 +82,7 @@ int cmd_prep(int argc, char **argv) {
         return cli_fail(cmd);
     }
     loom_dist_finalize(&dist);
+    globfree(&gl);
     if (dist.rank > 0) return 0;
     printf("prep: %llu documents, %.1f MB in %.2f s (%.1f MB/s): %llu train tokens in %d shard(s), %llu val tokens "
            "in %d shard(s)%s\n",

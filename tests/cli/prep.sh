@@ -32,6 +32,8 @@ printf 'x' >"$TMP/docs/c.txt"
 } >"$TMP/docs.jsonl"
 "$LOOM" prep "$TMP/docs/a.txt" "$TMP/docs/b.txt" "$TMP/docs/c.txt" --out "$TMP/f" $P >/dev/null
 "$LOOM" prep "$TMP/docs.jsonl" --out "$TMP/j" $P >/dev/null
+"$LOOM" prep "$TMP/docs/*.txt" --out "$TMP/g" $P >/dev/null
+check "a quoted glob expands to the files, sorted" cmp -s "$TMP/f/train_000000.bin" "$TMP/g/train_000000.bin"
 check "JSON-lines documents equal the same texts as files" cmp -s "$TMP/f/train_000000.bin" "$TMP/j/train_000000.bin"
 check "three documents" grep -q '"documents": 3' "$TMP/j/manifest.json"
 

@@ -27,6 +27,10 @@ loom_status loom_dist_init(int *argc, char ***argv, loom_dist *d);
 void loom_dist_finalize(const loom_dist *d);
 /* Takes the whole job down (MPI_Abort) with `code`; plain exit without MPI. */
 void loom_dist_abort(const loom_dist *d, int code) __attribute__((noreturn));
+/* Starts the collective watchdog (seconds > 0, more than one rank): a collective still
+ * unfinished after `seconds` prints, on every rank stuck in one, which collective
+ * (sequence number, stage, partner) it waits in, then exits so the launcher ends the job. */
+void loom_dist_set_timeout(const loom_dist *d, double seconds);
 /* Whether this build has MPI, and which ("Open MPI v4.1.4, ..."). */
 const char *loom_dist_library(void);
 

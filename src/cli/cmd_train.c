@@ -50,6 +50,9 @@ static const char *help =
     "                       the checkpoint's config and training flags must match\n"
     "  --ckpt-errors stop|warn  a failed save stops the run (default) or warns and goes on\n"
     "  --stop-at N          stop after step N with a checkpoint (the schedule still spans --steps)\n"
+    "MPI:\n"
+    "  --comm-timeout S     a collective unfinished after S seconds ends the job, saying which\n"
+    "                       one each rank waits in (default 600; 0 = never)\n"
     "\n"
     "exit status: 0 done; 1 error; 2 bad command line; 3 stopped by SIGTERM, SIGINT or SIGUSR1\n"
     "after finishing the current step and writing a checkpoint; 130 a second SIGINT (no checkpoint).\n";
@@ -57,7 +60,7 @@ static const char *help =
 enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
-    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_HELP
+    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_HELP
 };
 
 int cmd_train(int argc, char **argv) {
@@ -78,7 +81,8 @@ int cmd_train(int argc, char **argv) {
         {"quiet", no_argument, 0, O_QUIET}, {"profile", no_argument, 0, O_PROFILE},
         {"ckpt-dir", required_argument, 0, O_CKDIR}, {"ckpt-every", required_argument, 0, O_CKEVERY},
         {"keep", required_argument, 0, O_KEEP}, {"resume", optional_argument, 0, O_RESUME},
-        {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT},
+        {"comm-timeout", required_argument, 0, O_COMMTO}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *cmd = "train";
     cli_model m;
     cli_model_defaults(&m, "small");
@@ -88,7 +92,7 @@ int cmd_train(int argc, char **argv) {
                   .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f},
         .seed = 1337, .shuffle = 1, .out_dir = "out", .val_batches = 20, .backend = "cpu", .keep = 3};
     long iv;
-    double fv;
+    double fv, comm_timeout = 600;
     int c, bad = 0;
     opterr = 0;
     optind = 1;
@@ -137,6 +141,7 @@ int cmd_train(int argc, char **argv) {
             else bad = 1, loom_error(LOOM_ERR_ARG, "--ckpt-errors: '%s' must be stop or warn", optarg);
             break;
         case O_STOPAT: bad = cli_int("--stop-at", optarg, 1, 1L << 30, &iv); o.stop_at = (int)iv; break;
+        case O_COMMTO: bad = cli_float("--comm-timeout", optarg, 0, 1e9, &fv); comm_timeout = fv; break;
         case O_HELP: fputs(help, stdout); return 0;
         CLI_GETOPT_ERRORS(cmd, argv);
         }
@@ -149,6 +154,7 @@ int cmd_train(int argc, char **argv) {
     loom_dist dist;
     loom_train_block_signals(); /* before MPI_Init starts threads of its own */
     if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
+    loom_dist_set_timeout(&dist, comm_timeout);
     loom_status st = loom_train(&o, &dist);
     if (st && st != LOOM_STOPPED) {
         if (dist.size > 1) { /* one failing rank takes the job down, naming itself */

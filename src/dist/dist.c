@@ -1,15 +1,64 @@
 /* MPI start-up and the deterministic collectives. Every byte between processes moves
  * through MPI; nothing here talks to SLURM except to detect a misconfigured launch. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "loom/dist.h"
 
 #ifdef LOOM_HAVE_MPI
 #include <mpi.h>
 #endif
+
+/* The collective watchdog: each collective records what it is and when it started; a
+ * thread checks once a second and, past the timeout, prints on this rank which
+ * collective it waits in and exits, which makes the launcher end the job. */
+static volatile int g_in_coll;
+static volatile long g_coll_seq;
+static volatile double g_coll_start;
+static char g_coll_what[128];
+static double g_timeout;
+static int g_watch_rank;
+
+static void coll_begin(const char *what, int stage, int partner) {
+    if (partner >= 0) snprintf(g_coll_what, sizeof g_coll_what, "%s (stage %d, partner rank %d)", what, stage, partner);
+    else snprintf(g_coll_what, sizeof g_coll_what, "%s (all ranks)", what);
+    g_coll_seq++;
+    g_coll_start = loom_now();
+    __atomic_store_n(&g_in_coll, 1, __ATOMIC_RELEASE);
+}
+
+static void coll_end(void) { __atomic_store_n(&g_in_coll, 0, __ATOMIC_RELEASE); }
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+        if (__atomic_load_n(&g_in_coll, __ATOMIC_ACQUIRE) && loom_now() - g_coll_start > g_timeout) {
+            fprintf(stderr, "loom: rank %d: collective #%ld, %s, has not completed after %.0f s (--comm-timeout); "
+                    "aborting the job\n", g_watch_rank, g_coll_seq, g_coll_what, g_timeout);
+            fflush(stderr);
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+void loom_dist_set_timeout(const loom_dist *d, double seconds) {
+    static int started;
+    g_timeout = seconds;
+    g_watch_rank = d->rank;
+    if (started || seconds <= 0 || d->size < 2) return;
+    pthread_t t;
+    if (pthread_create(&t, NULL, watchdog, NULL) == 0) {
+        pthread_detach(t);
+        started = 1;
+    }
+}
 
 static int env_int(const char *name) {
     const char *v = getenv(name);
@@ -91,11 +140,13 @@ void loom_dist_tree_sum(const loom_dist *d, float *buf, float *tmp, size_t n) {
     const size_t chunk = (size_t)1 << 28; /* MPI counts are int */
     for (int j = 1; j < d->size; j <<= 1) {
         int partner = d->rank ^ j;
+        coll_begin("gradient tree sum", j, partner);
         for (size_t off = 0; off < n; off += chunk) {
             int c = (int)(n - off < chunk ? n - off : chunk);
             MPI_Sendrecv(buf + off, c, MPI_FLOAT, partner, j, tmp + off, c, MPI_FLOAT, partner, j, MPI_COMM_WORLD,
                          MPI_STATUS_IGNORE);
         }
+        coll_end();
         /* lower + upper, the same on both sides (IEEE addition is commutative) */
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) buf[i] = buf[i] + tmp[i];
@@ -108,7 +159,9 @@ void loom_dist_tree_sum(const loom_dist *d, float *buf, float *tmp, size_t n) {
 void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {
+        coll_begin("loss allgather", 0, -1);
         MPI_Allgather(mine, count, MPI_FLOAT, all, count, MPI_FLOAT, MPI_COMM_WORLD);
+        coll_end();
         return;
     }
 #endif
@@ -127,6 +180,7 @@ loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_
             counts = malloc(sizeof(int) * d->size);
             displs = malloc(sizeof(int) * d->size);
         }
+        coll_begin("token gather", 0, -1);
         MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
         size_t sum = 0;
         if (d->rank == 0) {
@@ -136,6 +190,7 @@ loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_
             if (!*all) LOOM_PANIC("out of memory gathering %zu token ids", sum);
         }
         MPI_Gatherv(mine, cnt, MPI_UINT32_T, *all, counts, displs, MPI_UINT32_T, 0, MPI_COMM_WORLD);
+        coll_end();
         free(counts);
         free(displs);
         *total = sum;
@@ -154,7 +209,9 @@ int loom_dist_any(const loom_dist *d, int flag) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {
         int out = 0;
+        coll_begin("stop/error agreement allreduce", 0, -1);
         MPI_Allreduce(&flag, &out, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
+        coll_end();
         return out;
     }
 #endif

@@ -83,6 +83,22 @@ for n in 2 4; do
   check "prep on $n ranks: shards identical to one process" diff -r "$TMP/prep1" "$TMP/prep$n"
 done
 
+# a rank that stops answering (SIGSTOP): the others' collective times out, each says
+# which collective it waits in, and the job ends
+timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M --steps 100000 --comm-timeout 3 --out "$TMP/hang" >/dev/null 2>"$TMP/hang.err" &
+job=$!
+for _ in $(seq 100); do [ -s "$TMP/hang/metrics.jsonl" ] && break; sleep 0.1; done
+victim=$(pgrep -f "loom train .*--out $TMP/hang" | tail -n 1)
+start=$(date +%s)
+kill -STOP "$victim"
+wait $job
+rc=$?
+took=$(($(date +%s) - start))
+kill -KILL "$victim" 2>/dev/null
+check "hung rank: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
+check "hung rank: the waiting rank names its collective" grep -q "collective #[0-9]*, .* has not completed after 3 s" "$TMP/hang.err"
+check "hung rank: job ended within 20 s ($took s)" test $took -le 20
+
 # the wrong launch: a world of 1 where the launcher says 2
 expect_error "SLURM_NTASKS mismatch" "MPI sees 1 process but SLURM_NTASKS=2" \
   env SLURM_NTASKS=2 "$LOOM" train $M --out "$TMP/wrong"

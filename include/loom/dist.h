@@ -40,6 +40,20 @@ const char *loom_dist_library(void);
  * with the pairwise-tree sum of all leaves, bitwise the same for any rank count.
  * tmp holds n floats. */
 void loom_dist_tree_sum(const loom_dist *d, float *buf, float *tmp, size_t n);
+/* ZeRO: rank r's shard [lo, hi) of an n-element buffer: the range that recursive
+ * halving with distance 1 first leaves it, halves cut at multiples of `block`. */
+void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, size_t *hi);
+/* Reduce-scatter by recursive halving (distance 1 first): afterwards buf[lo, hi) of
+ * this rank's shard holds the pairwise-tree sum over ranks, bitwise what
+ * loom_dist_tree_sum gives there. tmp holds n/2 + block floats. */
+void loom_dist_reduce_scatter_tree(const loom_dist *d, float *buf, float *tmp, size_t n, size_t block);
+/* Every rank's shard of buf to every rank (after each updated its own). */
+void loom_dist_allgather_shards(const loom_dist *d, float *buf, size_t n, size_t block);
+/* Rank 0 receives every rank's shard (shard = this rank's [lo, hi) part) into full (n). */
+void loom_dist_gather_shards(const loom_dist *d, const float *shard, float *full, size_t n, size_t block);
+/* Element-wise sum of v over ranks; exact when at most one rank is non-zero per element. */
+void loom_dist_sum_doubles(const loom_dist *d, double *v, int count);
+
 /* all[r*count ..] = mine of rank r. */
 void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all);
 /* Rank 0 receives every rank's `n` ids, concatenated in rank order, into *all

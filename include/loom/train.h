@@ -40,6 +40,7 @@ typedef struct loom_train_opts {
     const char *resume_file;
     int ckpt_errors_warn;          /* a failed save warns and training goes on */
     int stop_at;                   /* > 0: stop after this many steps (checkpoint, exit 0) */
+    int zero;                      /* 0: every rank keeps the whole AdamW state; 1: ZeRO-1 shards */
 } loom_train_opts;
 
 /* Runs the whole training (dist: the process group, or NULL for one process; every
@@ -66,11 +67,13 @@ typedef struct loom_step_ctx {
     float *level[LOOM_TREE_MAX]; /* partial sums by tree level (NULL: empty) */
     float *recv;                 /* (n_params) receive buffer of the cross-rank sum, or NULL */
     float *losses;               /* (2 accum): all ranks' micro-batch losses, then this rank's */
+    int zero;                    /* 1: ZeRO-1 (reduce-scatter, shard update, all-gather) */
+    double *norm_partials;       /* (n_params / LOOM_NORM_BLOCK + 1) grad-norm block sums */
 } loom_step_ctx;
 
 /* Checks the split (with several ranks: a power-of-two rank count dividing accum into
  * a power-of-two number of micro-batches per rank) and allocates the buffers. */
-loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist);
+loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero);
 void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g);
 
 /* One optimizer step over this rank's c->local micro-batches (inputs/targets: local x

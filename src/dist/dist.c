@@ -218,3 +218,100 @@ int loom_dist_any(const loom_dist *d, int flag) {
     (void)d;
     return flag;
 }
+
+void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, size_t *hi) {
+    size_t a = 0, b = n;
+    for (int j = 1; j < size; j <<= 1) {
+        size_t mid = a + (b - a) / 2 / block * block;
+        if (rank & j) a = mid;
+        else b = mid;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+void loom_dist_reduce_scatter_tree(const loom_dist *d, float *buf, float *tmp, size_t n, size_t block) {
+#ifdef LOOM_HAVE_MPI
+    LOOM_CHECK((d->size & (d->size - 1)) == 0);
+    size_t a = 0, b = n;
+    for (int j = 1; j < d->size; j <<= 1) {
+        const int partner = d->rank ^ j;
+        const size_t mid = a + (b - a) / 2 / block * block;
+        const size_t ka = d->rank & j ? mid : a, kb = d->rank & j ? b : mid; /* kept */
+        const size_t sa = d->rank & j ? a : mid, sb = d->rank & j ? mid : b; /* sent */
+        coll_begin("gradient reduce-scatter", j, partner);
+        const size_t chunk = (size_t)1 << 28;
+        for (size_t off = 0; off < (kb - ka > sb - sa ? kb - ka : sb - sa); off += chunk) {
+            int sc = sb - sa > off ? (int)(sb - sa - off < chunk ? sb - sa - off : chunk) : 0;
+            int rc = kb - ka > off ? (int)(kb - ka - off < chunk ? kb - ka - off : chunk) : 0;
+            MPI_Sendrecv(buf + sa + off, sc, MPI_FLOAT, partner, j, tmp + off, rc, MPI_FLOAT, partner, j,
+                         MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        }
+        coll_end();
+        float *k = buf + ka;
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < kb - ka; i++) k[i] = k[i] + tmp[i];
+        a = ka;
+        b = kb;
+    }
+#else
+    (void)d, (void)buf, (void)tmp, (void)n, (void)block;
+#endif
+}
+
+#ifdef LOOM_HAVE_MPI
+/* counts and displacements of every rank's shard (ints: shards below 2^31 floats) */
+static void shard_layout(const loom_dist *d, size_t n, size_t block, int *counts, int *displs) {
+    for (int r = 0; r < d->size; r++) {
+        size_t lo, hi;
+        loom_dist_shard(r, d->size, n, block, &lo, &hi);
+        LOOM_CHECK(hi <= (size_t)INT32_MAX);
+        counts[r] = (int)(hi - lo);
+        displs[r] = (int)lo;
+    }
+}
+#endif
+
+void loom_dist_allgather_shards(const loom_dist *d, float *buf, size_t n, size_t block) {
+#ifdef LOOM_HAVE_MPI
+    if (d->size < 2) return;
+    int *counts = malloc(sizeof(int) * 2 * d->size);
+    LOOM_CHECK(counts != NULL);
+    shard_layout(d, n, block, counts, counts + d->size);
+    coll_begin("parameter all-gather", 0, -1);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + d->size, MPI_FLOAT, MPI_COMM_WORLD);
+    coll_end();
+    free(counts);
+#else
+    (void)d, (void)buf, (void)n, (void)block;
+#endif
+}
+
+void loom_dist_gather_shards(const loom_dist *d, const float *shard, float *full, size_t n, size_t block) {
+#ifdef LOOM_HAVE_MPI
+    if (d->size > 1) {
+        int *counts = malloc(sizeof(int) * 2 * d->size);
+        LOOM_CHECK(counts != NULL);
+        shard_layout(d, n, block, counts, counts + d->size);
+        coll_begin("optimizer state gather", 0, -1);
+        MPI_Gatherv(shard, counts[d->rank], MPI_FLOAT, full, counts, counts + d->size, MPI_FLOAT, 0, MPI_COMM_WORLD);
+        coll_end();
+        free(counts);
+        return;
+    }
+#endif
+    (void)d, (void)block;
+    memcpy(full, shard, sizeof(float) * n);
+}
+
+void loom_dist_sum_doubles(const loom_dist *d, double *v, int count) {
+#ifdef LOOM_HAVE_MPI
+    if (d->size > 1) {
+        coll_begin("grad-norm partials allreduce", 0, -1);
+        MPI_Allreduce(MPI_IN_PLACE, v, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        coll_end();
+    }
+#else
+    (void)d, (void)v, (void)count;
+#endif
+}

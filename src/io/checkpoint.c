@@ -436,7 +436,8 @@ loom_status loom_ckpt_check_match(const char *path, const loom_gpt_config *cc, c
 }
 
 loom_status loom_ckpt_load(const loom_st_file *f, loom_gpt *g, loom_adamw *opt) {
-    float *dst[3] = {g->params, opt->m, opt->v};
+    /* the optimizer may own a shard [lo, hi) only (ZeRO-1): copy that part of m and v */
+    float *dst[3] = {g->params, opt->m - opt->lo, opt->v - opt->lo};
     static const char *prefix[3] = {"", "optim.m.", "optim.v."};
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < g->sizes.n_tensors; i++) {
@@ -447,7 +448,13 @@ loom_status loom_ckpt_load(const loom_st_file *f, loom_gpt *g, loom_adamw *opt) 
             if (!t || t->dtype != LOOM_DTYPE_F32 || t->end - t->begin != pi->numel * sizeof(float))
                 return loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' is missing or has the wrong size or dtype",
                                   loom_st_path(f), name);
-            memcpy(dst[k] + pi->offset, loom_st_data(f, t), pi->numel * sizeof(float));
+            size_t a = pi->offset, b = pi->offset + pi->numel;
+            if (k > 0) {
+                a = a > opt->lo ? a : opt->lo;
+                b = b < opt->hi ? b : opt->hi;
+                if (a >= b) continue;
+            }
+            memcpy(dst[k] + a, (const char *)loom_st_data(f, t) + (a - pi->offset) * sizeof(float), (b - a) * sizeof(float));
         }
     return LOOM_OK;
 }

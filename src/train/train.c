@@ -94,8 +94,9 @@ loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, lo
     return LOOM_OK;
 }
 
-loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist) {
+loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero) {
     memset(c, 0, sizeof *c);
+    c->zero = zero;
     const int R = dist ? dist->size : 1;
     if (R > 1) {
         if (R & (R - 1))
@@ -121,6 +122,7 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
     c->n_free = c->n_pool;
     if (R > 1 && !(c->recv = loom_alloc(n * sizeof(float), "gradient receive buffer"))) goto oom;
     if (!(c->losses = loom_alloc(sizeof(float) * 2 * accum, "losses"))) goto oom;
+    if (!(c->norm_partials = loom_alloc(sizeof(double) * (n / LOOM_NORM_BLOCK + 1), "grad-norm partials"))) goto oom;
     return LOOM_OK;
 oom:
     loom_step_ctx_free(c, g);
@@ -134,6 +136,7 @@ void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g) {
     if (c->orig_grads) g->grads = c->orig_grads;
     loom_free(c->recv);
     loom_free(c->losses);
+    loom_free(c->norm_partials);
     memset(c, 0, sizeof *c);
 }
 
@@ -175,16 +178,30 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
         if (!sum) sum = c->level[lv];
         else add_into(sum, c->level[lv], n);
     }
-    if (c->dist && c->dist->size > 1) loom_dist_tree_sum(c->dist, sum, c->recv, n);
+    const int sharded = c->zero && c->dist && c->dist->size > 1;
+    if (sharded) loom_dist_reduce_scatter_tree(c->dist, sum, c->recv, n, LOOM_NORM_BLOCK);
+    else if (c->dist && c->dist->size > 1) loom_dist_tree_sum(c->dist, sum, c->recv, n);
     g->grads = sum;
     if (c->dist) loom_dist_allgather(c->dist, mine, c->local, c->losses);
     else memcpy(c->losses, mine, sizeof(float) * c->local);
     double loss_sum = 0.0;
     for (int i = 0; i < c->accum; i++) loss_sum += c->losses[i];
     double t0 = g->profile ? loom_now() : 0.0;
-    double norm = loom_grad_norm(g);
+    double norm;
+    if (sharded) { /* block sums of this shard, summed over ranks (exact: zeros elsewhere), then in order */
+        const size_t nb = (n + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
+        memset(c->norm_partials, 0, sizeof(double) * nb);
+        loom_grad_sumsq_blocks(g, opt->lo, opt->hi, c->norm_partials);
+        loom_dist_sum_doubles(c->dist, c->norm_partials, (int)nb);
+        double ss = 0.0;
+        for (size_t b = 0; b < nb; b++) ss += c->norm_partials[b];
+        norm = sqrt(ss);
+    } else {
+        norm = loom_grad_norm(g);
+    }
     double t1 = g->profile ? loom_now() : 0.0;
-    loom_adamw_step(opt, g, lr, norm);
+    loom_adamw_step_shard(opt, g, lr, norm);
+    if (sharded) loom_dist_allgather_shards(c->dist, g->params, n, LOOM_NORM_BLOCK);
     if (g->profile) {
         g->prof_s[LOOM_PROF_NORM] += t1 - t0;
         g->prof_s[LOOM_PROF_ADAMW] += loom_now() - t1;
@@ -208,6 +225,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     const int rank = dist->rank, R = dist->size, lead = rank == 0;
     const int quiet = o->quiet || !lead; /* only rank 0 prints and writes */
     loom_step_ctx sc = {0};
+    float *full_m = NULL, *full_v = NULL;
     loom_gpt *g = NULL;
     loom_dataset *train = NULL, *val = NULL;
     loom_adamw opt = {0};
@@ -254,7 +272,14 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     g->profile = o->profile;
     loom_adamw_config ocfg = o->optim;
     ocfg.total_steps = o->steps;
-    if ((st = loom_adamw_init(&opt, &ocfg, g->sizes.n_params))) goto done;
+    size_t shard_lo = 0, shard_hi = g->sizes.n_params;
+    if (o->zero) loom_dist_shard(rank, R, g->sizes.n_params, LOOM_NORM_BLOCK, &shard_lo, &shard_hi);
+    if ((st = loom_adamw_init_shard(&opt, &ocfg, shard_lo, shard_hi))) goto done;
+    if (o->zero && R > 1 && o->ckpt_dir && lead) { /* rank 0 assembles the whole AdamW state to save it */
+        full_m = loom_alloc(sizeof(float) * g->sizes.n_params, "AdamW state for checkpoints");
+        full_v = full_m ? loom_alloc(sizeof(float) * g->sizes.n_params, "AdamW state for checkpoints") : NULL;
+        if (!full_v) { st = LOOM_ERR_NOMEM; goto done; }
+    }
     const loom_ckpt_state want = {.seed = o->seed, .batch = B, .seq_len = T, .shuffle = o->shuffle,
                                   .steps = o->steps, .total_batch_tokens = total, .optim = ocfg};
     if (resume) {
@@ -279,7 +304,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     } else {
         loom_gpt_init_weights(g, o->seed);
     }
-    if ((st = loom_step_ctx_init(&sc, g, accum, dist))) goto done;
+    if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero))) goto done;
     const int local = sc.local; /* this rank's micro-batches: global ones rank*local ... */
     batch = loom_alloc(sizeof(int32_t) * 2 * (size_t)local * B * T, "batch");
     if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
@@ -300,9 +325,13 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
                "per step = %ld tokens\n",
                (unsigned long long)loom_dataset_tokens(train), loom_dataset_files(train),
                (unsigned long long)loom_dataset_samples(train), T + 1, B, T, accum, total);
-        printf("memory: %.1f MiB (parameters, gradients, AdamW, activations); %d threads; "
-               "MFU against %.0f GFLOP/s measured fp32 FMA peak\n",
-               loom_alloc_bytes_live() / 1048576.0, threads, peak / 1e9);
+        const double MiB = 1048576.0, pb = 4.0 * g->sizes.n_params;
+        printf("memory per rank: parameters %.1f MiB, gradients %.1f MiB (+%d accumulation/receive buffers), "
+               "AdamW m+v %.1f MiB%s, activations %.1f MiB; %.1f MiB in all\n",
+               pb / MiB, pb / MiB, sc.n_pool - 1 + (sc.recv != NULL), 8.0 * opt.n / MiB,
+               o->zero && R > 1 ? " (ZeRO-1 shard)" : "", 4.0 * (g->sizes.n_acts + g->sizes.n_grad_acts) / MiB,
+               loom_alloc_bytes_live() / MiB);
+        printf("%d threads; MFU against %.0f GFLOP/s measured fp32 FMA peak\n", threads, peak / 1e9);
         fflush(stdout);
     }
 
@@ -359,8 +388,14 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             cs.adam_t = opt.t;
             char cpath[4096];
             double bytes = 0, ts = loom_now();
-            /* every rank holds the whole state; rank 0 writes it */
-            loom_status cst = lead ? loom_ckpt_save(o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes)
+            /* rank 0 writes the whole state (with ZeRO-1 it first gathers the AdamW shards) */
+            loom_adamw whole = opt;
+            if (o->zero && R > 1) {
+                loom_dist_gather_shards(dist, opt.m, full_m, g->sizes.n_params, LOOM_NORM_BLOCK);
+                loom_dist_gather_shards(dist, opt.v, full_v, g->sizes.n_params, LOOM_NORM_BLOCK);
+                whole.m = full_m, whole.v = full_v, whole.lo = 0, whole.hi = whole.n = g->sizes.n_params;
+            }
+            loom_status cst = lead ? loom_ckpt_save(o->ckpt_dir, o->keep, g, &whole, &cs, cpath, sizeof cpath, &bytes)
                                    : LOOM_OK;
             if (loom_dist_any(dist, cst != LOOM_OK) && !cst)
                 cst = loom_error(LOOM_ERR_IO, "rank 0 could not write the checkpoint");
@@ -408,6 +443,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     }
 done:
     if (g) loom_step_ctx_free(&sc, g);
+    loom_free(full_m);
+    loom_free(full_v);
     loom_st_close(resume);
     if (metrics && fclose(metrics) != 0 && !st)
         st = loom_error(LOOM_ERR_IO, "%s/metrics.jsonl: write failed: %s", o->out_dir, strerror(errno));

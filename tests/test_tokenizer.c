@@ -23,21 +23,8 @@ static const char *TIKTOKEN = "data/gpt2/r50k_base.tiktoken";
 static const char *ENCODER = "data/gpt2/encoder.json";
 static const char *VOCAB = "data/gpt2/vocab.bpe";
 
-static uint8_t *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
+/* the whole file, via the library's reader */
+static uint8_t *read_all(const char *path, size_t *len) { return (uint8_t *)loom_read_file(path, len); }
 
 /* A small deterministic RNG (splitmix64). */
 static uint64_t rng_state = 12345;

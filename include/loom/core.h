@@ -66,6 +66,10 @@ void loom_cpu_detect(loom_cpu_info *info);
  * FMA loop running about `seconds`. Used as the MFU denominator. */
 double loom_cpu_measure_peak_flops(int threads, double seconds);
 
+/* Reads a whole file ("-": standard input) into a malloc'd, NUL-terminated buffer and
+ * its length; NULL with errno set on failure. The caller frees it. */
+char *loom_read_file(const char *path, size_t *len);
+
 /* mkdir -p: creates dir and its missing parents; errors start with `flag` (the option
  * that named the directory) and name the directory. */
 loom_status loom_mkdir_p(const char *dir, const char *flag);

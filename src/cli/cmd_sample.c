@@ -44,26 +44,6 @@ static void on_token(void *p, int row, int32_t id) {
     fflush(stdout);
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, fp);
-        n += r;
-        if (n < cap) break;
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb) { free(buf); buf = NULL; }
-        else buf = nb;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (err) { free(buf); return NULL; }
-    *len = n;
-    return buf;
-}
-
 int cmd_sample(int argc, char **argv) {
     static const struct option opts[] = {
         CLI_MODEL_OPTIONS,
@@ -126,7 +106,7 @@ int cmd_sample(int argc, char **argv) {
     int plen[MAXP], olen[MAXP];
     for (int i = 0; i < np && !rc; i++) {
         size_t len = strlen(ptext[i]);
-        char *buf = pfile[i] ? read_file(ptext[i], &len) : NULL;
+        char *buf = pfile[i] ? loom_read_file(ptext[i], &len) : NULL;
         if (pfile[i] && !buf) {
             loom_error(LOOM_ERR_IO, "--prompt-file: cannot read %s", ptext[i]);
             rc = cli_fail(cmd);

@@ -59,31 +59,6 @@ static loom_status sink_put(shard_sink *s, const uint32_t *ids, size_t n) {
     return LOOM_OK;
 }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *fp = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!fp) return NULL;
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap + 1);
-    for (;;) {
-        if (!buf) break;
-        n += fread(buf + n, 1, cap - n, fp);
-        if (n < cap) break;
-        char *nb = realloc(buf, (cap *= 2) + 1);
-        if (!nb) free(buf);
-        buf = nb;
-    }
-    int err = ferror(fp);
-    if (fp != stdin) fclose(fp);
-    if (!buf || err) {
-        free(buf);
-        if (!err) errno = ENOMEM;
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
@@ -232,7 +207,7 @@ loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_
             break;
         }
         size_t len = 0;
-        char *buf = read_all(path, &len);
+        char *buf = loom_read_file(path, &len);
         if (!buf) {
             st = loom_error(LOOM_ERR_IO, "%s: cannot read: %s", strcmp(path, "-") ? path : "standard input", strerror(errno));
             break;

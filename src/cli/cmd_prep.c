@@ -66,15 +66,20 @@ int cmd_prep(int argc, char **argv) {
     for (int i = optind; i < argc; i++)
         if (glob(argv[i], (i > optind ? GLOB_APPEND : 0) | GLOB_NOCHECK, NULL, &gl) != 0) {
             loom_error(LOOM_ERR_IO, "cannot expand the input pattern '%s'", argv[i]);
+            globfree(&gl);
             return cli_fail(cmd);
         }
     o.inputs = (const char *const *)gl.gl_pathv;
     o.n_inputs = (int)gl.gl_pathc;
     loom_dist dist;
-    if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
+    if (loom_dist_init(&argc, &argv, &dist)) {
+        globfree(&gl);
+        return cli_fail(cmd);
+    }
     if (dist.rank > 0) o.progress = 0;
     loom_prep_stats s;
     if (loom_prep(&o, &dist, &s)) {
+        globfree(&gl);
         if (dist.size > 1) {
             fprintf(stderr, "loom %s: error (rank %d of %d): %s\n", cmd, dist.rank, dist.size, loom_error_msg());
             loom_dist_abort(&dist, 1);

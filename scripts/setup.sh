@@ -3,7 +3,8 @@
 # Run as root (or with sudo available). Idempotent: does nothing when all are present.
 set -euo pipefail
 pkgs=(build-essential make cmake libdnnl-dev python3 python3-torch libpcre2-dev unicode-data
-      openmpi-bin libopenmpi-dev mpich libmpich-dev iproute2 iputils-ping)
+      openmpi-bin libopenmpi-dev mpich libmpich-dev iproute2 iputils-ping
+      slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -113,7 +113,7 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
     c->orig_grads = g->grads;
     int levels = 0;
     while ((1 << levels) < c->local) levels++;
-    c->n_pool = c->local > 1 ? levels + 2 : 1;
+    c->n_pool = levels + 1; /* at most one buffer per tree level plus the micro-batch being computed */
     if (c->n_pool > LOOM_TREE_MAX) return loom_error(LOOM_ERR_ARG, "--total-batch-tokens: too many micro-batches");
     const size_t n = g->sizes.n_params;
     c->pool[0] = g->grads;

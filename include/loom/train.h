@@ -41,6 +41,7 @@ typedef struct loom_train_opts {
     int ckpt_errors_warn;          /* a failed save warns and training goes on */
     int stop_at;                   /* > 0: stop after this many steps (checkpoint, exit 0) */
     int zero;                      /* 0: every rank keeps the whole AdamW state; 1: ZeRO-1 shards */
+    const char *trace;             /* each rank writes TRACE.rank<r>.json (Chrome trace events) */
 } loom_train_opts;
 
 /* Runs the whole training (dist: the process group, or NULL for one process; every
@@ -69,6 +70,7 @@ typedef struct loom_step_ctx {
     float *losses;               /* (2 accum): all ranks' micro-batch losses, then this rank's */
     int zero;                    /* 1: ZeRO-1 (reduce-scatter, shard update, all-gather) */
     double *norm_partials;       /* (n_params / LOOM_NORM_BLOCK + 1) grad-norm block sums */
+    struct loom_trace *trace;    /* per-rank timeline, or NULL */
 } loom_step_ctx;
 
 /* Checks the split (with several ranks: a power-of-two rank count dividing accum into

@@ -42,6 +42,7 @@ static const char *help =
     "  --backend NAME       cpu (default) or ref (slow reference kernels)\n"
     "  --quiet              no per-step lines\n"
     "  --profile            at the end, print the time per op kind (forward, backward, optimizer)\n"
+    "  --trace PREFIX       each rank writes PREFIX.rank<r>.json, a Chrome trace (Perfetto) of its steps\n"
     "checkpoints (crash-safe, checksummed; resume continues bitwise):\n"
     "  --ckpt-dir DIR       write DIR/step_%08d.safetensors and DIR/latest\n"
     "  --ckpt-every N       every N steps (default 0: at the end and on a signal only)\n"
@@ -62,7 +63,7 @@ static const char *help =
 enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
-    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_HELP
+    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_HELP
 };
 
 int cmd_train(int argc, char **argv) {
@@ -84,7 +85,8 @@ int cmd_train(int argc, char **argv) {
         {"ckpt-dir", required_argument, 0, O_CKDIR}, {"ckpt-every", required_argument, 0, O_CKEVERY},
         {"keep", required_argument, 0, O_KEEP}, {"resume", optional_argument, 0, O_RESUME},
         {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT},
-        {"comm-timeout", required_argument, 0, O_COMMTO}, {"zero", required_argument, 0, O_ZERO}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"comm-timeout", required_argument, 0, O_COMMTO}, {"zero", required_argument, 0, O_ZERO},
+        {"trace", required_argument, 0, O_TRACE}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *cmd = "train";
     cli_model m;
     cli_model_defaults(&m, "small");
@@ -143,6 +145,7 @@ int cmd_train(int argc, char **argv) {
             else bad = 1, loom_error(LOOM_ERR_ARG, "--ckpt-errors: '%s' must be stop or warn", optarg);
             break;
         case O_STOPAT: bad = cli_int("--stop-at", optarg, 1, 1L << 30, &iv); o.stop_at = (int)iv; break;
+        case O_TRACE: o.trace = optarg; break;
         case O_ZERO: bad = cli_int("--zero", optarg, 0, 1, &iv); o.zero = (int)iv; break;
         case O_COMMTO: bad = cli_float("--comm-timeout", optarg, 0, 1e9, &fv); comm_timeout = fv; break;
         case O_HELP: fputs(help, stdout); return 0;

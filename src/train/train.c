@@ -15,6 +15,7 @@
 #include "loom/checkpoint.h"
 #include "loom/io.h"
 #include "loom/train.h"
+#include "train/trace.h"
 
 /* Signals. SIGTERM, SIGINT and SIGUSR1 are blocked in every thread (the OpenMP and
  * oneDNN workers inherit the mask) and taken by one thread in sigwait(), so no handler
@@ -156,12 +157,15 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     float *mine = c->losses + c->accum; /* this rank's micro-batch losses */
     for (int micro = 0; micro < c->local; micro++) {
         const int32_t *in = inputs + (size_t)micro * B * T, *tg = targets + (size_t)micro * B * T;
+        double tm = loom_now();
         float *cur = c->pool[--c->n_free];
         g->grads = cur;
         loom_gpt_zero_grad(g);
         float l = loom_gpt_forward(g, in, tg, B, T, grad_scale);
         mine[micro] = l;
         loom_gpt_backward(g, in, B, T);
+        loom_trace_add(c->trace, "forward + backward", micro, tm);
+        tm = loom_now();
         /* binary counter over micro-batches: equal-size subtrees merge, earlier + later */
         int lv = 0;
         while (c->level[lv]) {
@@ -171,6 +175,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
             c->level[lv++] = NULL;
         }
         c->level[lv] = cur;
+        loom_trace_add(c->trace, "gradient tree (local)", micro, tm);
     }
     float *sum = NULL; /* fold what is left (only when local is not a power of two), higher levels first */
     for (int lv = LOOM_TREE_MAX - 1; lv >= 0; lv--) {
@@ -179,14 +184,16 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
         else add_into(sum, c->level[lv], n);
     }
     const int sharded = c->zero && c->dist && c->dist->size > 1;
+    double tc = loom_now();
     if (sharded) loom_dist_reduce_scatter_tree(c->dist, sum, c->recv, n, LOOM_NORM_BLOCK);
     else if (c->dist && c->dist->size > 1) loom_dist_tree_sum(c->dist, sum, c->recv, n);
+    if (c->dist && c->dist->size > 1) loom_trace_add(c->trace, sharded ? "reduce-scatter" : "all-reduce (tree)", -1, tc);
     g->grads = sum;
     if (c->dist) loom_dist_allgather(c->dist, mine, c->local, c->losses);
     else memcpy(c->losses, mine, sizeof(float) * c->local);
     double loss_sum = 0.0;
     for (int i = 0; i < c->accum; i++) loss_sum += c->losses[i];
-    double t0 = g->profile ? loom_now() : 0.0;
+    double t0 = loom_now();
     double norm;
     if (sharded) { /* block sums of this shard, summed over ranks (exact: zeros elsewhere), then in order */
         const size_t nb = (n + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
@@ -199,9 +206,13 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     } else {
         norm = loom_grad_norm(g);
     }
-    double t1 = g->profile ? loom_now() : 0.0;
+    double t1 = loom_now();
+    loom_trace_add(c->trace, "grad norm", -1, t0);
     loom_adamw_step_shard(opt, g, lr, norm);
+    loom_trace_add(c->trace, "adamw", -1, t1);
+    double ta = loom_now();
     if (sharded) loom_dist_allgather_shards(c->dist, g->params, n, LOOM_NORM_BLOCK);
+    if (sharded) loom_trace_add(c->trace, "parameter all-gather", -1, ta);
     if (g->profile) {
         g->prof_s[LOOM_PROF_NORM] += t1 - t0;
         g->prof_s[LOOM_PROF_ADAMW] += loom_now() - t1;
@@ -225,6 +236,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     const int rank = dist->rank, R = dist->size, lead = rank == 0;
     const int quiet = o->quiet || !lead; /* only rank 0 prints and writes */
     loom_step_ctx sc = {0};
+    loom_trace trace = {0};
     float *full_m = NULL, *full_v = NULL;
     loom_gpt *g = NULL;
     loom_dataset *train = NULL, *val = NULL;
@@ -305,6 +317,11 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         loom_gpt_init_weights(g, o->seed);
     }
     if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero))) goto done;
+    if (o->trace) {
+        size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
+        if ((st = loom_trace_init(&trace, span * (2 * (size_t)sc.local + 10) + 16, rank))) goto done;
+        sc.trace = &trace;
+    }
     const int local = sc.local; /* this rank's micro-batches: global ones rank*local ... */
     batch = loom_alloc(sizeof(int32_t) * 2 * (size_t)local * B * T, "batch");
     if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
@@ -346,6 +363,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             loom_dataset_sample(train, cursor + k, o->shuffle, o->seed, batch + (size_t)k * T,
                                 batch + ((size_t)local * B + k) * T);
         if (g->profile) g->prof_s[LOOM_PROF_DATA] += loom_now() - t0;
+        loom_trace_add(sc.trace, "data", step + 1, t0);
         float lr = loom_lr_at(&ocfg, step);
         double norm;
         float loss = loom_train_step(g, &opt, &sc, batch, batch + (size_t)local * B * T, B, T, lr, &norm);
@@ -400,6 +418,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             if (loom_dist_any(dist, cst != LOOM_OK) && !cst)
                 cst = loom_error(LOOM_ERR_IO, "rank 0 could not write the checkpoint");
             double dts = loom_now() - ts;
+            loom_trace_add(sc.trace, "checkpoint", step + 1, ts);
             if (cst && !o->ckpt_errors_warn) {
                 st = loom_error(cst, "checkpoint at step %d failed (previous checkpoints untouched): %s", step + 1,
                                 loom_error_msg());
@@ -442,6 +461,12 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         if (!quiet) printf("saved %s/model.safetensors\n", o->out_dir);
     }
 done:
+    if (trace.ev) {
+        snprintf(path, sizeof path, "%s.rank%d.json", o->trace, rank);
+        loom_status ts = loom_trace_write(&trace, path);
+        if (ts && !st) st = ts;
+        loom_trace_free(&trace);
+    }
     if (g) loom_step_ctx_free(&sc, g);
     loom_free(full_m);
     loom_free(full_v);

@@ -30,6 +30,18 @@ for n in 1 2 4; do
   check "np $n: final checkpoint (weights + Adam state) bitwise" \
     cmp -s "$TMP/single/ck/step_00000008.safetensors" "$TMP/np$n/ck/step_00000008.safetensors"
 done
+# per-rank traces: valid Chrome trace JSON with the step's phases, one file per rank
+timeout 120 "${RUN[@]}" -np 2 "$LOOM" train $M --zero 1 --trace "$TMP/tr" --out "$TMP/trace"
+for r in 0 1; do
+  check "trace of rank $r: valid JSON with forward/backward, reduce-scatter, adamw and all-gather events" \
+    /usr/bin/python3 -c "
+import json, sys
+ev = json.load(open('$TMP/tr.rank$r.json'))
+names = {e['name'] for e in ev}
+need = {'data', 'forward + backward', 'reduce-scatter', 'grad norm', 'adamw', 'parameter all-gather'}
+sys.exit(0 if need <= names and all(e.get('pid') == $r for e in ev) else 1)"
+done
+
 # ZeRO-1: each rank keeps AdamW state for its shard only; the result is bitwise the same
 for n in 2 4; do
   timeout 120 "${RUN[@]}" -np $n "$LOOM" train $M --zero 1 --out "$TMP/z$n" --ckpt-dir "$TMP/z$n/ck" --ckpt-every 4

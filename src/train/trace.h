@@ -1,0 +1,32 @@
+/* Per-rank timelines in Chrome's trace-event JSON (opens in Perfetto or
+ * chrome://tracing): complete events ("ph": "X") with this rank as the process. Events
+ * go into a buffer sized at start-up; when it is full, later events are counted and
+ * dropped, so recording never allocates inside a step. */
+#ifndef LOOM_TRAIN_TRACE_H
+#define LOOM_TRAIN_TRACE_H
+
+#include <stddef.h>
+
+#include "loom/core.h"
+
+typedef struct loom_trace_event {
+    const char *name; /* a string literal */
+    int arg;          /* step or micro-batch number, -1 for none */
+    double t0, t1;    /* loom_now() seconds */
+} loom_trace_event;
+
+typedef struct loom_trace {
+    loom_trace_event *ev;
+    size_t n, cap, dropped;
+    int rank;
+    double origin;
+} loom_trace;
+
+loom_status loom_trace_init(loom_trace *t, size_t cap, int rank);
+void loom_trace_free(loom_trace *t);
+/* Records [t0, now) under name; a no-op for a NULL trace. */
+void loom_trace_add(loom_trace *t, const char *name, int arg, double t0);
+/* Writes the events to path as a JSON array. */
+loom_status loom_trace_write(const loom_trace *t, const char *path);
+
+#endif

@@ -2,6 +2,7 @@
 #include "loom/core.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,8 +158,8 @@ uint32_t loom_crc32c(uint32_t crc, const void *buf, size_t n) {
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("sse4.2")) return ~crc_hw(crc, p, n);
 #endif
-    static int init;
-    if (!init) { crc_init(); init = 1; }
+    static pthread_once_t once = PTHREAD_ONCE_INIT; /* callers may be many threads at once */
+    pthread_once(&once, crc_init);
     while (n--) crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
 }

@@ -154,7 +154,7 @@ static loom_status jsonl_docs(const loom_prep_opts *o, const char *path, const c
 }
 
 /* Appends one id to a token array (1 on allocation failure). */
-static int sink_reserve_eot(loom_tokens *t, uint32_t id) {
+static int tokens_push(loom_tokens *t, uint32_t id) {
     if (t->len == t->cap) {
         size_t nc = t->cap ? 2 * t->cap : 4096;
         uint32_t *p = realloc(t->ids, nc * sizeof *p);
@@ -236,7 +236,7 @@ loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_
                 if (k == rank) a = c;
                 if (k == rank + 1) { b = c; break; }
             }
-            if (rank == 0) failed = sink_reserve_eot(&mine, eot);
+            if (rank == 0) failed = tokens_push(&mine, eot);
             failed = failed || loom_tokenizer_encode_parallel(tok, buf + a, b - a, LOOM_TOKENIZER_SPECIAL_ORDINARY,
                                                               threads, &mine) != LOOM_OK;
         } else if (!failed) {
@@ -246,8 +246,8 @@ loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_
                 failed |= loom_tokenizer_encode(tok, docs[k].text, docs[k].len, LOOM_TOKENIZER_SPECIAL_ORDINARY,
                                                 &docs[k].toks) != LOOM_OK;
             for (size_t k = d0; k < d1 && !failed; k++) {
-                failed = sink_reserve_eot(&mine, eot);
-                for (size_t i = 0; i < docs[k].toks.len && !failed; i++) failed = sink_reserve_eot(&mine, docs[k].toks.ids[i]);
+                failed = tokens_push(&mine, eot);
+                for (size_t i = 0; i < docs[k].toks.len && !failed; i++) failed = tokens_push(&mine, docs[k].toks.ids[i]);
             }
         }
         if (loom_dist_any(dist, failed) && !st)

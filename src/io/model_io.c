@@ -28,11 +28,9 @@ static int read_n_head_json(const char *path) {
     else dir[0] = 0;
     char cfgpath[4200];
     snprintf(cfgpath, sizeof cfgpath, "%sconfig.json", dir);
-    FILE *fp = fopen(cfgpath, "rb");
-    if (!fp) return 0;
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf, fp);
-    fclose(fp);
+    size_t n;
+    char *buf = loom_read_file(cfgpath, &n);
+    if (!buf) return 0;
     int heads = 0;
     loom_json_error err;
     loom_json_doc *doc = loom_json_parse(buf, n, NULL, &err);
@@ -42,6 +40,7 @@ static int read_n_head_json(const char *path) {
         if (v && loom_json_get_u64(v, &u) && u > 0 && u < 100000) heads = (int)u;
         loom_json_free(doc);
     }
+    free(buf);
     return heads;
 }
 

@@ -80,7 +80,8 @@ loom_status loom_generate(const loom_gpt *g, int B, const int32_t *const *prompt
     int32_t *tok = malloc(sizeof(int32_t) * B), *hist = malloc(sizeof(int32_t) * (size_t)B * Tm);
     int *pos = malloc(sizeof(int) * B), *done = calloc(B, sizeof(int));
     float *scratch = malloc(sizeof(float) * 2 * (size_t)V);
-    if (!tok || !hist || !pos || !done || !scratch) {
+    int32_t *prefix = full ? malloc(sizeof(int32_t) * (size_t)B * Tm) : NULL; /* the uncached path's input */
+    if (!tok || !hist || !pos || !done || !scratch || (full && !prefix)) {
         st = loom_error(LOOM_ERR_NOMEM, "out of memory for generation");
         goto end;
     }
@@ -100,11 +101,8 @@ loom_status loom_generate(const loom_gpt *g, int B, const int32_t *const *prompt
         if (kv) {
             logits = loom_gpt_kv_step(g, kv, tok, pos);
         } else { /* the whole prefix again: rows are (B, step+1) */
-            int32_t *in = malloc(sizeof(int32_t) * (size_t)B * (step + 1));
-            if (!in) { st = loom_error(LOOM_ERR_NOMEM, "out of memory for generation"); goto end; }
-            for (int b = 0; b < B; b++) memcpy(in + (size_t)b * (step + 1), hist + (size_t)b * Tm, sizeof(int32_t) * (step + 1));
-            loom_gpt_forward(full, in, NULL, B, step + 1, 0.0f);
-            free(in);
+            for (int b = 0; b < B; b++) memcpy(prefix + (size_t)b * (step + 1), hist + (size_t)b * Tm, sizeof(int32_t) * (step + 1));
+            loom_gpt_forward(full, prefix, NULL, B, step + 1, 0.0f);
             for (int b = 0; b < B; b++) /* gather each row's last position into row b of the logits */
                 memmove(full->logits + (size_t)b * V, full->logits + ((size_t)b * (step + 1) + step) * V, sizeof(float) * V);
             logits = full->logits;
@@ -124,6 +122,7 @@ end:
     free(pos);
     free(done);
     free(scratch);
+    free(prefix);
     loom_gpt_kv_free(kv);
     loom_gpt_free(full);
     return st;

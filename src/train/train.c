@@ -430,9 +430,10 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             fflush(stdout);
         }
         if (stop) {
-            if (lead) fprintf(stderr, "loom: %s received: stopped after step %d%s\n", strsignal(g_stop_signal), step + 1,
-                    o->ckpt_dir ? " with a checkpoint (continue with --resume)" : " (no --ckpt-dir: nothing saved)");
-            (void)0;
+            if (lead)
+                fprintf(stderr, "loom: %s received: stopped after step %d%s\n",
+                        g_stop_signal ? strsignal(g_stop_signal) : "a stop signal (on another rank)", step + 1,
+                        o->ckpt_dir ? " with a checkpoint (continue with --resume)" : " (no --ckpt-dir: nothing saved)");
             st = LOOM_STOPPED;
             goto done;
         }

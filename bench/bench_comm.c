@@ -21,13 +21,14 @@ static double time_it(void (*fn)(void *), void *arg, int iters) {
 
 typedef struct job {
     loom_dist *d;
-    float *buf, *tmp, *out;
+    float *buf, *out;
     size_t n;
+    loom_comm *ar, *rs; /* the trainer's bucketed reduction, one bucket, no thread */
 } job;
 
-static void loom_ar(void *p) { job *j = p; loom_dist_tree_sum(j->d, j->buf, j->tmp, j->n); }
+static void loom_ar(void *p) { job *j = p; loom_comm_begin(j->ar, j->buf, NULL); loom_comm_finish(j->ar); }
 static void mpi_ar(void *p) { job *j = p; MPI_Allreduce(MPI_IN_PLACE, j->buf, (int)j->n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); }
-static void loom_rs(void *p) { job *j = p; loom_dist_reduce_scatter_tree(j->d, j->buf, j->tmp, j->n, 16); }
+static void loom_rs(void *p) { job *j = p; loom_comm_begin(j->rs, j->buf, NULL); loom_comm_finish(j->rs); }
 static void mpi_rs(void *p) {
     job *j = p;
     MPI_Reduce_scatter_block(j->buf, j->out, (int)(j->n / j->d->size), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
@@ -41,14 +42,19 @@ int main(int argc, char **argv) {
     }
     size_t max_mib = argc > 1 ? (size_t)atol(argv[1]) : 256;
     size_t nmax = max_mib << 18; /* floats */
-    float *buf = malloc(4 * nmax), *tmp = malloc(4 * nmax), *out = malloc(4 * nmax);
-    for (size_t i = 0; i < nmax; i++) buf[i] = 1e-3f * (float)(i % 97), tmp[i] = out[i] = 0;
+    float *buf = malloc(4 * nmax), *out = malloc(4 * nmax);
+    for (size_t i = 0; i < nmax; i++) buf[i] = 1e-3f * (float)(i % 97), out[i] = 0;
     const int n = d.size;
     if (d.rank == 0)
         printf("bench_comm: %d ranks, %s\n%10s | %12s %12s %6s | %12s %12s %6s\n", n, loom_dist_library(), "bytes",
                "loom AR GB/s", "MPI AR GB/s", "ratio", "loom RS GB/s", "MPI RS GB/s", "ratio");
     for (size_t bytes = 1024; bytes <= (max_mib << 20); bytes *= 4) {
-        job j = {&d, buf, tmp, out, bytes / 4};
+        job j = {&d, buf, out, bytes / 4, NULL, NULL};
+        if (loom_comm_init(&j.ar, &d, j.n, j.n, LOOM_COMM_ALLREDUCE, 16, 0, 0) ||
+            loom_comm_init(&j.rs, &d, j.n, j.n, LOOM_COMM_REDUCE_SCATTER, 16, 0, 0)) {
+            fprintf(stderr, "%s\n", loom_error_msg());
+            return 1;
+        }
         int iters = bytes < (1 << 20) ? 200 : bytes < (16 << 20) ? 20 : 5;
         double best[4] = {1e9, 1e9, 1e9, 1e9};
         void (*fns[4])(void *) = {loom_ar, mpi_ar, loom_rs, mpi_rs};
@@ -62,8 +68,10 @@ int main(int argc, char **argv) {
             printf("%10zu | %12.2f %12.2f %5.2fx | %12.2f %12.2f %5.2fx\n", bytes, bytes / best[0] * ar / 1e9,
                    bytes / best[1] * ar / 1e9, best[1] / best[0], bytes / best[2] * rs / 1e9, bytes / best[3] * rs / 1e9,
                    best[3] / best[2]);
+        loom_comm_free(j.ar);
+        loom_comm_free(j.rs);
     }
-    free(buf), free(tmp), free(out);
+    free(buf), free(out);
     loom_dist_finalize(&d);
     return 0;
 }

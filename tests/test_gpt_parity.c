@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
                             .clip = (float)meta(f, "clip")};
     loom_adamw opt;
     loom_step_ctx sc;
-    if (loom_adamw_init(&opt, &oc, g->sizes.n_params) || loom_step_ctx_init(&sc, g, accum, NULL, 0)) return 1;
+    if (loom_adamw_init(&opt, &oc, g->sizes.n_params) || loom_step_ctx_init(&sc, g, accum, NULL, 0, 1 << 20, 0)) return 1;
     const float *ref_losses = tensor(f, "train.losses", NULL), *ref_norms = tensor(f, "train.grad_norms", NULL);
     const float *ref_lrs = tensor(f, "train.lrs", NULL);
     for (int s = 0; s < steps; s++) {

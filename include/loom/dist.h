@@ -20,7 +20,7 @@ typedef struct loom_dist {
     int mpi;                    /* 1 when MPI was initialised */
 } loom_dist;
 
-/* Initialises MPI when the build has it (MPI_Init_thread, FUNNELED). Refuses a world of 1
+/* Initialises MPI when the build has it (MPI_Init_thread, SERIALIZED). Refuses a world of 1
  * when the launcher says there are more tasks (SLURM_NTASKS, OMPI_COMM_WORLD_SIZE,
  * PMI_SIZE): the wrong srun --mpi plugin, or a build without MPI. */
 loom_status loom_dist_init(int *argc, char ***argv, loom_dist *d);
@@ -34,19 +34,54 @@ void loom_dist_set_timeout(const loom_dist *d, double seconds);
 /* Whether this build has MPI, and which ("Open MPI v4.1.4, ..."). */
 const char *loom_dist_library(void);
 
-/* Sums buf (n floats) over a power-of-two number of ranks by recursive doubling with a
- * fixed pairing: at stage j rank r adds the vector of rank r^(2^j). With each rank
- * holding the pairwise-tree sum of its consecutive block of leaves, every rank ends
- * with the pairwise-tree sum of all leaves, bitwise the same for any rank count.
- * tmp holds n floats. */
-void loom_dist_tree_sum(const loom_dist *d, float *buf, float *tmp, size_t n);
 /* ZeRO: rank r's shard [lo, hi) of an n-element buffer: the range that recursive
  * halving with distance 1 first leaves it, halves cut at multiples of `block`. */
 void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, size_t *hi);
-/* Reduce-scatter by recursive halving (distance 1 first): afterwards buf[lo, hi) of
- * this rank's shard holds the pairwise-tree sum over ranks, bitwise what
- * loom_dist_tree_sum gives there. tmp holds n/2 + block floats. */
-void loom_dist_reduce_scatter_tree(const loom_dist *d, float *buf, float *tmp, size_t n, size_t block);
+/* Gradient reduction in buckets (loom_comm). The buffer (n floats) is cut into buckets
+ * from its end; each bucket is summed over a power-of-two number of ranks with a fixed
+ * pairing, distance 1 first, rank r adding the vector of rank r^(2^j) at stage j:
+ *  - LOOM_COMM_ALLREDUCE: every rank ends with the pairwise-tree sum of the ranks'
+ *    vectors (recursive doubling);
+ *  - LOOM_COMM_REDUCE_SCATTER: rank r ends with that sum on its shard [lo, hi) of
+ *    loom_dist_shard only (recursive halving), bitwise what ALLREDUCE gives there.
+ * Per element the additions are the same whatever the bucket size and overlap, so
+ * with each rank holding the pairwise-tree sum of a consecutive, aligned block of
+ * leaves, the result is the pairwise-tree sum of all leaves for any rank count.
+ * With overlap (and MPI_THREAD_SERIALIZED) a communication thread reduces each bucket
+ * as soon as loom_comm_ready releases it; the caller makes no MPI call between
+ * loom_comm_begin and the return of loom_comm_finish. */
+typedef enum loom_comm_mode { LOOM_COMM_ALLREDUCE, LOOM_COMM_REDUCE_SCATTER } loom_comm_mode;
+typedef struct loom_comm loom_comm;
+typedef struct loom_comm_span { double t0, t1; } loom_comm_span;
+/* Where a GPT gradient becomes final: rows [0, rows) of `width` floats (the tied
+ * embedding wte) are final after the LM head's backward except the rows marked in
+ * late[] (the input tokens of the micro-batch on any rank); [rows*width, late_end)
+ * (wpe) only at the end; [late_end, n) layer by layer from the end. */
+typedef struct loom_comm_layout {
+    size_t rows, width, late_end;
+    const unsigned char *late; /* (rows) */
+} loom_comm_layout;
+/* bucket: floats per bucket (<= 2^28); block: shard granularity (REDUCE_SCATTER);
+ * max_rows: the most rows a layout will have (0: no layouts). */
+loom_status loom_comm_init(loom_comm **out, const loom_dist *d, size_t n, size_t bucket, loom_comm_mode mode,
+                           size_t block, int overlap, size_t max_rows);
+void loom_comm_free(loom_comm *c);
+/* Starts a reduction of buf (every rank with the same layout, or NULL: the buffer is
+ * released by the watermark alone); nothing is released yet. */
+void loom_comm_begin(loom_comm *c, float *buf, const loom_comm_layout *lay);
+/* The layout's early rows hold their final local values: their buckets start. */
+void loom_comm_ready_rows(loom_comm *c);
+/* buf[from, n) holds its final local values (late rows aside): buckets wholly inside
+ * start reducing. */
+void loom_comm_ready(loom_comm *c, size_t from);
+/* All of buf is final: reduces what is left and returns when every bucket is done. */
+void loom_comm_finish(loom_comm *c);
+int loom_comm_overlaps(const loom_comm *c);      /* 1 when a thread overlaps the reduction */
+int loom_comm_buckets(const loom_comm *c);
+size_t loom_comm_buffer_bytes(const loom_comm *c); /* its send and receive buffers: one bucket each */
+/* when each bucket of the last reduction was reduced (bucket k: [k]) */
+const loom_comm_span *loom_comm_spans(const loom_comm *c);
+
 /* Every rank's shard of buf to every rank (after each updated its own). */
 void loom_dist_allgather_shards(const loom_dist *d, float *buf, size_t n, size_t block);
 /* Rank 0 receives every rank's shard (shard = this rank's [lo, hi) part) into full (n). */
@@ -56,6 +91,7 @@ void loom_dist_sum_doubles(const loom_dist *d, double *v, int count);
 
 /* all[r*count ..] = mine of rank r. */
 void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all);
+void loom_dist_allgather_i32(const loom_dist *d, const int32_t *mine, int count, int32_t *all);
 /* Rank 0 receives every rank's `n` ids, concatenated in rank order, into *all
  * (malloc'd, *total ids); other ranks get *all = NULL. Collective. */
 loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total);

@@ -67,6 +67,7 @@ typedef enum loom_prof_kind {
 } loom_prof_kind;
 const char *loom_prof_name(loom_prof_kind k);
 
+#define LOOM_GRAD_HEAD_DONE ((size_t)-1)
 typedef struct loom_gpt loom_gpt; /* fields below are read-only for callers */
 struct loom_gpt {
     loom_gpt_config cfg;
@@ -81,6 +82,14 @@ struct loom_gpt {
     const void *backend;    /* const loom_backend * */
     int profile;            /* set to 1 to accumulate prof_s (a clock read per op) */
     double prof_s[LOOM_PROF_COUNT]; /* seconds per op kind since the last reset */
+    /* Set by the caller (may be NULL): loom_gpt_backward calls grad_ready(ctx, from) as
+     * soon as grads[from, n_params) are final for this backward (after each layer, last
+     * layer first, then 0 after the embeddings), so their reduction over ranks can start
+     * while the rest of the backward runs; and first, after the LM head, with from =
+     * LOOM_GRAD_HEAD_DONE: then the rows of wte whose token is not among this backward's
+     * inputs are final (only the embedding backward adds to wte after the LM head). */
+    void (*grad_ready)(void *ctx, size_t from);
+    void *grad_ready_ctx;
 };
 
 /* Builds a model with capacity for micro-batches of max_B x max_T (T <= block_size).

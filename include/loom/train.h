@@ -40,7 +40,9 @@ typedef struct loom_train_opts {
     const char *resume_file;
     int ckpt_errors_warn;          /* a failed save warns and training goes on */
     int stop_at;                   /* > 0: stop after this many steps (checkpoint, exit 0) */
-    int zero;                      /* 0: every rank keeps the whole AdamW state; 1: ZeRO-1 shards */
+    int zero;                      /* 0: every rank keeps the whole AdamW state; 1: ZeRO-1 shards; 2: ZeRO-2 */
+    double bucket_mb;              /* MiB per gradient communication bucket */
+    int overlap;                   /* reduce buckets during the backward on a communication thread */
     const char *trace;             /* each rank writes TRACE.rank<r>.json (Chrome trace events) */
 } loom_train_opts;
 
@@ -56,36 +58,55 @@ loom_status loom_train(const loom_train_opts *opts, const loom_dist *dist);
 void loom_train_block_signals(void);
 
 /* What one optimizer step needs besides the model and optimizer: the process group,
- * the micro-batch split, and the buffers of the gradient tree, sized once. */
+ * the micro-batch split, the buffers of the gradient tree (sized once) and the bucketed
+ * communication. */
 #define LOOM_TREE_MAX 40
 typedef struct loom_step_ctx {
     const loom_dist *dist;       /* NULL: one process */
     int accum;                   /* micro-batches per step, over all ranks */
     int local;                   /* micro-batches of this rank: accum / ranks */
+    int zero;                    /* 0, 1 (AdamW state sharded), 2 (gradients sharded too) */
+    int sharded;                 /* zero > 0 with more than one rank: reduce-scatter, shard update, all-gather */
+    int strided;                 /* ZeRO-2: rank r computes the global micro-batches r, r+R, ... */
+    size_t lo, hi;               /* this rank's shard of the flat buffer (all of it when not sharded) */
+    size_t tree_n;               /* floats in each tree buffer: n_params, or the shard with ZeRO-2 */
     float *orig_grads;           /* the model's own gradient buffer, restored at free */
-    float *pool[LOOM_TREE_MAX];  /* (n_params) buffers: tree levels and the current micro-batch */
+    float *work;                 /* ZeRO-2: the full gradient of the micro-batch being computed */
+    float *pool[LOOM_TREE_MAX];  /* (tree_n) buffers: tree levels and the current micro-batch */
     int n_pool, n_free;
     float *level[LOOM_TREE_MAX]; /* partial sums by tree level (NULL: empty) */
-    float *recv;                 /* (n_params) receive buffer of the cross-rank sum, or NULL */
+    struct loom_comm *comm;      /* the bucketed reduction over ranks, or NULL for one rank */
     float *losses;               /* (2 accum): all ranks' micro-batch losses, then this rank's */
-    int zero;                    /* 1: ZeRO-1 (reduce-scatter, shard update, all-gather) */
     double *norm_partials;       /* (n_params / LOOM_NORM_BLOCK + 1) grad-norm block sums */
     struct loom_trace *trace;    /* per-rank timeline, or NULL */
+    unsigned char *late;         /* (vocab) wte rows the embedding backward touches on some rank */
+    int32_t *all_inputs;         /* every rank's inputs of the micro-batches being reduced */
+    loom_comm_layout layout;     /* where the gradient becomes final (wte rows, wpe, layers) */
+    float *hook_cur;             /* during the last backward: its gradient buffer, */
+    size_t hook_done;            /* and where the final range released so far starts */
 } loom_step_ctx;
 
 /* Checks the split (with several ranks: a power-of-two rank count dividing accum into
- * a power-of-two number of micro-batches per rank) and allocates the buffers. */
-loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero);
+ * a power-of-two number of micro-batches per rank) and allocates the buffers; bucket:
+ * floats per communication bucket; overlap: reduce buckets on a communication thread
+ * during the backward. */
+loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero,
+                               size_t bucket, int overlap);
 void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g);
+/* The global index of this rank's j-th micro-batch of a step: rank*local + j, or with
+ * ZeRO-2 j*ranks + rank. */
+int loom_step_ctx_micro(const loom_step_ctx *c, int j);
 
 /* One optimizer step over this rank's c->local micro-batches (inputs/targets: local x
- * B x T, in micro-batch order; they are the global micro-batches rank*local ...).
- * Each micro-batch's gradient (its loss scaled by 1/(B*T*accum)) is computed on its
- * own and the gradients are summed as a pairwise tree over the global micro-batch
- * index, continued across ranks by loom_dist_tree_sum: the sum, and so every loss and
- * weight after it, is bitwise the same for any power-of-two rank count. Then the
- * global grad norm (pre-clip, returned in *grad_norm) and AdamW at lr. Returns the
- * step loss: the mean of all micro-batch losses, summed in index order. */
+ * B x T, in the order of loom_step_ctx_micro). Each micro-batch's gradient (its loss
+ * scaled by 1/(B*T*accum)) is computed on its own and the gradients are summed as a
+ * pairwise tree over the global micro-batch index: inside the rank, then across ranks
+ * (loom_comm, bucket by bucket during the last backward), or with ZeRO-2 across ranks
+ * first (during every backward), then over the rank's shards. The sum, and so every
+ * loss and weight after it, is bitwise the same for any power-of-two rank count, ZeRO
+ * stage, bucket size and overlap. Then the global grad norm (pre-clip, returned in
+ * *grad_norm) and AdamW at lr. Returns the step loss: the mean of all micro-batch
+ * losses, summed in index order. */
 float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int32_t *inputs,
                       const int32_t *targets, int B, int T, float lr, double *grad_norm);
 

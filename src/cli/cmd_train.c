@@ -52,8 +52,11 @@ static const char *help =
     "  --ckpt-errors stop|warn  a failed save stops the run (default) or warns and goes on\n"
     "  --stop-at N          stop after step N with a checkpoint (the schedule still spans --steps)\n"
     "MPI:\n"
-    "  --zero 0|1           1: ZeRO-1, each rank keeps AdamW state for 1/N of the parameters\n"
-    "                       (bitwise the same result as 0; default 0)\n"
+    "  --zero 0|1|2         1: ZeRO-1, each rank keeps AdamW state for 1/N of the parameters;\n"
+    "                       2: ZeRO-2, gradients sharded too (all bitwise the same; default 0)\n"
+    "  --bucket-mb X        gradient communication bucket size in MiB (default 16)\n"
+    "  --overlap 0|1        1: reduce buckets during the backward on a communication thread\n"
+    "                       (default 1; the result is bitwise the same either way)\n"
     "  --comm-timeout S     a collective unfinished after S seconds ends the job, saying which\n"
     "                       one each rank waits in (default 600; 0 = never)\n"
     "\n"
@@ -63,7 +66,8 @@ static const char *help =
 enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
-    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_HELP
+    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_BUCKET,
+    O_OVERLAP, O_HELP
 };
 
 int cmd_train(int argc, char **argv) {
@@ -86,7 +90,8 @@ int cmd_train(int argc, char **argv) {
         {"keep", required_argument, 0, O_KEEP}, {"resume", optional_argument, 0, O_RESUME},
         {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT},
         {"comm-timeout", required_argument, 0, O_COMMTO}, {"zero", required_argument, 0, O_ZERO},
-        {"trace", required_argument, 0, O_TRACE}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"trace", required_argument, 0, O_TRACE}, {"bucket-mb", required_argument, 0, O_BUCKET},
+        {"overlap", required_argument, 0, O_OVERLAP}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *cmd = "train";
     cli_model m;
     cli_model_defaults(&m, "small");
@@ -94,7 +99,8 @@ int cmd_train(int argc, char **argv) {
         .data_format = LOOM_DATA_AUTO, .batch = 8, .seq_len = 256, .steps = 100,
         .optim = {.lr = 6e-4f, .min_lr = -1.0f, .warmup = 10, .beta1 = 0.9f, .beta2 = 0.95f,
                   .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f},
-        .seed = 1337, .shuffle = 1, .out_dir = "out", .val_batches = 20, .backend = "cpu", .keep = 3};
+        .seed = 1337, .shuffle = 1, .out_dir = "out", .val_batches = 20, .backend = "cpu", .keep = 3,
+        .bucket_mb = 16, .overlap = 1};
     long iv;
     double fv, comm_timeout = 600;
     int c, bad = 0;
@@ -146,7 +152,9 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_STOPAT: bad = cli_int("--stop-at", optarg, 1, 1L << 30, &iv); o.stop_at = (int)iv; break;
         case O_TRACE: o.trace = optarg; break;
-        case O_ZERO: bad = cli_int("--zero", optarg, 0, 1, &iv); o.zero = (int)iv; break;
+        case O_ZERO: bad = cli_int("--zero", optarg, 0, 2, &iv); o.zero = (int)iv; break;
+        case O_BUCKET: bad = cli_float("--bucket-mb", optarg, 1e-3, 1024, &fv); o.bucket_mb = fv; break;
+        case O_OVERLAP: bad = cli_int("--overlap", optarg, 0, 1, &iv); o.overlap = (int)iv; break;
         case O_COMMTO: bad = cli_float("--comm-timeout", optarg, 0, 1e9, &fv); comm_timeout = fv; break;
         case O_HELP: fputs(help, stdout); return 0;
         CLI_GETOPT_ERRORS(cmd, argv);

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist/dist_internal.h"
 #include "loom/dist.h"
 
 #ifdef LOOM_HAVE_MPI
@@ -23,15 +24,24 @@ static char g_coll_what[128];
 static double g_timeout;
 static int g_watch_rank;
 
-static void coll_begin(const char *what, int stage, int partner) {
-    if (partner >= 0) snprintf(g_coll_what, sizeof g_coll_what, "%s (stage %d, partner rank %d)", what, stage, partner);
-    else snprintf(g_coll_what, sizeof g_coll_what, "%s (all ranks)", what);
+static int g_serialized;
+
+int loom_dist_thread_serialized(void) { return g_serialized; }
+
+void loom_dist_coll_begin(const char *what, int bucket, int n_buckets, int stage, int partner) {
+    char b[48] = "";
+    if (n_buckets > 0) snprintf(b, sizeof b, ", bucket %d of %d", bucket + 1, n_buckets);
+    if (partner >= 0) snprintf(g_coll_what, sizeof g_coll_what, "%s%s (stage %d, partner rank %d)", what, b, stage, partner);
+    else snprintf(g_coll_what, sizeof g_coll_what, "%s%s (all ranks)", what, b);
     g_coll_seq++;
     g_coll_start = loom_now();
     __atomic_store_n(&g_in_coll, 1, __ATOMIC_RELEASE);
 }
 
-static void coll_end(void) { __atomic_store_n(&g_in_coll, 0, __ATOMIC_RELEASE); }
+void loom_dist_coll_end(void) { __atomic_store_n(&g_in_coll, 0, __ATOMIC_RELEASE); }
+
+static void coll_begin(const char *what, int stage, int partner) { loom_dist_coll_begin(what, 0, 0, stage, partner); }
+static void coll_end(void) { loom_dist_coll_end(); }
 
 static void *watchdog(void *arg) {
     (void)arg;
@@ -74,7 +84,10 @@ loom_status loom_dist_init(int *argc, char ***argv, loom_dist *d) {
     if (env_int("PMI_SIZE") > launcher) launcher = env_int("PMI_SIZE"), who = "PMI_SIZE";
 #ifdef LOOM_HAVE_MPI
     int provided;
-    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    /* SERIALIZED: the communication thread reduces gradient buckets during the backward
+     * while the main thread makes no MPI call */
+    MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
+    g_serialized = provided >= MPI_THREAD_SERIALIZED;
     d->mpi = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
@@ -134,39 +147,28 @@ const char *loom_dist_library(void) {
 #endif
 }
 
-void loom_dist_tree_sum(const loom_dist *d, float *buf, float *tmp, size_t n) {
 #ifdef LOOM_HAVE_MPI
-    LOOM_CHECK((d->size & (d->size - 1)) == 0);
-    const size_t chunk = (size_t)1 << 28; /* MPI counts are int */
-    for (int j = 1; j < d->size; j <<= 1) {
-        int partner = d->rank ^ j;
-        coll_begin("gradient tree sum", j, partner);
-        for (size_t off = 0; off < n; off += chunk) {
-            int c = (int)(n - off < chunk ? n - off : chunk);
-            MPI_Sendrecv(buf + off, c, MPI_FLOAT, partner, j, tmp + off, c, MPI_FLOAT, partner, j, MPI_COMM_WORLD,
-                         MPI_STATUS_IGNORE);
-        }
-        coll_end();
-        /* lower + upper, the same on both sides (IEEE addition is commutative) */
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) buf[i] = buf[i] + tmp[i];
-    }
-#else
-    (void)d, (void)buf, (void)tmp, (void)n;
-#endif
+static void allgather(const loom_dist *d, const void *mine, int count, void *all, MPI_Datatype t, const char *what) {
+    coll_begin(what, 0, -1);
+    MPI_Allgather(mine, count, t, all, count, t, MPI_COMM_WORLD);
+    coll_end();
 }
+#endif
 
 void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all) {
 #ifdef LOOM_HAVE_MPI
-    if (d->size > 1) {
-        coll_begin("loss allgather", 0, -1);
-        MPI_Allgather(mine, count, MPI_FLOAT, all, count, MPI_FLOAT, MPI_COMM_WORLD);
-        coll_end();
-        return;
-    }
+    if (d->size > 1) return allgather(d, mine, count, all, MPI_FLOAT, "loss allgather");
 #endif
     (void)d;
     memcpy(all, mine, sizeof(float) * count);
+}
+
+void loom_dist_allgather_i32(const loom_dist *d, const int32_t *mine, int count, int32_t *all) {
+#ifdef LOOM_HAVE_MPI
+    if (d->size > 1) return allgather(d, mine, count, all, MPI_INT32_T, "input tokens allgather");
+#endif
+    (void)d;
+    memcpy(all, mine, sizeof(int32_t) * count);
 }
 
 loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total) {
@@ -228,35 +230,6 @@ void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, siz
     }
     *lo = a;
     *hi = b;
-}
-
-void loom_dist_reduce_scatter_tree(const loom_dist *d, float *buf, float *tmp, size_t n, size_t block) {
-#ifdef LOOM_HAVE_MPI
-    LOOM_CHECK((d->size & (d->size - 1)) == 0);
-    size_t a = 0, b = n;
-    for (int j = 1; j < d->size; j <<= 1) {
-        const int partner = d->rank ^ j;
-        const size_t mid = a + (b - a) / 2 / block * block;
-        const size_t ka = d->rank & j ? mid : a, kb = d->rank & j ? b : mid; /* kept */
-        const size_t sa = d->rank & j ? a : mid, sb = d->rank & j ? mid : b; /* sent */
-        coll_begin("gradient reduce-scatter", j, partner);
-        const size_t chunk = (size_t)1 << 28;
-        for (size_t off = 0; off < (kb - ka > sb - sa ? kb - ka : sb - sa); off += chunk) {
-            int sc = sb - sa > off ? (int)(sb - sa - off < chunk ? sb - sa - off : chunk) : 0;
-            int rc = kb - ka > off ? (int)(kb - ka - off < chunk ? kb - ka - off : chunk) : 0;
-            MPI_Sendrecv(buf + sa + off, sc, MPI_FLOAT, partner, j, tmp + off, rc, MPI_FLOAT, partner, j,
-                         MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        }
-        coll_end();
-        float *k = buf + ka;
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < kb - ka; i++) k[i] = k[i] + tmp[i];
-        a = ka;
-        b = kb;
-    }
-#else
-    (void)d, (void)buf, (void)tmp, (void)n, (void)block;
-#endif
 }
 
 #ifdef LOOM_HAVE_MPI

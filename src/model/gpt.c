@@ -300,6 +300,8 @@ void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
     /* LM head: logits now hold dlogits */
     OP(LOOM_PROF_LMHEAD_B, be->gemm(0, 0, BT, C, V, 1.0f, ga.logits, V, P(0), C, 0.0f, dbuf, C));
     OP(LOOM_PROF_LMHEAD_B, be->gemm(1, 0, V, C, BT, 1.0f, ga.logits, V, ga.lnf, C, 1.0f, G(0), C));
+    /* wte's rows of tokens that are not inputs here get nothing from the embedding backward */
+    if (g->grad_ready) g->grad_ready(g->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
     layer_acts last;
     cut_acts(g, L - 1, &last, NULL);
     OP(LOOM_PROF_ZERO, memset(dres, 0, (size_t)BT * C * sizeof(float)));
@@ -332,8 +334,11 @@ void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
         OP(LOOM_PROF_LAYERNORM_B,
            be->layernorm_backward_acc(dres, LG(l, LOOM_LN1_W), LG(l, LOOM_LN1_B), dbuf, res_in,
                                       LP(l, LOOM_LN1_W), a.ln1_mean, a.ln1_rstd, BT, C));
+        /* layer l and everything after it (later layers, ln_f) are final */
+        if (g->grad_ready) g->grad_ready(g->grad_ready_ctx, g->params_info[loom_gpt_layer_tensor(l, 0)].offset);
     }
     OP(LOOM_PROF_EMBED_B, be->encoder_backward(G(0), G(1), dres, inputs, B, T, C));
+    if (g->grad_ready) g->grad_ready(g->grad_ready_ctx, 0);
 }
 
 void loom_gpt_zero_grad(loom_gpt *g) {

@@ -42,13 +42,13 @@ float loom_lr_at(const loom_adamw_config *c, long s) {
     return (float)(c->min_lr + 0.5 * (1.0 + cos(M_PI * ratio)) * (c->lr - c->min_lr));
 }
 
-void loom_grad_sumsq_blocks(const loom_gpt *g, size_t lo, size_t hi, double *partials) {
+void loom_grad_sumsq_blocks(const float *grad, size_t lo, size_t hi, double *partials) {
     const size_t b0 = lo / LOOM_NORM_BLOCK, b1 = (hi + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
 #pragma omp parallel for schedule(static)
     for (size_t b = b0; b < b1; b++) {
         size_t i0 = b * LOOM_NORM_BLOCK, i1 = i0 + LOOM_NORM_BLOCK < hi ? i0 + LOOM_NORM_BLOCK : hi;
         double s = 0.0;
-        for (size_t i = i0; i < i1; i++) s += (double)g->grads[i] * g->grads[i];
+        for (size_t i = i0; i < i1; i++) s += (double)grad[i - lo] * grad[i - lo];
         partials[b] = s;
     }
 }
@@ -57,7 +57,7 @@ double loom_grad_norm(const loom_gpt *g) {
     const size_t n = g->sizes.n_params, nb = (n + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
     double stack[256], *partials = nb <= 256 ? stack : malloc(sizeof(double) * nb);
     LOOM_CHECK(partials != NULL);
-    loom_grad_sumsq_blocks(g, 0, n, partials);
+    loom_grad_sumsq_blocks(g->grads, 0, n, partials);
     double s = 0.0;
     for (size_t b = 0; b < nb; b++) s += partials[b];
     if (partials != stack) free(partials);
@@ -66,10 +66,10 @@ double loom_grad_norm(const loom_gpt *g) {
 
 void loom_adamw_step(loom_adamw *opt, loom_gpt *g, float lr, double grad_norm) {
     LOOM_CHECK(opt->lo == 0 && opt->hi == g->sizes.n_params);
-    loom_adamw_step_shard(opt, g, lr, grad_norm);
+    loom_adamw_step_shard(opt, g, g->grads, lr, grad_norm);
 }
 
-void loom_adamw_step_shard(loom_adamw *opt, loom_gpt *g, float lr, double grad_norm) {
+void loom_adamw_step_shard(loom_adamw *opt, loom_gpt *g, const float *grad, float lr, double grad_norm) {
     const loom_backend *be = g->backend;
     const loom_adamw_config *c = &opt->cfg;
     float gscale = 1.0f;
@@ -86,7 +86,7 @@ void loom_adamw_step_shard(loom_adamw *opt, loom_gpt *g, float lr, double grad_n
         size_t a = pi->offset > opt->lo ? pi->offset : opt->lo;
         size_t b = pi->offset + pi->numel < opt->hi ? pi->offset + pi->numel : opt->hi;
         if (a >= b) continue;
-        be->adamw(g->params + a, g->grads + a, opt->m + (a - opt->lo), opt->v + (a - opt->lo), b - a, lr, c->beta1,
+        be->adamw(g->params + a, grad + (a - opt->lo), opt->m + (a - opt->lo), opt->v + (a - opt->lo), b - a, lr, c->beta1,
                   c->beta2, c->eps, pi->decay ? c->weight_decay : 0.0f, bc1, bc2, gscale);
     }
 }

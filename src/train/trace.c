@@ -20,13 +20,17 @@ void loom_trace_free(loom_trace *t) {
     memset(t, 0, sizeof *t);
 }
 
-void loom_trace_add(loom_trace *t, const char *name, int arg, double t0) {
+void loom_trace_add_span(loom_trace *t, const char *name, int arg, int tid, double t0, double t1) {
     if (!t || !t->ev) return;
     if (t->n == t->cap) {
         t->dropped++;
         return;
     }
-    t->ev[t->n++] = (loom_trace_event){name, arg, t0, loom_now()};
+    t->ev[t->n++] = (loom_trace_event){name, arg, tid, t0, t1};
+}
+
+void loom_trace_add(loom_trace *t, const char *name, int arg, double t0) {
+    if (t) loom_trace_add_span(t, name, arg, 0, t0, loom_now());
 }
 
 loom_status loom_trace_write(const loom_trace *t, const char *path) {
@@ -35,8 +39,8 @@ loom_status loom_trace_write(const loom_trace *t, const char *path) {
     fprintf(fp, "[\n");
     for (size_t i = 0; i < t->n; i++) {
         const loom_trace_event *e = &t->ev[i];
-        fprintf(fp, "{\"name\": \"%s\", \"ph\": \"X\", \"pid\": %d, \"tid\": 0, \"ts\": %.1f, \"dur\": %.1f", e->name,
-                t->rank, (e->t0 - t->origin) * 1e6, (e->t1 - e->t0) * 1e6);
+        fprintf(fp, "{\"name\": \"%s\", \"ph\": \"X\", \"pid\": %d, \"tid\": %d, \"ts\": %.1f, \"dur\": %.1f", e->name,
+                t->rank, e->tid, (e->t0 - t->origin) * 1e6, (e->t1 - e->t0) * 1e6);
         if (e->arg >= 0) fprintf(fp, ", \"args\": {\"n\": %d}", e->arg);
         fprintf(fp, "},\n");
     }

@@ -12,6 +12,7 @@
 typedef struct loom_trace_event {
     const char *name; /* a string literal */
     int arg;          /* step or micro-batch number, -1 for none */
+    int tid;          /* 0: the main thread; 1: the communication thread */
     double t0, t1;    /* loom_now() seconds */
 } loom_trace_event;
 
@@ -26,6 +27,8 @@ loom_status loom_trace_init(loom_trace *t, size_t cap, int rank);
 void loom_trace_free(loom_trace *t);
 /* Records [t0, now) under name; a no-op for a NULL trace. */
 void loom_trace_add(loom_trace *t, const char *name, int arg, double t0);
+/* Records [t0, t1) on thread row tid. */
+void loom_trace_add_span(loom_trace *t, const char *name, int arg, int tid, double t0, double t1);
 /* Writes the events to path as a JSON array. */
 loom_status loom_trace_write(const loom_trace *t, const char *path);
 

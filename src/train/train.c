@@ -95,10 +95,11 @@ loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, lo
     return LOOM_OK;
 }
 
-loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero) {
+loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero,
+                              size_t bucket, int overlap) {
     memset(c, 0, sizeof *c);
-    c->zero = zero;
     const int R = dist ? dist->size : 1;
+    if (zero < 0 || zero > 2) return loom_error(LOOM_ERR_ARG, "--zero: must be 0, 1 or 2 (got %d)", zero);
     if (R > 1) {
         if (R & (R - 1))
             return loom_error(LOOM_ERR_ARG, "%d ranks: the deterministic gradient sum needs a power-of-two number "
@@ -108,37 +109,66 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
                               "ranks into a power of two each (use a power-of-two multiple of --batch x --seq-len x %d)",
                               accum, R, R);
     }
+    const size_t n = g->sizes.n_params;
     c->dist = dist;
     c->accum = accum;
     c->local = accum / R;
+    c->zero = zero;
+    c->sharded = zero > 0 && R > 1;
+    c->strided = zero == 2 && R > 1;
+    c->lo = 0, c->hi = n;
+    if (c->sharded) loom_dist_shard(dist->rank, R, n, LOOM_NORM_BLOCK, &c->lo, &c->hi);
+    c->tree_n = c->strided ? c->hi - c->lo : n;
     c->orig_grads = g->grads;
     int levels = 0;
     while ((1 << levels) < c->local) levels++;
     c->n_pool = levels + 1; /* at most one buffer per tree level plus the micro-batch being computed */
     if (c->n_pool > LOOM_TREE_MAX) return loom_error(LOOM_ERR_ARG, "--total-batch-tokens: too many micro-batches");
-    const size_t n = g->sizes.n_params;
-    c->pool[0] = g->grads;
-    for (int i = 1; i < c->n_pool; i++)
-        if (!(c->pool[i] = loom_alloc(n * sizeof(float), "gradient accumulation tree"))) goto oom;
+    loom_status st = LOOM_ERR_NOMEM;
+    if (c->strided) c->work = g->grads; /* ZeRO-2: the model's buffer is the micro-batch's; the tree holds shards */
+    for (int i = 0; i < c->n_pool; i++) {
+        if (i == 0 && !c->strided) c->pool[0] = g->grads;
+        else if (!(c->pool[i] = loom_alloc(c->tree_n * sizeof(float), "gradient accumulation tree"))) goto fail;
+    }
     c->n_free = c->n_pool;
-    if (R > 1 && !(c->recv = loom_alloc(n * sizeof(float), "gradient receive buffer"))) goto oom;
-    if (!(c->losses = loom_alloc(sizeof(float) * 2 * accum, "losses"))) goto oom;
-    if (!(c->norm_partials = loom_alloc(sizeof(double) * (n / LOOM_NORM_BLOCK + 1), "grad-norm partials"))) goto oom;
+    if (R > 1) {
+        const size_t V = (size_t)g->cfg.vocab_size;
+        if ((st = loom_comm_init(&c->comm, dist, n, bucket, c->sharded ? LOOM_COMM_REDUCE_SCATTER : LOOM_COMM_ALLREDUCE,
+                                 LOOM_NORM_BLOCK, overlap, V)))
+            goto fail;
+        st = LOOM_ERR_NOMEM;
+        const size_t per_rank = (size_t)(c->strided ? c->local : 1) * g->max_B * g->max_T;
+        if (!(c->late = loom_alloc(V, "embedding rows of the step")) ||
+            !(c->all_inputs = loom_alloc(sizeof(int32_t) * R * per_rank, "every rank's inputs")))
+            goto fail;
+        /* wte (V rows of C), then wpe, then the layers */
+        c->layout = (loom_comm_layout){V, (size_t)g->cfg.n_embd, g->params_info[loom_gpt_layer_tensor(0, 0)].offset,
+                                       c->late};
+    }
+    st = LOOM_ERR_NOMEM;
+    if (!(c->losses = loom_alloc(sizeof(float) * 2 * accum, "losses"))) goto fail;
+    if (!(c->norm_partials = loom_alloc(sizeof(double) * (n / LOOM_NORM_BLOCK + 1), "grad-norm partials"))) goto fail;
     return LOOM_OK;
-oom:
+fail:
     loom_step_ctx_free(c, g);
-    return LOOM_ERR_NOMEM;
+    return st;
 }
 
 void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g) {
-    /* every pool buffer has the same size: hand the model back the one it allocated */
     for (int i = 0; i < LOOM_TREE_MAX; i++)
         if (c->pool[i] && c->pool[i] != c->orig_grads) loom_free(c->pool[i]);
-    if (c->orig_grads) g->grads = c->orig_grads;
-    loom_free(c->recv);
+    if (c->orig_grads) g->grads = c->orig_grads; /* hand the model back the buffer it allocated */
+    loom_comm_free(c->comm);
+    loom_free(c->late);
+    loom_free(c->all_inputs);
     loom_free(c->losses);
     loom_free(c->norm_partials);
     memset(c, 0, sizeof *c);
+}
+
+int loom_step_ctx_micro(const loom_step_ctx *c, int j) {
+    const int R = c->dist ? c->dist->size : 1, rank = c->dist ? c->dist->rank : 0;
+    return c->strided ? j * R + rank : rank * c->local + j;
 }
 
 /* a = a + b, elementwise: each element's result is independent of the threads */
@@ -147,58 +177,193 @@ static void add_into(float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) a[i] = a[i] + b[i];
 }
 
+/* Pushes a micro-batch's gradient into the binary counter over micro-batches: equal-size
+ * subtrees merge, earlier + later. */
+static void tree_push(loom_step_ctx *c, float *cur) {
+    int lv = 0;
+    while (c->level[lv]) {
+        add_into(c->level[lv], cur, c->tree_n);
+        c->pool[c->n_free++] = cur;
+        cur = c->level[lv];
+        c->level[lv++] = NULL;
+    }
+    c->level[lv] = cur;
+}
+
+/* The additions that pushing the last micro-batch's `cur` and folding what is left
+ * (higher levels first; only when the count is not a power of two) make, restricted to
+ * elements [a, b), one thread; the bookkeeping is left alone, so the elements can be
+ * done piecewise, in any order. Returns the buffer that holds the sum. */
+static float *tree_fold(const loom_step_ctx *c, float *cur, size_t a, size_t b) {
+    int lv = 0;
+    while (c->level[lv]) {
+        float *restrict y = c->level[lv++];
+        const float *restrict x = cur;
+#pragma omp simd
+        for (size_t i = a; i < b; i++) y[i] = y[i] + x[i];
+        cur = y;
+    }
+    float *sum = NULL;
+    for (int l = LOOM_TREE_MAX - 1; l >= lv; l--) {
+        float *restrict buf = l == lv ? cur : c->level[l];
+        if (!buf) continue;
+        if (!sum) {
+            sum = buf;
+            continue;
+        }
+        float *restrict z = sum;
+#pragma omp simd
+        for (size_t i = a; i < b; i++) z[i] = z[i] + buf[i];
+    }
+    return sum;
+}
+
+/* tree_fold over [a, b) by all threads */
+static void tree_fold_range(const loom_step_ctx *c, float *cur, size_t a, size_t b) {
+    const size_t chunk = 16384;
+#pragma omp parallel for schedule(static)
+    for (size_t k = a; k < b; k += chunk) tree_fold(c, cur, k, k + chunk < b ? k + chunk : b);
+}
+
+/* tree_fold over the rows r of wte with late[r] == want */
+static void tree_fold_rows(const loom_step_ctx *c, float *cur, int want) {
+    const loom_comm_layout *l = &c->layout;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < l->rows; r++)
+        if (l->late[r] == want) tree_fold(c, cur, r * l->width, (r + 1) * l->width);
+}
+
+/* grad_ready of the last micro-batch's backward: fold what became final into the tree
+ * and release it to the communication. */
+static void last_backward_ready(void *ctx, size_t from) {
+    loom_step_ctx *c = ctx;
+    const size_t emb_end = c->layout.rows * c->layout.width;
+    if (from == LOOM_GRAD_HEAD_DONE) { /* wte's rows that no input touches */
+        tree_fold_rows(c, c->hook_cur, 0);
+        loom_comm_ready_rows(c->comm);
+        return;
+    }
+    if (from >= c->hook_done) return;
+    if (from == 0) { /* the rest of the embeddings */
+        tree_fold_range(c, c->hook_cur, emb_end, c->hook_done);
+        tree_fold_rows(c, c->hook_cur, 1);
+    } else {
+        tree_fold_range(c, c->hook_cur, from, c->hook_done);
+    }
+    c->hook_done = from;
+    loom_comm_ready(c->comm, from);
+}
+
+/* grad_ready of a ZeRO-2 backward: the buffer itself is reduced */
+static void micro_backward_ready(void *ctx, size_t from) {
+    if (from == LOOM_GRAD_HEAD_DONE) loom_comm_ready_rows(ctx);
+    else loom_comm_ready(ctx, from);
+}
+
+/* Marks in layout.late the input tokens of micro-batch j of every rank (all_inputs:
+ * each rank's `per_rank` micro-batches of bt ids, gathered). */
+static void mark_late_rows(loom_step_ctx *c, int j, int per_rank, size_t bt) {
+    const int R = c->dist->size;
+    memset(c->late, 0, c->layout.rows);
+    for (int r = 0; r < R; r++) {
+        const int32_t *ids = c->all_inputs + ((size_t)r * per_rank + j) * bt;
+        for (size_t i = 0; i < bt; i++) c->late[ids[i]] = 1;
+    }
+}
+
+/* the communication thread's bucket timings into the trace (main thread, after finish) */
+static void trace_buckets(loom_step_ctx *c, int micro) {
+    if (!c->trace) return;
+    const loom_comm_span *sp = loom_comm_spans(c->comm);
+    for (int k = 0; k < loom_comm_buckets(c->comm); k++)
+        loom_trace_add_span(c->trace, c->sharded ? "bucket reduce-scatter" : "bucket all-reduce", micro, 1, sp[k].t0,
+                            sp[k].t1);
+}
+
 float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int32_t *inputs,
                       const int32_t *targets, int B, int T, float lr, double *grad_norm) {
     const float grad_scale = 1.0f / ((float)B * T * c->accum);
     const size_t n = g->sizes.n_params;
+    const int R = c->dist ? c->dist->size : 1;
     /* the free buffers are pool[0 .. n_free) */
     c->n_free = c->n_pool;
     for (int i = 0; i < LOOM_TREE_MAX; i++) c->level[i] = NULL;
     float *mine = c->losses + c->accum; /* this rank's micro-batch losses */
+    float *sum = NULL;
+    const size_t bt = (size_t)B * T;
+    /* which wte rows the embedding backward touches on any rank: the last micro-batch's
+     * inputs (ZeRO-2: every micro-batch's); the other rows are sent right after the LM head */
+    if (R > 1) {
+        const int per_rank = c->strided ? c->local : 1;
+        loom_dist_allgather_i32(c->dist, inputs + (c->strided ? 0 : (size_t)(c->local - 1) * bt), (int)(per_rank * bt),
+                                c->all_inputs);
+    }
     for (int micro = 0; micro < c->local; micro++) {
         const int32_t *in = inputs + (size_t)micro * B * T, *tg = targets + (size_t)micro * B * T;
+        const int last = micro == c->local - 1;
         double tm = loom_now();
         float *cur = c->pool[--c->n_free];
-        g->grads = cur;
+        g->grads = c->strided ? c->work : cur;
         loom_gpt_zero_grad(g);
-        float l = loom_gpt_forward(g, in, tg, B, T, grad_scale);
-        mine[micro] = l;
-        loom_gpt_backward(g, in, B, T);
-        loom_trace_add(c->trace, "forward + backward", micro, tm);
-        tm = loom_now();
-        /* binary counter over micro-batches: equal-size subtrees merge, earlier + later */
-        int lv = 0;
-        while (c->level[lv]) {
-            add_into(c->level[lv], cur, n);
-            c->pool[c->n_free++] = cur;
-            cur = c->level[lv];
-            c->level[lv++] = NULL;
+        mine[micro] = loom_gpt_forward(g, in, tg, B, T, grad_scale);
+        if (c->strided) {
+            /* ZeRO-2: this micro-batch's gradient, reduce-scattered over the ranks during
+             * its backward (the ranks hold consecutive global micro-batches), keeps only
+             * the shard; the tree over micro-batches then runs on shards */
+            mark_late_rows(c, micro, c->local, bt);
+            loom_comm_begin(c->comm, c->work, &c->layout);
+            g->grad_ready = micro_backward_ready, g->grad_ready_ctx = c->comm;
+            loom_gpt_backward(g, in, B, T);
+            g->grad_ready = NULL;
+            loom_comm_finish(c->comm);
+            loom_trace_add(c->trace, "forward + backward + reduce-scatter", micro, tm);
+            trace_buckets(c, micro);
+            memcpy(cur, c->work + c->lo, sizeof(float) * c->tree_n);
+        } else if (last && R > 1) {
+            /* the sum's buffer is known before the backward: buckets are folded and sent
+             * as the backward finishes them */
+            c->hook_cur = cur;
+            c->hook_done = n;
+            float *target = tree_fold(c, cur, 0, 0); /* an empty range: only which buffer */
+            mark_late_rows(c, 0, 1, bt);
+            loom_comm_begin(c->comm, target, &c->layout);
+            g->grad_ready = last_backward_ready, g->grad_ready_ctx = c;
+            loom_gpt_backward(g, in, B, T);
+            g->grad_ready = NULL;
+            double tc = loom_now();
+            loom_comm_finish(c->comm);
+            loom_trace_add(c->trace, "forward + backward", micro, tm);
+            loom_trace_add(c->trace, c->sharded ? "reduce-scatter (rest)" : "all-reduce (rest)", -1, tc);
+            trace_buckets(c, -1);
+            sum = target;
+            continue;
+        } else {
+            loom_gpt_backward(g, in, B, T);
+            loom_trace_add(c->trace, "forward + backward", micro, tm);
         }
-        c->level[lv] = cur;
+        tm = loom_now();
+        if (last) {
+            sum = tree_fold(c, cur, 0, 0);
+            tree_fold_range(c, cur, 0, c->tree_n);
+        } else {
+            tree_push(c, cur);
+        }
         loom_trace_add(c->trace, "gradient tree (local)", micro, tm);
     }
-    float *sum = NULL; /* fold what is left (only when local is not a power of two), higher levels first */
-    for (int lv = LOOM_TREE_MAX - 1; lv >= 0; lv--) {
-        if (!c->level[lv]) continue;
-        if (!sum) sum = c->level[lv];
-        else add_into(sum, c->level[lv], n);
-    }
-    const int sharded = c->zero && c->dist && c->dist->size > 1;
-    double tc = loom_now();
-    if (sharded) loom_dist_reduce_scatter_tree(c->dist, sum, c->recv, n, LOOM_NORM_BLOCK);
-    else if (c->dist && c->dist->size > 1) loom_dist_tree_sum(c->dist, sum, c->recv, n);
-    if (c->dist && c->dist->size > 1) loom_trace_add(c->trace, sharded ? "reduce-scatter" : "all-reduce (tree)", -1, tc);
-    g->grads = sum;
+    /* the optimizer's gradients: grad[0] is element opt->lo */
+    const float *grad = c->strided ? sum : sum + c->lo;
+    if (!c->strided) g->grads = sum;
     if (c->dist) loom_dist_allgather(c->dist, mine, c->local, c->losses);
     else memcpy(c->losses, mine, sizeof(float) * c->local);
     double loss_sum = 0.0;
-    for (int i = 0; i < c->accum; i++) loss_sum += c->losses[i];
+    for (int i = 0; i < c->accum; i++) /* in global micro-batch order */
+        loss_sum += c->losses[c->strided ? (i % R) * c->local + i / R : i];
     double t0 = loom_now();
     double norm;
-    if (sharded) { /* block sums of this shard, summed over ranks (exact: zeros elsewhere), then in order */
+    if (c->sharded) { /* block sums of this shard, summed over ranks (exact: zeros elsewhere), then in order */
         const size_t nb = (n + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
         memset(c->norm_partials, 0, sizeof(double) * nb);
-        loom_grad_sumsq_blocks(g, opt->lo, opt->hi, c->norm_partials);
+        loom_grad_sumsq_blocks(grad, c->lo, c->hi, c->norm_partials);
         loom_dist_sum_doubles(c->dist, c->norm_partials, (int)nb);
         double ss = 0.0;
         for (size_t b = 0; b < nb; b++) ss += c->norm_partials[b];
@@ -208,11 +373,11 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     }
     double t1 = loom_now();
     loom_trace_add(c->trace, "grad norm", -1, t0);
-    loom_adamw_step_shard(opt, g, lr, norm);
+    loom_adamw_step_shard(opt, g, grad, lr, norm);
     loom_trace_add(c->trace, "adamw", -1, t1);
     double ta = loom_now();
-    if (sharded) loom_dist_allgather_shards(c->dist, g->params, n, LOOM_NORM_BLOCK);
-    if (sharded) loom_trace_add(c->trace, "parameter all-gather", -1, ta);
+    if (c->sharded) loom_dist_allgather_shards(c->dist, g->params, n, LOOM_NORM_BLOCK);
+    if (c->sharded) loom_trace_add(c->trace, "parameter all-gather", -1, ta);
     if (g->profile) {
         g->prof_s[LOOM_PROF_NORM] += t1 - t0;
         g->prof_s[LOOM_PROF_ADAMW] += loom_now() - t1;
@@ -316,10 +481,18 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     } else {
         loom_gpt_init_weights(g, o->seed);
     }
-    if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero))) goto done;
+    const double bucket_mb = o->bucket_mb > 0 ? o->bucket_mb : 16.0;
+    if (bucket_mb > 1024) {
+        st = loom_error(LOOM_ERR_ARG, "--bucket-mb: at most 1024 (got %g)", bucket_mb);
+        goto done;
+    }
+    size_t bucket = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
+    if (bucket < 1) bucket = 1;
+    if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, o->overlap))) goto done;
     if (o->trace) {
         size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
-        if ((st = loom_trace_init(&trace, span * (2 * (size_t)sc.local + 10) + 16, rank))) goto done;
+        size_t per_step = 2 * (size_t)sc.local + 10 + (sc.comm ? (size_t)loom_comm_buckets(sc.comm) * sc.local : 0);
+        if ((st = loom_trace_init(&trace, span * per_step + 16, rank))) goto done;
         sc.trace = &trace;
     }
     const int local = sc.local; /* this rank's micro-batches: global ones rank*local ... */
@@ -343,11 +516,16 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
                (unsigned long long)loom_dataset_tokens(train), loom_dataset_files(train),
                (unsigned long long)loom_dataset_samples(train), T + 1, B, T, accum, total);
         const double MiB = 1048576.0, pb = 4.0 * g->sizes.n_params;
-        printf("memory per rank: parameters %.1f MiB, gradients %.1f MiB (+%d accumulation/receive buffers), "
-               "AdamW m+v %.1f MiB%s, activations %.1f MiB; %.1f MiB in all\n",
-               pb / MiB, pb / MiB, sc.n_pool - 1 + (sc.recv != NULL), 8.0 * opt.n / MiB,
-               o->zero && R > 1 ? " (ZeRO-1 shard)" : "", 4.0 * (g->sizes.n_acts + g->sizes.n_grad_acts) / MiB,
-               loom_alloc_bytes_live() / MiB);
+        const double tree = 4.0 * sc.tree_n * (sc.n_pool - !sc.strided); /* beyond the model's own gradient buffer */
+        const char *zname[3] = {"", " (ZeRO-1 shard)", " (ZeRO-2 shard)"};
+        printf("memory per rank: parameters %.1f MiB, gradients %.1f MiB + accumulation tree %.1f MiB%s + "
+               "send+receive bucket %.1f MiB, AdamW m+v %.1f MiB%s, activations %.1f MiB; %.1f MiB in all\n",
+               pb / MiB, pb / MiB, tree / MiB, sc.strided ? " (ZeRO-2 shards)" : "",
+               sc.comm ? loom_comm_buffer_bytes(sc.comm) / MiB : 0.0, 8.0 * opt.n / MiB, R > 1 ? zname[o->zero] : "",
+               4.0 * (g->sizes.n_acts + g->sizes.n_grad_acts) / MiB, loom_alloc_bytes_live() / MiB);
+        if (sc.comm)
+            printf("gradient communication: %d bucket(s) of %.1f MiB, %s\n", loom_comm_buckets(sc.comm),
+                   bucket_mb, loom_comm_overlaps(sc.comm) ? "overlapped with the backward" : "after the backward");
         printf("%d threads; MFU against %.0f GFLOP/s measured fp32 FMA peak\n", threads, peak / 1e9);
         fflush(stdout);
     }
@@ -358,10 +536,13 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     for (int step = start_step; step < end_step; step++) {
         if (step == start_step + 1) memset(g->prof_s, 0, sizeof g->prof_s); /* the profile skips step 1, as t_train */
         double t0 = loom_now();
-        uint64_t cursor = ((uint64_t)step * accum + (uint64_t)rank * local) * B;
-        for (int k = 0; k < local * B; k++)
-            loom_dataset_sample(train, cursor + k, o->shuffle, o->seed, batch + (size_t)k * T,
-                                batch + ((size_t)local * B + k) * T);
+        for (int j = 0; j < local; j++) { /* this rank's micro-batches of the global batch */
+            uint64_t cursor = ((uint64_t)step * accum + (uint64_t)loom_step_ctx_micro(&sc, j)) * B;
+            for (int b = 0; b < B; b++) {
+                size_t k = (size_t)j * B + b;
+                loom_dataset_sample(train, cursor + b, o->shuffle, o->seed, batch + k * T, batch + ((size_t)local * B + k) * T);
+            }
+        }
         if (g->profile) g->prof_s[LOOM_PROF_DATA] += loom_now() - t0;
         loom_trace_add(sc.trace, "data", step + 1, t0);
         float lr = loom_lr_at(&ocfg, step);

@@ -1,0 +1,348 @@
+/* The bucketed gradient reduction: the flat gradient is cut into buckets from its end
+ * (the backward finishes the last layers first), and each bucket is summed over the
+ * ranks by the same fixed-pairing tree as loom_dist_tree_sum or
+ * loom_dist_reduce_scatter_tree, restricted to the bucket's range. Every element goes
+ * through exactly the same additions in the same order as without buckets, so the
+ * result does not depend on the bucket size or on overlap.
+ *
+ * With overlap a communication thread reduces the buckets as the backward releases
+ * them; MPI is initialised with MPI_THREAD_SERIALIZED and the main thread makes no
+ * MPI call between loom_comm_begin and the end of loom_comm_finish. The thread waits
+ * on its requests with MPI_Testall and short sleeps, so it takes little CPU from the
+ * compute threads while the network works. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dist/dist_internal.h"
+#include "loom/dist.h"
+
+#ifdef LOOM_HAVE_MPI
+#include <mpi.h>
+#endif
+
+typedef struct seg { size_t a, b; } seg;
+
+struct loom_comm {
+    const loom_dist *d;
+    size_t n, bucket;   /* floats in the buffer; at most in a bucket */
+    loom_comm_mode mode;
+    int overlap;
+    size_t block;       /* reduce-scatter: shard bounds are multiples of this */
+    float *send, *recv; /* (bucket) this rank's and the partner's part of the current bucket */
+    float *buf;         /* the buffer being reduced */
+    /* The plan of the current reduction: bucket k is segs[first[k] .. first[k+1]). The
+     * first n_early are released by loom_comm_ready_rows, the others when the watermark
+     * falls to need[k] (0: at the end). */
+    seg *segs;
+    int *first;
+    size_t *need;
+    int n_segs, n_buckets, n_early, cap_segs, cap_buckets, open;
+    size_t fill;
+    /* bucket k is released when k < released; the thread has finished k < done */
+    int released, done, stop, thread_up, call_seq;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    loom_comm_span *spans; /* (cap_buckets) timings of the last reduction */
+};
+
+/* ---- the plan ---- */
+
+static void plan_close(loom_comm *c) {
+    if (!c->open) return;
+    c->n_buckets++;
+    c->first[c->n_buckets] = c->n_segs;
+    c->open = 0;
+}
+
+/* Appends [a, b) to the open bucket; buckets close at `bucket` floats. */
+static void plan_add(loom_comm *c, size_t a, size_t b, size_t need) {
+    while (a < b) {
+        if (!c->open) {
+            LOOM_CHECK(c->n_buckets < c->cap_buckets);
+            c->first[c->n_buckets] = c->n_segs;
+            c->need[c->n_buckets] = need;
+            c->open = 1;
+            c->fill = 0;
+        }
+        size_t take = b - a < c->bucket - c->fill ? b - a : c->bucket - c->fill;
+        if (c->n_segs > c->first[c->n_buckets] && c->segs[c->n_segs - 1].b == a) {
+            c->segs[c->n_segs - 1].b = a + take;
+        } else {
+            LOOM_CHECK(c->n_segs < c->cap_segs);
+            c->segs[c->n_segs++] = (seg){a, a + take};
+        }
+        c->fill += take;
+        a += take;
+        if (c->fill == c->bucket) plan_close(c);
+    }
+}
+
+/* Phase 1 (with a layout): wte's rows that no input of the step touches, final after
+ * the LM head. Phase 2: the layers, from the end down, as the watermark releases them.
+ * Phase 3: the input rows of wte and the rest of the embeddings, at the end. */
+static void plan_build(loom_comm *c, const loom_comm_layout *lay) {
+    c->n_segs = c->n_buckets = c->n_early = c->open = 0;
+    c->first[0] = 0;
+    size_t low = 0;
+    if (lay && lay->rows) {
+        for (size_t r = 0; r < lay->rows;) {
+            if (lay->late[r]) { r++; continue; }
+            size_t e = r;
+            while (e < lay->rows && !lay->late[e]) e++;
+            plan_add(c, r * lay->width, e * lay->width, 0);
+            r = e;
+        }
+        plan_close(c);
+        c->n_early = c->n_buckets;
+        low = lay->late_end;
+    }
+    for (size_t hi = c->n; hi > low;) {
+        size_t lo = hi - (hi - low < c->bucket ? hi - low : c->bucket);
+        plan_add(c, lo, hi, lo);
+        plan_close(c);
+        hi = lo;
+    }
+    if (lay && lay->rows) {
+        for (size_t r = 0; r < lay->rows; r++)
+            if (lay->late[r]) plan_add(c, r * lay->width, (r + 1) * lay->width, 0);
+        plan_add(c, lay->rows * lay->width, lay->late_end, 0);
+        plan_close(c);
+    }
+}
+
+/* ---- one bucket ---- */
+
+/* The bucket's elements inside [lo, hi), in segment order: copied to dst, or (one
+ * piece) pointed to in *direct. Returns their count. */
+static size_t gather_part(const loom_comm *c, int k, size_t lo, size_t hi, float *dst, const float **direct) {
+    size_t cnt = 0;
+    int pieces = 0;
+    *direct = NULL;
+    for (int i = c->first[k]; i < c->first[k + 1]; i++) {
+        size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
+        if (a >= b) continue;
+        if (pieces++ == 0) *direct = c->buf + a;
+        cnt += b - a;
+    }
+    if (pieces <= 1) return cnt;
+    *direct = NULL;
+    size_t off = 0;
+    for (int i = c->first[k]; i < c->first[k + 1]; i++) {
+        size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
+        if (a >= b) continue;
+        memcpy(dst + off, c->buf + a, sizeof(float) * (b - a));
+        off += b - a;
+    }
+    return cnt;
+}
+
+static size_t count_part(const loom_comm *c, int k, size_t lo, size_t hi) {
+    size_t cnt = 0;
+    for (int i = c->first[k]; i < c->first[k + 1]; i++) {
+        size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
+        if (a < b) cnt += b - a;
+    }
+    return cnt;
+}
+
+/* buf[i] = buf[i] + partner[i] over the bucket's elements inside [lo, hi): per element
+ * the same addition as the unbucketed sum */
+static void add_part(loom_comm *c, int k, size_t lo, size_t hi, const float *r, int parallel) {
+    size_t off = 0;
+    for (int i = c->first[k]; i < c->first[k + 1]; i++) {
+        size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
+        if (a >= b) continue;
+        float *restrict x = c->buf + a;
+        const float *restrict y = r + off;
+        const size_t m = b - a;
+        if (parallel) {
+#pragma omp parallel for simd schedule(static)
+            for (size_t e = 0; e < m; e++) x[e] = x[e] + y[e];
+        } else {
+#pragma omp simd
+            for (size_t e = 0; e < m; e++) x[e] = x[e] + y[e];
+        }
+        off += m;
+    }
+}
+
+#ifdef LOOM_HAVE_MPI
+/* Waits for the requests: blocking on the main thread; on the communication thread
+ * polling with short sleeps, so that it does not spin on a core the compute needs. */
+static void wait_reqs(MPI_Request *r, int n, int thread) {
+    if (!thread) {
+        MPI_Waitall(n, r, MPI_STATUSES_IGNORE);
+        return;
+    }
+    for (;;) {
+        int flag = 0;
+        MPI_Testall(n, r, &flag, MPI_STATUSES_IGNORE);
+        if (flag) return;
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, NULL);
+    }
+}
+#endif
+
+/* Reduces bucket k of c->buf (on the communication thread when thread = 1). */
+static void reduce_bucket(loom_comm *c, int k, int thread) {
+#ifdef LOOM_HAVE_MPI
+    const int rank = c->d->rank, R = c->d->size;
+    /* tags differ per reduction call and bucket, so that no message can match another's */
+    const int tag = (int)(((unsigned)c->call_seq * 65536u + (unsigned)k) & 0x3fffffu);
+    size_t ga = 0, gb = c->n; /* reduce-scatter: the range this rank's group still owns */
+    for (int j = 1; j < R; j <<= 1) {
+        const int partner = rank ^ j;
+        size_t ka = 0, kb = c->n, sa = 0, sb = c->n; /* kept and sent: everything for the all-reduce */
+        if (c->mode == LOOM_COMM_REDUCE_SCATTER) {
+            const size_t mid = ga + (gb - ga) / 2 / c->block * c->block;
+            ka = rank & j ? mid : ga, kb = rank & j ? gb : mid;
+            sa = rank & j ? ga : mid, sb = rank & j ? mid : gb;
+            ga = ka, gb = kb;
+        }
+        loom_dist_coll_begin(c->mode == LOOM_COMM_ALLREDUCE ? "gradient tree sum" : "gradient reduce-scatter", k,
+                             c->n_buckets, j, partner);
+        const float *src;
+        size_t ns = gather_part(c, k, sa, sb, c->send, &src), nr = count_part(c, k, ka, kb);
+        if (!src) src = c->send;
+        MPI_Request r[2];
+        int nreq = 0;
+        if (nr) MPI_Irecv(c->recv, (int)nr, MPI_FLOAT, partner, tag, MPI_COMM_WORLD, &r[nreq++]);
+        if (ns) MPI_Isend(src, (int)ns, MPI_FLOAT, partner, tag, MPI_COMM_WORLD, &r[nreq++]);
+        wait_reqs(r, nreq, thread);
+        loom_dist_coll_end();
+        if (nr) add_part(c, k, ka, kb, c->recv, !thread);
+    }
+#else
+    (void)c, (void)k, (void)thread;
+#endif
+}
+
+static void *comm_thread(void *arg) {
+    loom_comm *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->stop && c->done >= c->released) pthread_cond_wait(&c->cv, &c->mu);
+        if (c->stop) break;
+        int k = c->done;
+        pthread_mutex_unlock(&c->mu);
+        c->spans[k].t0 = loom_now();
+        reduce_bucket(c, k, 1);
+        c->spans[k].t1 = loom_now();
+        pthread_mutex_lock(&c->mu);
+        c->done = k + 1;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+loom_status loom_comm_init(loom_comm **out, const loom_dist *d, size_t n, size_t bucket, loom_comm_mode mode,
+                           size_t block, int overlap, size_t max_rows) {
+    *out = NULL;
+    if (bucket == 0 || bucket > ((size_t)1 << 28))
+        return loom_error(LOOM_ERR_ARG, "--bucket-mb: a bucket must hold 1 to 2^28 floats (got %zu)", bucket);
+    loom_comm *c = calloc(1, sizeof *c);
+    if (!c) return loom_error(LOOM_ERR_NOMEM, "out of memory: communication buckets");
+    c->d = d;
+    c->n = n;
+    c->bucket = bucket < n ? bucket : (n ? n : 1);
+    c->mode = mode;
+    c->cap_buckets = (int)(n / c->bucket) + 8;
+    c->cap_segs = 2 * (int)max_rows + 2 * c->cap_buckets + 8;
+    c->block = block ? block : 1;
+    c->overlap = overlap && d->size > 1 && loom_dist_thread_serialized();
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->spans = calloc((size_t)c->cap_buckets, sizeof *c->spans);
+    c->segs = calloc((size_t)c->cap_segs, sizeof *c->segs);
+    c->first = calloc((size_t)c->cap_buckets + 1, sizeof *c->first);
+    c->need = calloc((size_t)c->cap_buckets, sizeof *c->need);
+    c->recv = loom_alloc(sizeof(float) * c->bucket, "gradient receive buffer (one bucket)");
+    c->send = c->recv ? loom_alloc(sizeof(float) * c->bucket, "gradient send buffer (one bucket)") : NULL;
+    if (!c->spans || !c->segs || !c->first || !c->need || !c->send) {
+        loom_status st = c->send ? loom_error(LOOM_ERR_NOMEM, "out of memory: communication buckets") : LOOM_ERR_NOMEM;
+        loom_comm_free(c);
+        return st;
+    }
+    if (c->overlap) {
+        if (pthread_create(&c->thread, NULL, comm_thread, c) != 0) c->overlap = 0;
+        else c->thread_up = 1;
+    }
+    *out = c;
+    return LOOM_OK;
+}
+
+void loom_comm_free(loom_comm *c) {
+    if (!c) return;
+    if (c->thread_up) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = 1;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->thread, NULL);
+    }
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    loom_free(c->recv);
+    loom_free(c->send);
+    free(c->spans);
+    free(c->segs);
+    free(c->first);
+    free(c->need);
+    free(c);
+}
+
+int loom_comm_overlaps(const loom_comm *c) { return c->overlap; }
+int loom_comm_buckets(const loom_comm *c) { return c->n_buckets; }
+size_t loom_comm_buffer_bytes(const loom_comm *c) { return 2 * sizeof(float) * c->bucket; }
+const loom_comm_span *loom_comm_spans(const loom_comm *c) { return c->spans; }
+
+void loom_comm_begin(loom_comm *c, float *buf, const loom_comm_layout *lay) {
+    pthread_mutex_lock(&c->mu);
+    LOOM_CHECK(c->done == c->n_buckets); /* the previous reduction has finished */
+    plan_build(c, lay);
+    c->buf = buf;
+    c->released = c->done = 0;
+    c->call_seq++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void release(loom_comm *c, int k) {
+    if (k <= c->released) return;
+    pthread_mutex_lock(&c->mu);
+    c->released = k;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void loom_comm_ready_rows(loom_comm *c) {
+    if (c->overlap) release(c, c->n_early);
+}
+
+void loom_comm_ready(loom_comm *c, size_t from) {
+    if (!c->overlap) return; /* without overlap, loom_comm_finish does everything */
+    int k = c->released;
+    while (k >= c->n_early && k < c->n_buckets && c->need[k] >= from) k++;
+    release(c, k);
+}
+
+void loom_comm_finish(loom_comm *c) {
+    if (c->overlap) {
+        release(c, c->n_buckets);
+        pthread_mutex_lock(&c->mu);
+        while (c->done < c->n_buckets) pthread_cond_wait(&c->cv, &c->mu);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    for (int k = 0; k < c->n_buckets; k++) {
+        c->spans[k].t0 = loom_now();
+        if (c->d->size > 1) reduce_bucket(c, k, 0);
+        c->spans[k].t1 = loom_now();
+    }
+    c->released = c->done = c->n_buckets;
+}

@@ -2,6 +2,7 @@
  * a safetensors write/read round trip; a battery of malformed headers, each of which
  * must fail with a message naming the label; and a seeded mutation loop (run it under
  * ASan/UBSan to catch out-of-bounds reads). Not a benchmark. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -614,7 +615,29 @@ static void test_mutations(void) {
     free(orig);
 }
 
+/* CRC32C: the standard check value, and combine(crc(A), crc(B), |B|) == crc(A||B)
+ * for every split of random buffers (the parallel checkpoint writer combines per-rank
+ * pieces this way) */
+static void test_crc32c(void) {
+    CHECK(loom_crc32c(0, "123456789", 9) == 0xe3069283u);
+    unsigned char buf[1000];
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (unsigned char)x;
+    }
+    const size_t lens[] = {0, 1, 7, 64, 999, 1000};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const size_t n = lens[li];
+        uint32_t whole = loom_crc32c(0, buf, n);
+        for (size_t cut = 0; cut <= n; cut += 1 + cut / 3)
+            CHECK_MSG(loom_crc32c_combine(loom_crc32c(0, buf, cut), loom_crc32c(0, buf + cut, n - cut), n - cut) == whole,
+                      "crc32c combine, length %zu cut at %zu", n, cut);
+    }
+}
+
 int main(void) {
+    test_crc32c();
     snprintf(g_tmp, sizeof g_tmp, "/tmp/loom_test_st_%d.safetensors", (int)getpid());
     size_t live0 = loom_alloc_bytes_live();
     test_json_values();

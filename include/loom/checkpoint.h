@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "loom/dist.h"
 #include "loom/model.h"
 #include "loom/optim.h"
 #include "loom/safetensors.h"
@@ -41,6 +42,15 @@ typedef struct loom_ckpt_state {
  * *bytes receives the file size. */
 loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const loom_adamw *opt,
                            const loom_ckpt_state *st, char *path_out, size_t cap, double *bytes);
+
+/* The same, written by all ranks at once into one file with MPI-IO (collective): rank
+ * r writes the parameters and AdamW moments of its shard [lo, hi) of loom_dist_shard
+ * (opt holds at least that range: a ZeRO shard or everything), rank 0 the header with
+ * the tensors' CRC32Cs combined from every rank's parts; rank 0 then commits as above.
+ * Every rank returns the same status. */
+loom_status loom_ckpt_save_dist(const loom_dist *d, const char *dir, int keep, const loom_gpt *g,
+                                const loom_adamw *opt, const loom_ckpt_state *st, char *path_out, size_t cap,
+                                double *bytes);
 
 /* Opens `file`, or (file == NULL) the checkpoint DIR/latest names, and verifies it.
  * For `latest`, a missing or corrupt file falls back to the newest intact step_* file,

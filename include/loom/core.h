@@ -76,6 +76,8 @@ loom_status loom_mkdir_p(const char *dir, const char *flag);
 
 /* CRC32C (Castagnoli), incremental: crc = loom_crc32c(crc, buf, n), starting at 0. */
 uint32_t loom_crc32c(uint32_t crc, const void *buf, size_t n);
+/* The CRC32C of A followed by B, from the CRC32Cs of A and B and B's length. */
+uint32_t loom_crc32c_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b);
 
 #ifdef __cplusplus
 }

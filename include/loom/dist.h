@@ -84,8 +84,6 @@ const loom_comm_span *loom_comm_spans(const loom_comm *c);
 
 /* Every rank's shard of buf to every rank (after each updated its own). */
 void loom_dist_allgather_shards(const loom_dist *d, float *buf, size_t n, size_t block);
-/* Rank 0 receives every rank's shard (shard = this rank's [lo, hi) part) into full (n). */
-void loom_dist_gather_shards(const loom_dist *d, const float *shard, float *full, size_t n, size_t block);
 /* Element-wise sum of v over ranks; exact when at most one rank is non-zero per element. */
 void loom_dist_sum_doubles(const loom_dist *d, double *v, int count);
 
@@ -95,6 +93,20 @@ void loom_dist_allgather_i32(const loom_dist *d, const int32_t *mine, int count,
 /* Rank 0 receives every rank's `n` ids, concatenated in rank order, into *all
  * (malloc'd, *total ids); other ranks get *all = NULL. Collective. */
 loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total);
+
+/* v from rank 0 to every rank. */
+void loom_dist_bcast_u64(const loom_dist *d, uint64_t *v);
+
+/* One file written by all ranks at once with MPI-IO (collective writes at explicit
+ * offsets), then synced to the device and closed: each rank writes its n pieces. The
+ * file is created or truncated. Every rank returns the same status; the message names
+ * the file, and the rank when the failure was another's. */
+typedef struct loom_file_piece {
+    const void *data;
+    size_t bytes;
+    uint64_t offset;
+} loom_file_piece;
+loom_status loom_dist_write_file(const loom_dist *d, const char *path, const loom_file_piece *p, int n);
 
 /* Logical OR of `flag` over all ranks (collective). */
 int loom_dist_any(const loom_dist *d, int flag);

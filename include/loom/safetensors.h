@@ -62,6 +62,10 @@ void loom_st_writer_free(loom_st_writer *w);
 loom_status loom_st_writer_add(loom_st_writer *w, const char *name, loom_dtype dt, int ndim,
                                const int64_t *shape, const void *data);
 loom_status loom_st_writer_meta(loom_st_writer *w, const char *key, const char *value);
+/* The bytes before the tensor data (the 8-byte header length and the header), malloc'd
+ * into *out; the tensors' data follows them back to back in the order added, so a
+ * caller can write the file in parts (loom_ckpt_save_dist). */
+loom_status loom_st_writer_prefix(const loom_st_writer *w, unsigned char **out, size_t *len);
 /* Writes to `path` (created or truncated). Errors name the path. */
 loom_status loom_st_writer_write(loom_st_writer *w, const char *path);
 /* The same; with sync = 1 the data is also fsync'ed to the device before returning. */

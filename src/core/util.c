@@ -206,3 +206,25 @@ char *loom_read_file(const char *path, size_t *len) {
     *len = n;
     return buf;
 }
+
+/* CRC32C of A||B from crc(A), crc(B) and |B|: crc(A) times x^(8|B|) modulo the
+ * polynomial, plus crc(B). Polynomials are bit-reflected: bit 31 is x^0. */
+#define CRC32C_POLY 0x82f63b78u
+static uint32_t gf2_mulmod(uint32_t a, uint32_t b) {
+    uint32_t p = 0;
+    for (uint32_t m = 1u << 31; m; m >>= 1) {
+        if (a & m) p ^= b;
+        b = b & 1 ? (b >> 1) ^ CRC32C_POLY : b >> 1; /* b * x */
+    }
+    return p;
+}
+
+uint32_t loom_crc32c_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
+    uint32_t xpow = 1u << 31;          /* x^0 */
+    uint32_t sq = 1u << 23;            /* x^8: one byte */
+    for (size_t n = len_b; n; n >>= 1) {
+        if (n & 1) xpow = gf2_mulmod(xpow, sq);
+        sq = gf2_mulmod(sq, sq);
+    }
+    return gf2_mulmod(xpow, crc_a) ^ crc_b;
+}

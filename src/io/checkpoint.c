@@ -134,26 +134,13 @@ static loom_status write_small_atomic(const char *dir, const char *name, const c
     return sync_dir(dir);
 }
 
-loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const loom_adamw *opt,
-                           const loom_ckpt_state *s, char *path_out, size_t cap, double *bytes) {
-    char name[64], path[4096], tmp[4200];
-    snprintf(name, sizeof name, CKPT_PREFIX "%08ld" CKPT_SUFFIX, s->step);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+/* The writer of a checkpoint: tensors (data from bufs: params, m, v, each the whole
+ * flat buffer), their CRCs and the metadata. */
+static loom_status ckpt_writer(const loom_gpt *g, const float *const bufs[3], const uint32_t *crc,
+                               const loom_ckpt_state *s, loom_st_writer **out) {
     const int nt = g->sizes.n_tensors;
-    uint32_t *crc = malloc(sizeof(uint32_t) * 3 * nt);
-    loom_st_writer *w = crc ? loom_st_writer_init() : NULL;
-    if (!w) {
-        free(crc);
-        return loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
-    }
-    const float *bufs[3] = {g->params, opt->m, opt->v};
-    /* CRC32C of every tensor, in parallel over tensors (each value is fixed) */
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int k = 0; k < 3 * nt; k++) {
-        const loom_param_info *pi = &g->params_info[k % nt];
-        crc[k] = loom_crc32c(0, bufs[k / nt] + pi->offset, pi->numel * sizeof(float));
-    }
+    loom_st_writer *w = loom_st_writer_init();
+    if (!w) return loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
     loom_status st = LOOM_OK;
     loom_json_buf crcs = {0};
     loom_json_buf_puts(&crcs, "{");
@@ -206,21 +193,32 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
         st = loom_st_writer_meta(w, "crc32c_meta", hex);
     }
     loom_json_buf_free(&crcs);
-    free(crc);
-    if (!st) st = loom_st_writer_write_ex(w, tmp, 1);
-    loom_st_writer_free(w);
-    if (!st) {
-        /* fault injection for the crash tests: widen the window between the complete
-         * temporary file and its commit, so a kill lands there */
-        const char *pause = getenv("LOOM_TEST_CKPT_PAUSE_MS");
-        if (pause) {
-            long ms = atol(pause);
-            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        if (rename(tmp, path) != 0) st = loom_error(LOOM_ERR_IO, "%s: cannot commit: %s", path, strerror(errno));
-    }
     if (st) {
+        loom_st_writer_free(w);
+        return st;
+    }
+    *out = w;
+    return LOOM_OK;
+}
+
+/* After the temporary file is complete and synced: rename it into place, sync the
+ * directory, point `latest` at it, then prune old and stale files. */
+static loom_status ckpt_commit(const char *dir, int keep, long step, char *path_out, size_t cap, double *bytes) {
+    char name[64], path[4096], tmp[4200];
+    snprintf(name, sizeof name, CKPT_PREFIX "%08ld" CKPT_SUFFIX, step);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    /* fault injection for the crash tests: widen the window between the complete
+     * temporary file and its commit, so a kill lands there */
+    const char *pause = getenv("LOOM_TEST_CKPT_PAUSE_MS");
+    if (pause) {
+        long ms = atol(pause);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    loom_status st = LOOM_OK;
+    if (rename(tmp, path) != 0) {
+        st = loom_error(LOOM_ERR_IO, "%s: cannot commit: %s", path, strerror(errno));
         unlink(tmp);
         return st;
     }
@@ -235,7 +233,7 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
     long *steps;
     int n = list_steps(dir, &steps);
     for (int i = keep > 0 ? keep : 1; i < n; i++) {
-        if (steps[i] == s->step) continue;
+        if (steps[i] == step) continue;
         char old[4096];
         snprintf(old, sizeof old, "%s/" CKPT_PREFIX "%08ld" CKPT_SUFFIX, dir, steps[i]);
         unlink(old);
@@ -254,6 +252,127 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
     }
     if (d) closedir(d);
     return LOOM_OK;
+}
+
+static void tmp_path(char *tmp, size_t cap, const char *dir, long step) {
+    snprintf(tmp, cap, "%s/." CKPT_PREFIX "%08ld" CKPT_SUFFIX ".tmp", dir, step);
+}
+
+loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const loom_adamw *opt,
+                           const loom_ckpt_state *s, char *path_out, size_t cap, double *bytes) {
+    char tmp[4200];
+    tmp_path(tmp, sizeof tmp, dir, s->step);
+    const int nt = g->sizes.n_tensors;
+    uint32_t *crc = malloc(sizeof(uint32_t) * 3 * nt);
+    if (!crc) return loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
+    const float *const bufs[3] = {g->params, opt->m, opt->v};
+    /* CRC32C of every tensor, in parallel over tensors (each value is fixed) */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int k = 0; k < 3 * nt; k++) {
+        const loom_param_info *pi = &g->params_info[k % nt];
+        crc[k] = loom_crc32c(0, bufs[k / nt] + pi->offset, pi->numel * sizeof(float));
+    }
+    loom_st_writer *w = NULL;
+    loom_status st = ckpt_writer(g, bufs, crc, s, &w);
+    free(crc);
+    if (!st) st = loom_st_writer_write_ex(w, tmp, 1);
+    loom_st_writer_free(w);
+    if (st) {
+        unlink(tmp);
+        return st;
+    }
+    return ckpt_commit(dir, keep, s->step, path_out, cap, bytes);
+}
+
+loom_status loom_ckpt_save_dist(const loom_dist *d, const char *dir, int keep, const loom_gpt *g,
+                                const loom_adamw *opt, const loom_ckpt_state *s, char *path_out, size_t cap,
+                                double *bytes) {
+    const size_t n = g->sizes.n_params;
+    const int nt = g->sizes.n_tensors, R = d->size, lead = d->rank == 0;
+    size_t lo, hi;
+    loom_dist_shard(d->rank, R, n, LOOM_NORM_BLOCK, &lo, &hi);
+    LOOM_CHECK(opt->lo <= lo && hi <= opt->hi);
+    for (int k = 1; k < nt; k++) /* the tensors lie back to back in the flat buffer, as in the file */
+        LOOM_CHECK(g->params_info[k].offset == g->params_info[k - 1].offset + g->params_info[k - 1].numel);
+    char tmp[4200];
+    tmp_path(tmp, sizeof tmp, dir, s->step);
+    /* 1. each rank: the CRC32C of each tensor's part inside its shard; rank 0 combines
+     * them in file order */
+    const float *shard[3] = {g->params + lo, opt->m + (lo - opt->lo), opt->v + (lo - opt->lo)};
+    uint32_t *mine = malloc(sizeof(uint32_t) * 3 * nt), *all = NULL, *crc = NULL;
+    if (!mine) return loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int k = 0; k < 3 * nt; k++) {
+        const loom_param_info *pi = &g->params_info[k % nt];
+        size_t a = pi->offset > lo ? pi->offset : lo, b = pi->offset + pi->numel < hi ? pi->offset + pi->numel : hi;
+        mine[k] = a < b ? loom_crc32c(0, shard[k / nt] + (a - lo), (b - a) * sizeof(float)) : 0;
+    }
+    size_t total = 0;
+    loom_status st = loom_dist_gather_u32(d, mine, 3 * (size_t)nt, &all, &total);
+    free(mine);
+    unsigned char *head = NULL;
+    size_t hlen = 0;
+    if (!st && lead) {
+        crc = calloc(3 * (size_t)nt, sizeof *crc);
+        int *order = malloc(sizeof(int) * R);
+        size_t *rlo = malloc(sizeof(size_t) * 2 * R);
+        if (!crc || !order || !rlo) {
+            st = loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
+        } else {
+            for (int r = 0; r < R; r++) loom_dist_shard(r, R, n, LOOM_NORM_BLOCK, &rlo[2 * r], &rlo[2 * r + 1]);
+            for (int r = 0; r < R; r++) order[r] = r;
+            for (int i = 1; i < R; i++) /* ranks by shard offset */
+                for (int j = i; j > 0 && rlo[2 * order[j]] < rlo[2 * order[j - 1]]; j--) {
+                    int t = order[j];
+                    order[j] = order[j - 1], order[j - 1] = t;
+                }
+            for (int k = 0; k < 3 * nt; k++) {
+                const loom_param_info *pi = &g->params_info[k % nt];
+                int any = 0;
+                for (int i = 0; i < R; i++) {
+                    const int r = order[i];
+                    size_t a = pi->offset > rlo[2 * r] ? pi->offset : rlo[2 * r];
+                    size_t b = pi->offset + pi->numel < rlo[2 * r + 1] ? pi->offset + pi->numel : rlo[2 * r + 1];
+                    if (a >= b) continue;
+                    uint32_t piece = all[(size_t)r * 3 * nt + k];
+                    crc[k] = any ? loom_crc32c_combine(crc[k], piece, (b - a) * sizeof(float)) : piece;
+                    any = 1;
+                }
+            }
+            /* only the header is built from this writer: its data pointers are never read */
+            const float *const placeholder[3] = {g->params, g->params, g->params};
+            loom_st_writer *w = NULL;
+            st = ckpt_writer(g, placeholder, crc, s, &w);
+            if (!st) st = loom_st_writer_prefix(w, &head, &hlen);
+            loom_st_writer_free(w);
+        }
+        free(order);
+        free(rlo);
+        unlink(tmp); /* a stale one from a killed save */
+    }
+    free(all);
+    free(crc);
+    /* 2. all ranks write at once: rank 0 the header, every rank its shard of the
+     * parameters, m and v, at their offsets behind the header */
+    if (loom_dist_any(d, st != LOOM_OK)) {
+        free(head);
+        return st ? st : loom_error(LOOM_ERR_IO, "%s: rank 0 could not prepare the checkpoint", tmp);
+    }
+    uint64_t base = hlen;
+    loom_dist_bcast_u64(d, &base);
+    loom_file_piece p[4];
+    int np = 0;
+    if (lead) p[np++] = (loom_file_piece){head, hlen, 0};
+    for (int b = 0; b < 3; b++)
+        p[np++] = (loom_file_piece){shard[b], (hi - lo) * sizeof(float), base + sizeof(float) * ((uint64_t)b * n + lo)};
+    st = loom_dist_write_file(d, tmp, p, np);
+    free(head);
+    /* 3. rank 0 commits; every rank learns the outcome */
+    if (!st && lead) st = ckpt_commit(dir, keep, s->step, path_out, cap, bytes);
+    if (st && lead) unlink(tmp);
+    if (loom_dist_any(d, st != LOOM_OK) && !st)
+        st = loom_error(LOOM_ERR_IO, "%s: rank 0 could not commit the checkpoint", tmp);
+    return st;
 }
 
 loom_status loom_ckpt_verify(const loom_st_file *f) {

@@ -653,6 +653,23 @@ static int write_fd(int fd, const void *p, size_t n, int *err) {
     return 1;
 }
 
+loom_status loom_st_writer_prefix(const loom_st_writer *w, unsigned char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    loom_json_buf hb = {0};
+    loom_status st = build_header(w, &hb);
+    unsigned char *p = st ? NULL : malloc(8 + hb.len);
+    if (!st && !p) st = loom_error(LOOM_ERR_NOMEM, "out of memory: " WLABEL " header");
+    if (!st) {
+        for (int i = 0; i < 8; i++) p[i] = (unsigned char)((uint64_t)hb.len >> (8 * i));
+        memcpy(p + 8, hb.data, hb.len);
+        *out = p;
+        *len = 8 + hb.len;
+    }
+    loom_json_buf_free(&hb);
+    return st;
+}
+
 loom_status loom_st_writer_write(loom_st_writer *w, const char *path) {
     return loom_st_writer_write_ex(w, path, 0);
 }

@@ -402,7 +402,6 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     const int quiet = o->quiet || !lead; /* only rank 0 prints and writes */
     loom_step_ctx sc = {0};
     loom_trace trace = {0};
-    float *full_m = NULL, *full_v = NULL;
     loom_gpt *g = NULL;
     loom_dataset *train = NULL, *val = NULL;
     loom_adamw opt = {0};
@@ -452,11 +451,6 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     size_t shard_lo = 0, shard_hi = g->sizes.n_params;
     if (o->zero) loom_dist_shard(rank, R, g->sizes.n_params, LOOM_NORM_BLOCK, &shard_lo, &shard_hi);
     if ((st = loom_adamw_init_shard(&opt, &ocfg, shard_lo, shard_hi))) goto done;
-    if (o->zero && R > 1 && o->ckpt_dir && lead) { /* rank 0 assembles the whole AdamW state to save it */
-        full_m = loom_alloc(sizeof(float) * g->sizes.n_params, "AdamW state for checkpoints");
-        full_v = full_m ? loom_alloc(sizeof(float) * g->sizes.n_params, "AdamW state for checkpoints") : NULL;
-        if (!full_v) { st = LOOM_ERR_NOMEM; goto done; }
-    }
     const loom_ckpt_state want = {.seed = o->seed, .batch = B, .seq_len = T, .shuffle = o->shuffle,
                                   .steps = o->steps, .total_batch_tokens = total, .optim = ocfg};
     if (resume) {
@@ -524,8 +518,9 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
                sc.comm ? loom_comm_buffer_bytes(sc.comm) / MiB : 0.0, 8.0 * opt.n / MiB, R > 1 ? zname[o->zero] : "",
                4.0 * (g->sizes.n_acts + g->sizes.n_grad_acts) / MiB, loom_alloc_bytes_live() / MiB);
         if (sc.comm)
-            printf("gradient communication: %d bucket(s) of %.1f MiB, %s\n", loom_comm_buckets(sc.comm),
-                   bucket_mb, loom_comm_overlaps(sc.comm) ? "overlapped with the backward" : "after the backward");
+            printf("gradient communication: buckets of %.1f MiB, %s\n", bucket_mb,
+                   loom_comm_overlaps(sc.comm) ? "overlapped with the backward (wte rows no input touches first)"
+                                               : "after the backward");
         printf("%d threads; MFU against %.0f GFLOP/s measured fp32 FMA peak\n", threads, peak / 1e9);
         fflush(stdout);
     }
@@ -587,17 +582,9 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             cs.adam_t = opt.t;
             char cpath[4096];
             double bytes = 0, ts = loom_now();
-            /* rank 0 writes the whole state (with ZeRO-1 it first gathers the AdamW shards) */
-            loom_adamw whole = opt;
-            if (o->zero && R > 1) {
-                loom_dist_gather_shards(dist, opt.m, full_m, g->sizes.n_params, LOOM_NORM_BLOCK);
-                loom_dist_gather_shards(dist, opt.v, full_v, g->sizes.n_params, LOOM_NORM_BLOCK);
-                whole.m = full_m, whole.v = full_v, whole.lo = 0, whole.hi = whole.n = g->sizes.n_params;
-            }
-            loom_status cst = lead ? loom_ckpt_save(o->ckpt_dir, o->keep, g, &whole, &cs, cpath, sizeof cpath, &bytes)
-                                   : LOOM_OK;
-            if (loom_dist_any(dist, cst != LOOM_OK) && !cst)
-                cst = loom_error(LOOM_ERR_IO, "rank 0 could not write the checkpoint");
+            /* one process writes alone; several write their shards at once with MPI-IO */
+            loom_status cst = R > 1 ? loom_ckpt_save_dist(dist, o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes)
+                                    : loom_ckpt_save(o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes);
             double dts = loom_now() - ts;
             loom_trace_add(sc.trace, "checkpoint", step + 1, ts);
             if (cst && !o->ckpt_errors_warn) {
@@ -650,8 +637,6 @@ done:
         loom_trace_free(&trace);
     }
     if (g) loom_step_ctx_free(&sc, g);
-    loom_free(full_m);
-    loom_free(full_v);
     loom_st_close(resume);
     if (metrics && fclose(metrics) != 0 && !st)
         st = loom_error(LOOM_ERR_IO, "%s/metrics.jsonl: write failed: %s", o->out_dir, strerror(errno));

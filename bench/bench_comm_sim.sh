@@ -12,7 +12,7 @@ hosts=$(mktemp)
 trap 'bash "$C/netcluster.sh" down 2; rm -f "$hosts"' EXIT
 printf '%sh1 slots=1\n%sh2 slots=1\n' "$LOOM_SIM_PREFIX" "$LOOM_SIM_PREFIX" >"$hosts"
 run() {
-  "$C/netns-rsh" "${LOOM_SIM_PREFIX}h1" mpirun --hostfile "$hosts" -np 2 --map-by ppr:1:node \
+  "$C/netns-rsh" "${LOOM_SIM_PREFIX}h1" mpirun --hostfile "$hosts" -np 2 --map-by ppr:1:node --bind-to none \
     --mca plm_rsh_agent "$C/netns-rsh" --mca btl tcp,self --mca pml ob1 --mca btl_tcp_if_include 198.18.0.0/24 \
     --mca oob_tcp_if_include 198.18.0.0/24 "$PWD/$build/bench/bench_comm" "$max"
 }

@@ -29,7 +29,7 @@ ms = [json.loads(l)['ms'] for l in open(sys.argv[1])][1:]
 print('%.0f' % statistics.median(ms))" "$1"
 }
 ranks2() { # $1: --overlap value
-  "$C/netns-rsh" "${LOOM_SIM_PREFIX}h1" mpirun --hostfile "$tmp/hosts" -np 2 --map-by ppr:1:node \
+  "$C/netns-rsh" "${LOOM_SIM_PREFIX}h1" mpirun --hostfile "$tmp/hosts" -np 2 --map-by ppr:1:node --bind-to none \
     --mca plm_rsh_agent "$C/netns-rsh" --mca btl tcp,self --mca pml ob1 --mca btl_tcp_if_include 198.18.0.0/24 \
     --mca oob_tcp_if_include 198.18.0.0/24 "$LOOM" train "${F[@]}" --total-batch-tokens $((2 * B * T)) \
     --zero "$zero" --overlap "$1" --out "$tmp/ov$1" >"$tmp/ov$1.log" 2>&1

@@ -330,9 +330,9 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
             g->grad_ready = last_backward_ready, g->grad_ready_ctx = c;
             loom_gpt_backward(g, in, B, T);
             g->grad_ready = NULL;
+            loom_trace_add(c->trace, "forward + backward", micro, tm);
             double tc = loom_now();
             loom_comm_finish(c->comm);
-            loom_trace_add(c->trace, "forward + backward", micro, tm);
             loom_trace_add(c->trace, c->sharded ? "reduce-scatter (rest)" : "all-reduce (rest)", -1, tc);
             trace_buckets(c, -1);
             sum = target;

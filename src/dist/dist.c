@@ -149,28 +149,27 @@ const char *loom_dist_library(void) {
 #endif
 }
 
+/* all[r*count ..] = mine of rank r, for floats or int32s */
+static void allgather(const loom_dist *d, const void *mine, int count, void *all, int is_float, const char *what) {
 #ifdef LOOM_HAVE_MPI
-static void allgather(const loom_dist *d, const void *mine, int count, void *all, MPI_Datatype t, const char *what) {
-    coll_begin(what, 0, -1);
-    MPI_Allgather(mine, count, t, all, count, t, MPI_COMM_WORLD);
-    coll_end();
-}
+    if (d->size > 1) {
+        MPI_Datatype t = is_float ? MPI_FLOAT : MPI_INT32_T;
+        coll_begin(what, 0, -1);
+        MPI_Allgather(mine, count, t, all, count, t, MPI_COMM_WORLD);
+        coll_end();
+        return;
+    }
 #endif
+    (void)d, (void)what;
+    memcpy(all, mine, (size_t)count * 4); /* float and int32 alike */
+}
 
 void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all) {
-#ifdef LOOM_HAVE_MPI
-    if (d->size > 1) return allgather(d, mine, count, all, MPI_FLOAT, "loss allgather");
-#endif
-    (void)d;
-    memcpy(all, mine, sizeof(float) * count);
+    allgather(d, mine, count, all, 1, "loss allgather");
 }
 
 void loom_dist_allgather_i32(const loom_dist *d, const int32_t *mine, int count, int32_t *all) {
-#ifdef LOOM_HAVE_MPI
-    if (d->size > 1) return allgather(d, mine, count, all, MPI_INT32_T, "input tokens allgather");
-#endif
-    (void)d;
-    memcpy(all, mine, sizeof(int32_t) * count);
+    allgather(d, mine, count, all, 0, "input tokens allgather");
 }
 
 loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total) {

@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build test demo asan clean bench
+.PHONY: all setup build test demo asan asan-mpi clean bench
 
 all: build
 
@@ -28,6 +28,12 @@ asan:
 	@# without MPI: Open MPI leaks at exit by design, which LeakSanitizer would report
 	@$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DLOOM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DLOOM_MPI=OFF"
 	@cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+# The MPI test under AddressSanitizer and UBSan, with an MPI build (LeakSanitizer off:
+# Open MPI keeps allocations until exit by design)
+asan-mpi:
+	@$(MAKE) build BUILD=build-asan-mpi CMAKE_FLAGS="-DLOOM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DLOOM_MPI=ON"
+	@LOOM=$(CURDIR)/build-asan-mpi/loom ASAN_OPTIONS=detect_leaks=0 bash tests/cli/mpi.sh
 
 bench: setup build
 	@bash bench/run_all.sh $(BUILD)

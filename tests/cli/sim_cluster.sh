@@ -17,7 +17,7 @@ M="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64 --data $PWD/d
 "$LOOM" train $M --out "$TMP/single"
 printf '%sh1 slots=1\n%sh2 slots=1\n' "$LOOM_SIM_PREFIX" "$LOOM_SIM_PREFIX" >"$TMP/hosts"
 timeout --kill-after=10 120 "$HERE/netns-rsh" "${LOOM_SIM_PREFIX}h1" \
-  mpirun --hostfile "$TMP/hosts" -np 2 --map-by ppr:1:node --mca plm_rsh_agent "$HERE/netns-rsh" \
+  mpirun --hostfile "$TMP/hosts" -np 2 --map-by ppr:1:node --bind-to none --mca plm_rsh_agent "$HERE/netns-rsh" \
   --mca btl tcp,self --mca pml ob1 --mca btl_tcp_if_include 198.18.0.0/24 --mca oob_tcp_if_include 198.18.0.0/24 \
   --mca mpi_yield_when_idle 1 "$LOOM" train $(echo $M) --out "$TMP/sim" >"$TMP/sim.log" 2>&1
 rc=$?

@@ -5,6 +5,7 @@
  * bytes/t * (n-1)/n. Run under mpirun with a power-of-two rank count:
  *   mpirun -np 2 build/bench/bench_comm [MAX_MIB=256] */
 #include <mpi.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,6 +40,13 @@ int main(int argc, char **argv) {
     if (loom_dist_init(&argc, &argv, &d)) {
         fprintf(stderr, "%s\n", loom_error_msg());
         return 1;
+    }
+    /* the node's cores split among its ranks, as loom train does (the adds of received
+     * data run on them); OMP_NUM_THREADS overrides */
+    if (!getenv("OMP_NUM_THREADS")) {
+        loom_cpu_info ci;
+        loom_cpu_detect(&ci);
+        omp_set_num_threads(ci.n_cpus / d.local_size > 0 ? ci.n_cpus / d.local_size : 1);
     }
     size_t max_mib = argc > 1 ? (size_t)atol(argv[1]) : 256;
     size_t nmax = max_mib << 18; /* floats */

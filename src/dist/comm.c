@@ -159,7 +159,7 @@ static void add_part(loom_comm *c, int k, size_t lo, size_t hi, const float *r, 
         float *restrict x = c->buf + a;
         const float *restrict y = r + off;
         const size_t m = b - a;
-        if (parallel) {
+        if (parallel && m >= ((size_t)1 << 18)) { /* a parallel region costs more than a small add */
 #pragma omp parallel for simd schedule(static)
             for (size_t e = 0; e < m; e++) x[e] = x[e] + y[e];
         } else {

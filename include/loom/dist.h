@@ -50,7 +50,7 @@ void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, siz
  * With overlap (and MPI_THREAD_SERIALIZED) a communication thread reduces each bucket
  * as soon as loom_comm_ready releases it; the caller makes no MPI call between
  * loom_comm_begin and the return of loom_comm_finish. */
-typedef enum loom_comm_mode { LOOM_COMM_ALLREDUCE, LOOM_COMM_REDUCE_SCATTER } loom_comm_mode;
+typedef enum loom_comm_mode { LOOM_COMM_ALLREDUCE, LOOM_COMM_REDUCE_SCATTER, LOOM_COMM_ALLGATHER } loom_comm_mode;
 typedef struct loom_comm loom_comm;
 typedef struct loom_comm_span { double t0, t1; } loom_comm_span;
 /* Where a GPT gradient becomes final: rows [0, rows) of `width` floats (the tied
@@ -76,14 +76,23 @@ void loom_comm_ready_rows(loom_comm *c);
 void loom_comm_ready(loom_comm *c, size_t from);
 /* All of buf is final: reduces what is left and returns when every bucket is done. */
 void loom_comm_finish(loom_comm *c);
+/* The parameter all-gather (ZeRO): every rank's shard of loom_dist_shard to every rank,
+ * in buckets the caller lays out in the order it will need them: plan_begin, then
+ * plan_add segments (buckets close at the bucket size) and plan_cut where a bucket
+ * must end (it returns the buckets so far), then start; with overlap the thread sends
+ * them all at once. loom_comm_wait(c, k) returns when buckets [0, k) are done (without
+ * overlap it moves them itself). */
+void loom_comm_plan_begin(loom_comm *c);
+void loom_comm_plan_add(loom_comm *c, size_t a, size_t b);
+int loom_comm_plan_cut(loom_comm *c);
+void loom_comm_start_allgather(loom_comm *c, float *buf);
+void loom_comm_wait(loom_comm *c, int k);
 int loom_comm_overlaps(const loom_comm *c);      /* 1 when a thread overlaps the reduction */
 int loom_comm_buckets(const loom_comm *c);
 size_t loom_comm_buffer_bytes(const loom_comm *c); /* its send and receive buffers: one bucket each */
 /* when each bucket of the last reduction was reduced (bucket k: [k]) */
 const loom_comm_span *loom_comm_spans(const loom_comm *c);
 
-/* Every rank's shard of buf to every rank (after each updated its own). */
-void loom_dist_allgather_shards(const loom_dist *d, float *buf, size_t n, size_t block);
 /* Element-wise sum of v over ranks; exact when at most one rank is non-zero per element. */
 void loom_dist_sum_doubles(const loom_dist *d, double *v, int count);
 

@@ -90,6 +90,13 @@ struct loom_gpt {
      * inputs are final (only the embedding backward adds to wte after the LM head). */
     void (*grad_ready)(void *ctx, size_t from);
     void *grad_ready_ctx;
+    /* Set by the caller (may be NULL): loom_gpt_forward calls param_wait(ctx, where)
+     * before it reads parameters: where = -1 before the embeddings (the input tokens'
+     * rows of wte and wpe), l before layer l, n_layer before ln_f and the LM head (all
+     * of wte), so parameters still arriving from other ranks can be waited for piece by
+     * piece. */
+    void (*param_wait)(void *ctx, int where);
+    void *param_wait_ctx;
 };
 
 /* Builds a model with capacity for micro-batches of max_B x max_T (T <= block_size).

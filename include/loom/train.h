@@ -80,6 +80,9 @@ typedef struct loom_step_ctx {
     double *norm_partials;       /* (n_params / LOOM_NORM_BLOCK + 1) grad-norm block sums */
     struct loom_trace *trace;    /* per-rank timeline, or NULL */
     unsigned char *late;         /* (vocab) wte rows the embedding backward touches on some rank */
+    unsigned char *early;        /* (vocab) wte rows the first forward's embedding reads on some rank */
+    int params_stale;            /* ZeRO: other ranks' shards of the parameters not gathered yet */
+    int *gather_need;            /* (n_layer + 2) buckets of the all-gather each forward stage waits for */
     int32_t *all_inputs;         /* every rank's inputs of the micro-batches being reduced */
     loom_comm_layout layout;     /* where the gradient becomes final (wte rows, wpe, layers) */
     float *hook_cur;             /* during the last backward: its gradient buffer, */
@@ -93,6 +96,9 @@ typedef struct loom_step_ctx {
 loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero,
                                size_t bucket, int overlap);
 void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g);
+/* ZeRO: completes the parameter all-gather that the next step would overlap with its
+ * forward (before an evaluation, a save or anything else that reads all parameters). */
+void loom_step_ctx_sync_params(loom_step_ctx *c, loom_gpt *g);
 /* The global index of this rank's j-th micro-batch of a step: rank*local + j, or with
  * ZeRO-2 j*ranks + rank. */
 int loom_step_ctx_micro(const loom_step_ctx *c, int j);

@@ -28,7 +28,7 @@ typedef struct seg { size_t a, b; } seg;
 struct loom_comm {
     const loom_dist *d;
     size_t n, bucket;   /* floats in the buffer; at most in a bucket */
-    loom_comm_mode mode;
+    loom_comm_mode mode, red_mode; /* the current call's; the reductions' (from init) */
     int overlap;
     size_t block;       /* reduce-scatter: shard bounds are multiples of this */
     float *send, *recv; /* (bucket) this rank's and the partner's part of the current bucket */
@@ -150,8 +150,8 @@ static size_t count_part(const loom_comm *c, int k, size_t lo, size_t hi) {
 }
 
 /* buf[i] = buf[i] + partner[i] over the bucket's elements inside [lo, hi): per element
- * the same addition as the unbucketed sum */
-static void add_part(loom_comm *c, int k, size_t lo, size_t hi, const float *r, int parallel) {
+ * the same addition as the unbucketed sum; or (copy) buf[i] = partner[i] */
+static void add_part(loom_comm *c, int k, size_t lo, size_t hi, const float *r, int parallel, int copy) {
     size_t off = 0;
     for (int i = c->first[k]; i < c->first[k + 1]; i++) {
         size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
@@ -159,7 +159,9 @@ static void add_part(loom_comm *c, int k, size_t lo, size_t hi, const float *r, 
         float *restrict x = c->buf + a;
         const float *restrict y = r + off;
         const size_t m = b - a;
-        if (parallel && m >= ((size_t)1 << 18)) { /* a parallel region costs more than a small add */
+        if (copy) {
+            memcpy(x, y, sizeof(float) * m);
+        } else if (parallel && m >= ((size_t)1 << 18)) { /* a parallel region costs more than a small add */
 #pragma omp parallel for simd schedule(static)
             for (size_t e = 0; e < m; e++) x[e] = x[e] + y[e];
         } else {
@@ -190,12 +192,56 @@ static void wait_reqs(MPI_Request *r, int n, int thread) {
 }
 #endif
 
+#ifdef LOOM_HAVE_MPI
+/* One exchange with `partner`: this rank's part of bucket k inside [sa, sb) goes out,
+ * the partner's inside [ra, rb) comes into c->recv. */
+static size_t exchange(loom_comm *c, int k, int partner, int tag, size_t sa, size_t sb, size_t ra, size_t rb,
+                       int thread) {
+    const float *src;
+    size_t ns = gather_part(c, k, sa, sb, c->send, &src), nr = count_part(c, k, ra, rb);
+    if (!src) src = c->send;
+    MPI_Request r[2];
+    int nreq = 0;
+    if (nr) MPI_Irecv(c->recv, (int)nr, MPI_FLOAT, partner, tag, MPI_COMM_WORLD, &r[nreq++]);
+    if (ns) MPI_Isend(src, (int)ns, MPI_FLOAT, partner, tag, MPI_COMM_WORLD, &r[nreq++]);
+    wait_reqs(r, nreq, thread);
+    return nr;
+}
+
+/* The all-gather of bucket k: recursive halving's stages in reverse (the largest
+ * distance first); at each one a rank sends the range its group owns and receives its
+ * sibling group's, so every rank ends with every shard. */
+static void gather_bucket(loom_comm *c, int k, int thread, int tag) {
+    const int rank = c->d->rank, R = c->d->size;
+    size_t kept[2 * 32], sent[2 * 32];
+    int stages = 0;
+    size_t ga = 0, gb = c->n;
+    for (int j = 1; j < R; j <<= 1, stages++) {
+        const size_t mid = ga + (gb - ga) / 2 / c->block * c->block;
+        kept[2 * stages] = rank & j ? mid : ga, kept[2 * stages + 1] = rank & j ? gb : mid;
+        sent[2 * stages] = rank & j ? ga : mid, sent[2 * stages + 1] = rank & j ? mid : gb;
+        ga = kept[2 * stages], gb = kept[2 * stages + 1];
+    }
+    for (int st = stages - 1; st >= 0; st--) {
+        const int partner = rank ^ (1 << st);
+        loom_dist_coll_begin("parameter all-gather", k, c->n_buckets, 1 << st, partner);
+        size_t nr = exchange(c, k, partner, tag, kept[2 * st], kept[2 * st + 1], sent[2 * st], sent[2 * st + 1], thread);
+        loom_dist_coll_end();
+        if (nr) add_part(c, k, sent[2 * st], sent[2 * st + 1], c->recv, 0, 1);
+    }
+}
+#endif
+
 /* Reduces bucket k of c->buf (on the communication thread when thread = 1). */
 static void reduce_bucket(loom_comm *c, int k, int thread) {
 #ifdef LOOM_HAVE_MPI
     const int rank = c->d->rank, R = c->d->size;
     /* tags differ per reduction call and bucket, so that no message can match another's */
     const int tag = (int)(((unsigned)c->call_seq * 65536u + (unsigned)k) & 0x3fffffu);
+    if (c->mode == LOOM_COMM_ALLGATHER) {
+        gather_bucket(c, k, thread, tag);
+        return;
+    }
     size_t ga = 0, gb = c->n; /* reduce-scatter: the range this rank's group still owns */
     for (int j = 1; j < R; j <<= 1) {
         const int partner = rank ^ j;
@@ -208,16 +254,9 @@ static void reduce_bucket(loom_comm *c, int k, int thread) {
         }
         loom_dist_coll_begin(c->mode == LOOM_COMM_ALLREDUCE ? "gradient tree sum" : "gradient reduce-scatter", k,
                              c->n_buckets, j, partner);
-        const float *src;
-        size_t ns = gather_part(c, k, sa, sb, c->send, &src), nr = count_part(c, k, ka, kb);
-        if (!src) src = c->send;
-        MPI_Request r[2];
-        int nreq = 0;
-        if (nr) MPI_Irecv(c->recv, (int)nr, MPI_FLOAT, partner, tag, MPI_COMM_WORLD, &r[nreq++]);
-        if (ns) MPI_Isend(src, (int)ns, MPI_FLOAT, partner, tag, MPI_COMM_WORLD, &r[nreq++]);
-        wait_reqs(r, nreq, thread);
+        size_t nr = exchange(c, k, partner, tag, sa, sb, ka, kb, thread);
         loom_dist_coll_end();
-        if (nr) add_part(c, k, ka, kb, c->recv, !thread);
+        if (nr) add_part(c, k, ka, kb, c->recv, !thread, 0);
     }
 #else
     (void)c, (void)k, (void)thread;
@@ -253,7 +292,7 @@ loom_status loom_comm_init(loom_comm **out, const loom_dist *d, size_t n, size_t
     c->d = d;
     c->n = n;
     c->bucket = bucket < n ? bucket : (n ? n : 1);
-    c->mode = mode;
+    c->mode = c->red_mode = mode;
     c->cap_buckets = (int)(n / c->bucket) + 8;
     c->cap_segs = 2 * (int)max_rows + 2 * c->cap_buckets + 8;
     c->block = block ? block : 1;
@@ -304,14 +343,32 @@ int loom_comm_buckets(const loom_comm *c) { return c->n_buckets; }
 size_t loom_comm_buffer_bytes(const loom_comm *c) { return 2 * sizeof(float) * c->bucket; }
 const loom_comm_span *loom_comm_spans(const loom_comm *c) { return c->spans; }
 
-void loom_comm_begin(loom_comm *c, float *buf, const loom_comm_layout *lay) {
-    pthread_mutex_lock(&c->mu);
-    LOOM_CHECK(c->done == c->n_buckets); /* the previous reduction has finished */
-    plan_build(c, lay);
+static void start(loom_comm *c, float *buf, loom_comm_mode mode) {
     c->buf = buf;
+    c->mode = mode;
     c->released = c->done = 0;
     c->call_seq++;
+}
+
+void loom_comm_begin(loom_comm *c, float *buf, const loom_comm_layout *lay) {
+    pthread_mutex_lock(&c->mu);
+    LOOM_CHECK(c->done == c->n_buckets); /* the previous call has finished */
+    plan_build(c, lay);
+    start(c, buf, c->red_mode);
     pthread_mutex_unlock(&c->mu);
+}
+
+void loom_comm_plan_begin(loom_comm *c) {
+    LOOM_CHECK(c->done == c->n_buckets);
+    c->n_segs = c->n_buckets = c->n_early = c->open = 0;
+    c->first[0] = 0;
+}
+
+void loom_comm_plan_add(loom_comm *c, size_t a, size_t b) { plan_add(c, a, b, 0); }
+
+int loom_comm_plan_cut(loom_comm *c) {
+    plan_close(c);
+    return c->n_buckets;
 }
 
 static void release(loom_comm *c, int k) {
@@ -322,29 +379,40 @@ static void release(loom_comm *c, int k) {
     pthread_mutex_unlock(&c->mu);
 }
 
+void loom_comm_start_allgather(loom_comm *c, float *buf) {
+    plan_close(c);
+    pthread_mutex_lock(&c->mu);
+    start(c, buf, LOOM_COMM_ALLGATHER);
+    pthread_mutex_unlock(&c->mu);
+    if (c->overlap) release(c, c->n_buckets); /* the data is all there */
+}
+
 void loom_comm_ready_rows(loom_comm *c) {
     if (c->overlap) release(c, c->n_early);
 }
 
 void loom_comm_ready(loom_comm *c, size_t from) {
-    if (!c->overlap) return; /* without overlap, loom_comm_finish does everything */
+    if (!c->overlap) return; /* without overlap, loom_comm_wait does everything */
     int k = c->released;
     while (k >= c->n_early && k < c->n_buckets && c->need[k] >= from) k++;
     release(c, k);
 }
 
-void loom_comm_finish(loom_comm *c) {
+void loom_comm_wait(loom_comm *c, int k) {
+    if (k > c->n_buckets) k = c->n_buckets;
     if (c->overlap) {
-        release(c, c->n_buckets);
+        release(c, k);
         pthread_mutex_lock(&c->mu);
-        while (c->done < c->n_buckets) pthread_cond_wait(&c->cv, &c->mu);
+        while (c->done < k) pthread_cond_wait(&c->cv, &c->mu);
         pthread_mutex_unlock(&c->mu);
         return;
     }
-    for (int k = 0; k < c->n_buckets; k++) {
-        c->spans[k].t0 = loom_now();
-        if (c->d->size > 1) reduce_bucket(c, k, 0);
-        c->spans[k].t1 = loom_now();
+    for (; c->done < k; c->done++) { /* without the thread: here, in order */
+        c->spans[c->done].t0 = loom_now();
+        if (c->d->size > 1) reduce_bucket(c, c->done, 0);
+        c->spans[c->done].t1 = loom_now();
     }
-    c->released = c->done = c->n_buckets;
+    c->released = c->done;
 }
+
+void loom_comm_finish(loom_comm *c) { loom_comm_wait(c, c->n_buckets); }

@@ -328,33 +328,6 @@ void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, siz
     *hi = b;
 }
 
-#ifdef LOOM_HAVE_MPI
-/* counts and displacements of every rank's shard (ints: shards below 2^31 floats) */
-static void shard_layout(const loom_dist *d, size_t n, size_t block, int *counts, int *displs) {
-    for (int r = 0; r < d->size; r++) {
-        size_t lo, hi;
-        loom_dist_shard(r, d->size, n, block, &lo, &hi);
-        LOOM_CHECK(hi <= (size_t)INT32_MAX);
-        counts[r] = (int)(hi - lo);
-        displs[r] = (int)lo;
-    }
-}
-#endif
-
-void loom_dist_allgather_shards(const loom_dist *d, float *buf, size_t n, size_t block) {
-#ifdef LOOM_HAVE_MPI
-    if (d->size < 2) return;
-    int *counts = malloc(sizeof(int) * 2 * d->size);
-    LOOM_CHECK(counts != NULL);
-    shard_layout(d, n, block, counts, counts + d->size);
-    coll_begin("parameter all-gather", 0, -1);
-    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + d->size, MPI_FLOAT, MPI_COMM_WORLD);
-    coll_end();
-    free(counts);
-#else
-    (void)d, (void)buf, (void)n, (void)block;
-#endif
-}
 
 void loom_dist_sum_doubles(const loom_dist *d, double *v, int count) {
 #ifdef LOOM_HAVE_MPI

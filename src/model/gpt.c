@@ -248,11 +248,13 @@ float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *target
     const int nt = g->sizes.n_tensors;
     global_acts ga;
     cut_acts(g, 0, NULL, &ga);
+    if (g->param_wait) g->param_wait(g->param_wait_ctx, -1);
     OP(LOOM_PROF_EMBED, be->encoder_forward(ga.encoded, inputs, P(0), P(1), B, T, C));
     const float *res = ga.encoded;
     for (int l = 0; l < L; l++) {
         layer_acts a;
         cut_acts(g, l, &a, NULL);
+        if (g->param_wait) g->param_wait(g->param_wait_ctx, l);
         OP(LOOM_PROF_LAYERNORM, be->layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, res, LP(l, LOOM_LN1_W),
                                                       LP(l, LOOM_LN1_B), BT, C));
         OP(LOOM_PROF_MATMUL,
@@ -271,6 +273,7 @@ float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *target
         OP(LOOM_PROF_RESIDUAL, be->residual_forward(a.res3, a.res2, ga.scratch, (size_t)BT * C));
         res = a.res3;
     }
+    if (g->param_wait) g->param_wait(g->param_wait_ctx, L);
     OP(LOOM_PROF_LAYERNORM,
        be->layernorm_forward(ga.lnf, ga.lnf_mean, ga.lnf_rstd, res, P(nt - 2), P(nt - 1), BT, C));
     /* tied LM head: logits(BT,V) = lnf(BT,C) @ wte(V,C)^T */

@@ -137,11 +137,13 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
                                  LOOM_NORM_BLOCK, overlap, V)))
             goto fail;
         st = LOOM_ERR_NOMEM;
-        const size_t per_rank = (size_t)(c->strided ? c->local : 1) * g->max_B * g->max_T;
-        if (!(c->late = loom_alloc(V, "embedding rows of the step")) ||
+        const size_t per_rank = (size_t)c->local * g->max_B * g->max_T;
+        if (!(c->late = loom_alloc(2 * V, "embedding rows of the step")) ||
+            !(c->gather_need = loom_alloc(sizeof(int) * (g->cfg.n_layer + 2), "all-gather plan")) ||
             !(c->all_inputs = loom_alloc(sizeof(int32_t) * R * per_rank, "every rank's inputs")))
             goto fail;
         /* wte (V rows of C), then wpe, then the layers */
+        c->early = c->late + V;
         c->layout = (loom_comm_layout){V, (size_t)g->cfg.n_embd, g->params_info[loom_gpt_layer_tensor(0, 0)].offset,
                                        c->late};
     }
@@ -160,6 +162,7 @@ void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g) {
     if (c->orig_grads) g->grads = c->orig_grads; /* hand the model back the buffer it allocated */
     loom_comm_free(c->comm);
     loom_free(c->late);
+    loom_free(c->gather_need);
     loom_free(c->all_inputs);
     loom_free(c->losses);
     loom_free(c->norm_partials);
@@ -260,24 +263,61 @@ static void micro_backward_ready(void *ctx, size_t from) {
     else loom_comm_ready(ctx, from);
 }
 
-/* Marks in layout.late the input tokens of micro-batch j of every rank (all_inputs:
- * each rank's `per_rank` micro-batches of bt ids, gathered). */
-static void mark_late_rows(loom_step_ctx *c, int j, int per_rank, size_t bt) {
+/* mask[t] = 1 for the input tokens of this rank's j-th micro-batch on every rank (from
+ * all_inputs: each rank's local micro-batches of bt ids, gathered) */
+static void mark_rows(loom_step_ctx *c, unsigned char *mask, int j, size_t bt) {
     const int R = c->dist->size;
-    memset(c->late, 0, c->layout.rows);
+    memset(mask, 0, c->layout.rows);
     for (int r = 0; r < R; r++) {
-        const int32_t *ids = c->all_inputs + ((size_t)r * per_rank + j) * bt;
-        for (size_t i = 0; i < bt; i++) c->late[ids[i]] = 1;
+        const int32_t *ids = c->all_inputs + ((size_t)r * c->local + j) * bt;
+        for (size_t i = 0; i < bt; i++) mask[ids[i]] = 1;
     }
 }
 
+/* ZeRO: the parameters that the last AdamW updated on other ranks arrive during the
+ * first forward of the step, in the order it reads them: the first micro-batches'
+ * input rows of wte and wpe, each layer, then ln_f and the rest of wte (LM head). */
+static void start_param_gather(loom_step_ctx *c, loom_gpt *g, size_t bt) {
+    const loom_comm_layout *l = &c->layout;
+    const int L = g->cfg.n_layer, nt = g->sizes.n_tensors;
+    mark_rows(c, c->early, 0, bt);
+    loom_comm_plan_begin(c->comm);
+    for (size_t r = 0; r < l->rows; r++)
+        if (c->early[r]) loom_comm_plan_add(c->comm, r * l->width, (r + 1) * l->width);
+    loom_comm_plan_add(c->comm, l->rows * l->width, l->late_end);
+    c->gather_need[0] = loom_comm_plan_cut(c->comm);
+    for (int i = 0; i < L; i++) {
+        size_t a = g->params_info[loom_gpt_layer_tensor(i, 0)].offset;
+        size_t b = i + 1 < L ? g->params_info[loom_gpt_layer_tensor(i + 1, 0)].offset : g->params_info[nt - 2].offset;
+        loom_comm_plan_add(c->comm, a, b);
+        c->gather_need[i + 1] = loom_comm_plan_cut(c->comm);
+    }
+    loom_comm_plan_add(c->comm, g->params_info[nt - 2].offset, g->sizes.n_params);
+    for (size_t r = 0; r < l->rows; r++)
+        if (!c->early[r]) loom_comm_plan_add(c->comm, r * l->width, (r + 1) * l->width);
+    c->gather_need[L + 1] = loom_comm_plan_cut(c->comm);
+    loom_comm_start_allgather(c->comm, g->params);
+}
+
+static void param_wait(void *ctx, int where) {
+    loom_step_ctx *c = ctx;
+    loom_comm_wait(c->comm, c->gather_need[where + 1]);
+}
+
+void loom_step_ctx_sync_params(loom_step_ctx *c, loom_gpt *g) {
+    if (!c->params_stale) return;
+    loom_comm_plan_begin(c->comm);
+    loom_comm_plan_add(c->comm, 0, g->sizes.n_params);
+    loom_comm_start_allgather(c->comm, g->params);
+    loom_comm_finish(c->comm);
+    c->params_stale = 0;
+}
+
 /* the communication thread's bucket timings into the trace (main thread, after finish) */
-static void trace_buckets(loom_step_ctx *c, int micro) {
+static void trace_buckets(loom_step_ctx *c, const char *name, int micro) {
     if (!c->trace) return;
     const loom_comm_span *sp = loom_comm_spans(c->comm);
-    for (int k = 0; k < loom_comm_buckets(c->comm); k++)
-        loom_trace_add_span(c->trace, c->sharded ? "bucket reduce-scatter" : "bucket all-reduce", micro, 1, sp[k].t0,
-                            sp[k].t1);
+    for (int k = 0; k < loom_comm_buckets(c->comm); k++) loom_trace_add_span(c->trace, name, micro, 1, sp[k].t0, sp[k].t1);
 }
 
 float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int32_t *inputs,
@@ -294,9 +334,8 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     /* which wte rows the embedding backward touches on any rank: the last micro-batch's
      * inputs (ZeRO-2: every micro-batch's); the other rows are sent right after the LM head */
     if (R > 1) {
-        const int per_rank = c->strided ? c->local : 1;
-        loom_dist_allgather_i32(c->dist, inputs + (c->strided ? 0 : (size_t)(c->local - 1) * bt), (int)(per_rank * bt),
-                                c->all_inputs);
+        loom_dist_allgather_i32(c->dist, inputs, (int)(c->local * bt), c->all_inputs);
+        if (c->params_stale) start_param_gather(c, g, bt);
     }
     for (int micro = 0; micro < c->local; micro++) {
         const int32_t *in = inputs + (size_t)micro * B * T, *tg = targets + (size_t)micro * B * T;
@@ -305,19 +344,26 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
         float *cur = c->pool[--c->n_free];
         g->grads = c->strided ? c->work : cur;
         loom_gpt_zero_grad(g);
+        if (c->params_stale) g->param_wait = param_wait, g->param_wait_ctx = c;
         mine[micro] = loom_gpt_forward(g, in, tg, B, T, grad_scale);
+        if (c->params_stale) { /* the forward has waited for every bucket */
+            g->param_wait = NULL;
+            loom_comm_finish(c->comm);
+            trace_buckets(c, "bucket all-gather", micro);
+            c->params_stale = 0;
+        }
         if (c->strided) {
             /* ZeRO-2: this micro-batch's gradient, reduce-scattered over the ranks during
              * its backward (the ranks hold consecutive global micro-batches), keeps only
              * the shard; the tree over micro-batches then runs on shards */
-            mark_late_rows(c, micro, c->local, bt);
+            mark_rows(c, c->late, micro, bt);
             loom_comm_begin(c->comm, c->work, &c->layout);
             g->grad_ready = micro_backward_ready, g->grad_ready_ctx = c->comm;
             loom_gpt_backward(g, in, B, T);
             g->grad_ready = NULL;
             loom_comm_finish(c->comm);
             loom_trace_add(c->trace, "forward + backward + reduce-scatter", micro, tm);
-            trace_buckets(c, micro);
+            trace_buckets(c, "bucket reduce-scatter", micro);
             memcpy(cur, c->work + c->lo, sizeof(float) * c->tree_n);
         } else if (last && R > 1) {
             /* the sum's buffer is known before the backward: buckets are folded and sent
@@ -325,7 +371,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
             c->hook_cur = cur;
             c->hook_done = n;
             float *target = tree_fold(c, cur, 0, 0); /* an empty range: only which buffer */
-            mark_late_rows(c, 0, 1, bt);
+            mark_rows(c, c->late, c->local - 1, bt);
             loom_comm_begin(c->comm, target, &c->layout);
             g->grad_ready = last_backward_ready, g->grad_ready_ctx = c;
             loom_gpt_backward(g, in, B, T);
@@ -334,7 +380,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
             double tc = loom_now();
             loom_comm_finish(c->comm);
             loom_trace_add(c->trace, c->sharded ? "reduce-scatter (rest)" : "all-reduce (rest)", -1, tc);
-            trace_buckets(c, -1);
+            trace_buckets(c, c->sharded ? "bucket reduce-scatter" : "bucket all-reduce", -1);
             sum = target;
             continue;
         } else {
@@ -375,9 +421,9 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     loom_trace_add(c->trace, "grad norm", -1, t0);
     loom_adamw_step_shard(opt, g, grad, lr, norm);
     loom_trace_add(c->trace, "adamw", -1, t1);
-    double ta = loom_now();
-    if (c->sharded) loom_dist_allgather_shards(c->dist, g->params, n, LOOM_NORM_BLOCK);
-    if (c->sharded) loom_trace_add(c->trace, "parameter all-gather", -1, ta);
+    /* ZeRO: the other ranks' updated shards arrive during the next step's first forward
+     * (or at loom_step_ctx_sync_params) */
+    if (c->sharded) c->params_stale = 1;
     if (g->profile) {
         g->prof_s[LOOM_PROF_NORM] += t1 - t0;
         g->prof_s[LOOM_PROF_ADAMW] += loom_now() - t1;
@@ -555,6 +601,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         double val_loss = NAN;
         int last = step == end_step - 1;
         if (val && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last)) {
+            loom_step_ctx_sync_params(&sc, g);
             if ((st = loom_eval_loss(g, val, B, T, o->val_batches, &val_loss, NULL))) goto done;
         }
         if (!quiet) {
@@ -622,6 +669,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             printf("  %-16s %8.1f ms  %5.1f%%\n", loom_prof_name((loom_prof_kind)k),
                    1e3 * g->prof_s[k] / (ran - 1), 100.0 * g->prof_s[k] / total_s);
     }
+    loom_step_ctx_sync_params(&sc, g); /* every rank: the last update's shards */
     if (lead) {
         snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
         if ((st = loom_model_save(g, path))) goto done;

@@ -38,8 +38,8 @@ for r in 0 1; do
 import json, sys
 ev = json.load(open('$TMP/tr.rank$r.json'))
 names = {e['name'] for e in ev}
-need = {'data', 'forward + backward', 'bucket reduce-scatter', 'grad norm', 'adamw', 'parameter all-gather'}
-comm = [e for e in ev if e['name'] == 'bucket reduce-scatter']
+need = {'data', 'forward + backward', 'bucket reduce-scatter', 'grad norm', 'adamw', 'bucket all-gather'}
+comm = [e for e in ev if e['name'].startswith('bucket ')]
 sys.exit(0 if need <= names and all(e.get('pid') == $r for e in ev) and all(e['tid'] == 1 for e in comm) else 1)"
 done
 

@@ -10,26 +10,16 @@ export PATH=$PATH:/usr/sbin:/sbin
 P=${LOOM_SIM_PREFIX:-loomsim}
 N=${1:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
-[ -s /etc/munge/munge.key ] || mungekey --create --keyfile=/etc/munge/munge.key
-chown munge:munge /etc/munge/munge.key
-chmod 400 /etc/munge/munge.key
-install -d -o munge -g munge -m 0755 /run/munge
-install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
-if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then # one munged serves every namespace (a unix socket)
-  runuser -u munge -- /usr/sbin/munged
-  for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
-fi
-eval "$(slurmd -C | head -1 | tr ' ' '\n' | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=')"
+source "$HERE/slurm_common.sh"
+start_munge
+node_hardware
 S=/var/lib/slurm-sim
 install -d -m 0755 /etc/slurm-sim $S/ctld /var/log/slurm-sim /run/slurm-sim
 for i in $(seq "$N"); do install -d -m 0755 "$S/${P}h$i"; install -d -m 1777 "$S/tmp/${P}h$i"; done
 cat >/etc/slurm-sim/slurm.conf <<CONF
 ClusterName=loomsim
 SlurmctldHost=${P}h1(198.18.0.1)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
+$(slurm_conf_common)
 StateSaveLocation=$S/ctld
 SlurmdSpoolDir=$S/%n
 TmpFS=$S/tmp/%n
@@ -37,18 +27,7 @@ SlurmctldPidFile=/run/slurm-sim/slurmctld.pid
 SlurmdPidFile=/run/slurm-sim/slurmd.%n.pid
 SlurmctldLogFile=/var/log/slurm-sim/slurmctld.log
 SlurmdLogFile=/var/log/slurm-sim/slurmd.%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=none
-ReturnToService=2
-InactiveLimit=0
 SlurmdTimeout=30
-KillWait=5
-JobRequeue=1
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
 NodeName=${P}h[1-$N] NodeAddr=198.18.0.[1-$N] CPUs=$CPUs Boards=$Boards SocketsPerBoard=$SocketsPerBoard CoresPerSocket=$CoresPerSocket ThreadsPerCore=$ThreadsPerCore RealMemory=1000 State=UNKNOWN
 PartitionName=sim Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF

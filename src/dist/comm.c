@@ -1,15 +1,17 @@
-/* The bucketed gradient reduction: the flat gradient is cut into buckets from its end
- * (the backward finishes the last layers first), and each bucket is summed over the
- * ranks by the same fixed-pairing tree as loom_dist_tree_sum or
- * loom_dist_reduce_scatter_tree, restricted to the bucket's range. Every element goes
- * through exactly the same additions in the same order as without buckets, so the
- * result does not depend on the bucket size or on overlap.
+/* Bucketed communication of the flat gradient and parameter buffers. A bucket is a
+ * list of segments of at most --bucket-mb floats in all. Reductions sum each bucket
+ * over the ranks by a fixed-pairing tree: recursive doubling (all-reduce) or recursive
+ * halving with distance 1 first (reduce-scatter onto loom_dist_shard's shards),
+ * restricted to the bucket's segments, so every element goes through exactly the
+ * additions of the unbucketed sum and the result does not depend on the bucket size or
+ * on overlap. The parameter all-gather runs the halving stages in reverse.
  *
- * With overlap a communication thread reduces the buckets as the backward releases
- * them; MPI is initialised with MPI_THREAD_SERIALIZED and the main thread makes no
- * MPI call between loom_comm_begin and the end of loom_comm_finish. The thread waits
- * on its requests with MPI_Testall and short sleeps, so it takes little CPU from the
- * compute threads while the network works. */
+ * With overlap a communication thread works through the buckets as the caller
+ * releases them (the backward: wte's untouched rows, then layer by layer; the
+ * all-gather: all at once, waited for stage by stage by the forward). MPI is
+ * initialised with MPI_THREAD_SERIALIZED and the main thread makes no MPI call while a
+ * call is in flight. The thread waits on its requests with MPI_Testall and short
+ * sleeps, so it takes little CPU from the compute threads while the network works. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,6 @@
-/* The single-process training loop. Not here yet: checkpoints and resume, MPI data
- * parallelism, signals; those wrap this loop without changing its arithmetic. */
+/* The training loop: the step (micro-batch gradients, the pairwise tree, the bucketed
+ * reduction over ranks overlapped with the backward, ZeRO shards, norm, AdamW), signals,
+ * checkpoints and resume, validation, progress lines and metrics. */
 #include <errno.h>
 #include <math.h>
 #include <omp.h>

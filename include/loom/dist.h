@@ -88,7 +88,8 @@ int loom_comm_plan_cut(loom_comm *c);
 void loom_comm_start_allgather(loom_comm *c, float *buf);
 void loom_comm_wait(loom_comm *c, int k);
 int loom_comm_overlaps(const loom_comm *c);      /* 1 when a thread overlaps the reduction */
-int loom_comm_buckets(const loom_comm *c);
+int loom_comm_buckets(const loom_comm *c);      /* in the current or last call */
+int loom_comm_max_buckets(const loom_comm *c);  /* the most one call can have */
 size_t loom_comm_buffer_bytes(const loom_comm *c); /* its send and receive buffers: one bucket each */
 /* when each bucket of the last reduction was reduced (bucket k: [k]) */
 const loom_comm_span *loom_comm_spans(const loom_comm *c);
@@ -109,7 +110,7 @@ void loom_dist_bcast_u64(const loom_dist *d, uint64_t *v);
 /* One file written by all ranks at once with MPI-IO (collective writes at explicit
  * offsets), then synced to the device and closed: each rank writes its n pieces. The
  * file is created or truncated. Every rank returns the same status; the message names
- * the file, and the rank when the failure was another's. */
+ * the file, and the rank when the failure was another's. Needs an MPI build. */
 typedef struct loom_file_piece {
     const void *data;
     size_t bytes;

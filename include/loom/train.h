@@ -65,7 +65,6 @@ typedef struct loom_step_ctx {
     const loom_dist *dist;       /* NULL: one process */
     int accum;                   /* micro-batches per step, over all ranks */
     int local;                   /* micro-batches of this rank: accum / ranks */
-    int zero;                    /* 0, 1 (AdamW state sharded), 2 (gradients sharded too) */
     int sharded;                 /* zero > 0 with more than one rank: reduce-scatter, shard update, all-gather */
     int strided;                 /* ZeRO-2: rank r computes the global micro-batches r, r+R, ... */
     size_t lo, hi;               /* this rank's shard of the flat buffer (all of it when not sharded) */

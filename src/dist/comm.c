@@ -118,6 +118,13 @@ static void plan_build(loom_comm *c, const loom_comm_layout *lay) {
 
 /* ---- one bucket ---- */
 
+/* [a, b) = segment s clipped to [lo, hi); 0 when empty */
+static int clip(const seg *s, size_t lo, size_t hi, size_t *a, size_t *b) {
+    *a = s->a > lo ? s->a : lo;
+    *b = s->b < hi ? s->b : hi;
+    return *a < *b;
+}
+
 /* The bucket's elements inside [lo, hi), in segment order: copied to dst, or (one
  * piece) pointed to in *direct. Returns their count. */
 static size_t gather_part(const loom_comm *c, int k, size_t lo, size_t hi, float *dst, const float **direct) {
@@ -125,8 +132,8 @@ static size_t gather_part(const loom_comm *c, int k, size_t lo, size_t hi, float
     int pieces = 0;
     *direct = NULL;
     for (int i = c->first[k]; i < c->first[k + 1]; i++) {
-        size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
-        if (a >= b) continue;
+        size_t a, b;
+        if (!clip(&c->segs[i], lo, hi, &a, &b)) continue;
         if (pieces++ == 0) *direct = c->buf + a;
         cnt += b - a;
     }
@@ -134,8 +141,8 @@ static size_t gather_part(const loom_comm *c, int k, size_t lo, size_t hi, float
     *direct = NULL;
     size_t off = 0;
     for (int i = c->first[k]; i < c->first[k + 1]; i++) {
-        size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
-        if (a >= b) continue;
+        size_t a, b;
+        if (!clip(&c->segs[i], lo, hi, &a, &b)) continue;
         memcpy(dst + off, c->buf + a, sizeof(float) * (b - a));
         off += b - a;
     }
@@ -145,8 +152,8 @@ static size_t gather_part(const loom_comm *c, int k, size_t lo, size_t hi, float
 static size_t count_part(const loom_comm *c, int k, size_t lo, size_t hi) {
     size_t cnt = 0;
     for (int i = c->first[k]; i < c->first[k + 1]; i++) {
-        size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
-        if (a < b) cnt += b - a;
+        size_t a, b;
+        if (clip(&c->segs[i], lo, hi, &a, &b)) cnt += b - a;
     }
     return cnt;
 }
@@ -156,8 +163,8 @@ static size_t count_part(const loom_comm *c, int k, size_t lo, size_t hi) {
 static void add_part(loom_comm *c, int k, size_t lo, size_t hi, const float *r, int parallel, int copy) {
     size_t off = 0;
     for (int i = c->first[k]; i < c->first[k + 1]; i++) {
-        size_t a = c->segs[i].a > lo ? c->segs[i].a : lo, b = c->segs[i].b < hi ? c->segs[i].b : hi;
-        if (a >= b) continue;
+        size_t a, b;
+        if (!clip(&c->segs[i], lo, hi, &a, &b)) continue;
         float *restrict x = c->buf + a;
         const float *restrict y = r + off;
         const size_t m = b - a;
@@ -342,6 +349,7 @@ void loom_comm_free(loom_comm *c) {
 
 int loom_comm_overlaps(const loom_comm *c) { return c->overlap; }
 int loom_comm_buckets(const loom_comm *c) { return c->n_buckets; }
+int loom_comm_max_buckets(const loom_comm *c) { return c->cap_buckets; }
 size_t loom_comm_buffer_bytes(const loom_comm *c) { return 2 * sizeof(float) * c->bucket; }
 const loom_comm_span *loom_comm_spans(const loom_comm *c) { return c->spans; }
 

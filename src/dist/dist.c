@@ -1,7 +1,5 @@
 /* MPI start-up and the deterministic collectives. Every byte between processes moves
  * through MPI; nothing here talks to SLURM except to detect a misconfigured launch. */
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +223,7 @@ static int first_bad_rank(const loom_dist *d, int bad) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {
         int who = bad ? d->rank : d->size, low = d->size;
-        coll_begin("error agreement allreduce", 0, -1);
+        coll_begin("stop/error agreement allreduce", 0, -1);
         MPI_Allreduce(&who, &low, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
         coll_end();
         return low < d->size ? low : -1;
@@ -235,87 +233,71 @@ static int first_bad_rank(const loom_dist *d, int bad) {
 }
 
 #ifdef LOOM_HAVE_MPI
-static void mpi_err(char *msg, size_t cap, const char *path, const char *what, int rc) {
+static int mpi_err(char *msg, size_t cap, const char *path, const char *what, int rc) {
     char s[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     MPI_Error_string(rc, s, &len);
     snprintf(msg, cap, "%s: %s failed: %s", path, what, s);
+    return 1;
+}
+
+/* The collective writes of loom_dist_write_file on the open file: rounds of at most
+ * 1 GiB per rank (MPI counts are int), as many on every rank; after a failure a rank
+ * goes on with empty writes so that no other rank waits for it. 1 on failure (msg). */
+static int write_pieces(MPI_File fh, const char *path, const loom_file_piece *p, int n, char *msg, size_t cap) {
+    int bad = 0, rc;
+    if ((rc = MPI_File_set_size(fh, 0)) != MPI_SUCCESS) bad = mpi_err(msg, cap, path, "truncate", rc);
+    const size_t chunk = (size_t)1 << 30;
+    long mine = 0, rounds = 0;
+    for (int i = 0; i < n; i++) mine += (long)((p[i].bytes + chunk - 1) / chunk);
+    MPI_Allreduce(&mine, &rounds, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
+    int i = 0;
+    size_t done = 0;
+    for (long k = 0; k < rounds; k++) {
+        while (i < n && done == p[i].bytes) i++, done = 0;
+        const int cnt = i < n && !bad ? (int)(p[i].bytes - done < chunk ? p[i].bytes - done : chunk) : 0;
+        const char *src = i < n ? (const char *)p[i].data + done : NULL;
+        MPI_Status status;
+        rc = MPI_File_write_at_all(fh, (MPI_Offset)(i < n ? p[i].offset + done : 0), src, cnt, MPI_BYTE, &status);
+        int wrote = 0;
+        if (rc == MPI_SUCCESS) MPI_Get_count(&status, MPI_BYTE, &wrote);
+        if (!bad && rc != MPI_SUCCESS) bad = mpi_err(msg, cap, path, "write", rc);
+        else if (!bad && wrote != cnt)
+            bad = 1, snprintf(msg, cap, "%s: short write (%d of %d bytes; disk full?)", path, wrote, cnt);
+        done += (size_t)cnt;
+    }
+    if ((rc = MPI_File_sync(fh)) != MPI_SUCCESS && !bad) bad = mpi_err(msg, cap, path, "sync", rc);
+    return bad;
 }
 #endif
 
 loom_status loom_dist_write_file(const loom_dist *d, const char *path, const loom_file_piece *p, int n) {
-    char msg[1024] = "";
-    int bad = 0;
 #ifdef LOOM_HAVE_MPI
-    if (d->mpi) {
-        MPI_File fh;
-        coll_begin("checkpoint file open (MPI-IO)", 0, -1);
-        int rc = MPI_File_open(MPI_COMM_WORLD, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
+    char msg[1024] = "";
+    int bad = 0, rc;
+    MPI_File fh;
+    coll_begin("checkpoint file open (MPI-IO)", 0, -1);
+    rc = MPI_File_open(MPI_COMM_WORLD, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
+    coll_end();
+    if (rc != MPI_SUCCESS) bad = mpi_err(msg, sizeof msg, path, "MPI_File_open", rc);
+    int who = first_bad_rank(d, bad);
+    if (who < 0) {
+        coll_begin("checkpoint write (MPI-IO)", 0, -1);
+        bad = write_pieces(fh, path, p, n, msg, sizeof msg);
+        if ((rc = MPI_File_close(&fh)) != MPI_SUCCESS && !bad) bad = mpi_err(msg, sizeof msg, path, "close", rc);
         coll_end();
-        if (rc != MPI_SUCCESS) bad = 1, mpi_err(msg, sizeof msg, path, "MPI_File_open", rc);
-        int who = first_bad_rank(d, bad);
-        if (who < 0) {
-            coll_begin("checkpoint write (MPI-IO)", 0, -1);
-            if ((rc = MPI_File_set_size(fh, 0)) != MPI_SUCCESS) bad = 1, mpi_err(msg, sizeof msg, path, "truncate", rc);
-            /* collective writes in rounds of at most 1 GiB per rank (MPI counts are int) */
-            const size_t chunk = (size_t)1 << 30;
-            long mine = 0, rounds = 0;
-            for (int i = 0; i < n; i++) mine += (long)((p[i].bytes + chunk - 1) / chunk);
-            MPI_Allreduce(&mine, &rounds, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
-            int i = 0;
-            size_t done = 0;
-            for (long k = 0; k < rounds; k++) {
-                while (i < n && done == p[i].bytes) i++, done = 0;
-                const int cnt = i < n && !bad ? (int)(p[i].bytes - done < chunk ? p[i].bytes - done : chunk) : 0;
-                const char *src = i < n ? (const char *)p[i].data + done : NULL;
-                MPI_Status status;
-                rc = MPI_File_write_at_all(fh, (MPI_Offset)(i < n ? p[i].offset + done : 0), src, cnt, MPI_BYTE, &status);
-                int wrote = 0;
-                if (rc == MPI_SUCCESS) MPI_Get_count(&status, MPI_BYTE, &wrote);
-                if (!bad && rc != MPI_SUCCESS) bad = 1, mpi_err(msg, sizeof msg, path, "write", rc);
-                else if (!bad && wrote != cnt)
-                    bad = 1, snprintf(msg, sizeof msg, "%s: short write (%d of %d bytes; disk full?)", path, wrote, cnt);
-                done += (size_t)cnt;
-            }
-            if ((rc = MPI_File_sync(fh)) != MPI_SUCCESS && !bad) bad = 1, mpi_err(msg, sizeof msg, path, "sync", rc);
-            if ((rc = MPI_File_close(&fh)) != MPI_SUCCESS && !bad) bad = 1, mpi_err(msg, sizeof msg, path, "close", rc);
-            coll_end();
-            who = first_bad_rank(d, bad);
-        }
-        if (who < 0) return LOOM_OK;
-        if (who == d->rank) return loom_error(LOOM_ERR_IO, "%s", msg);
-        return loom_error(LOOM_ERR_IO, "%s: writing failed on rank %d", path, who);
+        who = first_bad_rank(d, bad);
     }
+    if (who < 0) return LOOM_OK;
+    if (who == d->rank) return loom_error(LOOM_ERR_IO, "%s", msg);
+    return loom_error(LOOM_ERR_IO, "%s: writing failed on rank %d", path, who);
+#else
+    (void)d, (void)p, (void)n;
+    return loom_error(LOOM_ERR_ARG, "%s: writing from several ranks needs an MPI build", path);
 #endif
-    /* one process: plain positioned writes */
-    (void)d;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    for (int i = 0; i < n && !bad; i++)
-        for (size_t done = 0; done < p[i].bytes && !bad;) {
-            ssize_t w = pwrite(fd, (const char *)p[i].data + done, p[i].bytes - done, (off_t)(p[i].offset + done));
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) bad = 1, snprintf(msg, sizeof msg, "%s: write failed: %s", path, strerror(w < 0 ? errno : ENOSPC));
-            else done += (size_t)w;
-        }
-    if (!bad && fsync(fd) != 0) bad = 1, snprintf(msg, sizeof msg, "%s: fsync failed: %s", path, strerror(errno));
-    if (close(fd) != 0 && !bad) bad = 1, snprintf(msg, sizeof msg, "%s: close failed: %s", path, strerror(errno));
-    return bad ? loom_error(LOOM_ERR_IO, "%s", msg) : LOOM_OK;
 }
 
-int loom_dist_any(const loom_dist *d, int flag) {
-#ifdef LOOM_HAVE_MPI
-    if (d->size > 1) {
-        int out = 0;
-        coll_begin("stop/error agreement allreduce", 0, -1);
-        MPI_Allreduce(&flag, &out, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
-        coll_end();
-        return out;
-    }
-#endif
-    (void)d;
-    return flag;
-}
+int loom_dist_any(const loom_dist *d, int flag) { return first_bad_rank(d, flag != 0) >= 0; }
 
 void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, size_t *hi) {
     size_t a = 0, b = n;

@@ -675,23 +675,19 @@ loom_status loom_st_writer_write(loom_st_writer *w, const char *path) {
 }
 
 loom_status loom_st_writer_write_ex(loom_st_writer *w, const char *path, int sync) {
-    loom_json_buf hb = {0};
-    loom_status st = build_header(w, &hb);
-    if (st != LOOM_OK) {
-        loom_json_buf_free(&hb);
-        return st;
-    }
+    unsigned char *head;
+    size_t hlen;
+    loom_status st = loom_st_writer_prefix(w, &head, &hlen);
+    if (st != LOOM_OK) return st;
     FILE *fp = fopen(path, "wb");
     if (!fp) {
         int e = errno;
-        loom_json_buf_free(&hb);
+        free(head);
         return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(e));
     }
     setvbuf(fp, NULL, _IOFBF, (size_t)1 << 20);
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hb.len >> (8 * i));
     int err = 0;
-    int ok = write_all(fp, len8, 8, &err) && write_all(fp, hb.data, hb.len, &err);
+    int ok = write_all(fp, head, hlen, &err);
     /* tensor data straight from the caller's memory with write(2), past stdio's buffer */
     if (ok) {
         errno = 0;
@@ -701,7 +697,7 @@ loom_status loom_st_writer_write_ex(loom_st_writer *w, const char *path, int syn
         if ((uint64_t)w->t[i].bytes > SIZE_MAX) { ok = 0; err = EFBIG; break; }
         ok = write_fd(fileno(fp), w->t[i].data, (size_t)w->t[i].bytes, &err);
     }
-    loom_json_buf_free(&hb);
+    free(head);
     if (ok) {
         errno = 0;
         if (fflush(fp) != 0) { ok = 0; err = errno ? errno : EIO; }

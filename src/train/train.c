@@ -114,7 +114,6 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
     c->dist = dist;
     c->accum = accum;
     c->local = accum / R;
-    c->zero = zero;
     c->sharded = zero > 0 && R > 1;
     c->strided = zero == 2 && R > 1;
     c->lo = 0, c->hi = n;
@@ -332,8 +331,9 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     float *mine = c->losses + c->accum; /* this rank's micro-batch losses */
     float *sum = NULL;
     const size_t bt = (size_t)B * T;
-    /* which wte rows the embedding backward touches on any rank: the last micro-batch's
-     * inputs (ZeRO-2: every micro-batch's); the other rows are sent right after the LM head */
+    /* every rank's inputs of this step: they say which wte rows the first forward reads
+     * (those arrive first in the all-gather) and which the embedding backward touches
+     * (those are sent last; the others right after the LM head) */
     if (R > 1) {
         loom_dist_allgather_i32(c->dist, inputs, (int)(c->local * bt), c->all_inputs);
         if (c->params_stale) start_param_gather(c, g, bt);
@@ -532,7 +532,9 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, o->overlap))) goto done;
     if (o->trace) {
         size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
-        size_t per_step = 2 * (size_t)sc.local + 10 + (sc.comm ? (size_t)loom_comm_buckets(sc.comm) * sc.local : 0);
+        /* per step: each micro-batch's events, the step's own, and the buckets of the
+         * reductions (one per micro-batch at most) and of the all-gather */
+        size_t per_step = 2 * (size_t)sc.local + 10 + (sc.comm ? (size_t)loom_comm_max_buckets(sc.comm) * (sc.local + 1) : 0);
         if ((st = loom_trace_init(&trace, span * per_step + 16, rank))) goto done;
         sc.trace = &trace;
     }

@@ -4,14 +4,19 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local char g_msg[1024];
 
 loom_status loom_error(loom_status st, const char *fmt, ...) {
+    /* through a local buffer: callers wrap the previous message ("...: %s",
+     * loom_error_msg()), which would otherwise be read while it is overwritten */
+    char buf[sizeof g_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(g_msg, buf, sizeof g_msg);
     return st;
 }
 

@@ -237,6 +237,11 @@ static int mpi_err(char *msg, size_t cap, const char *path, const char *what, in
     char s[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     MPI_Error_string(rc, s, &len);
+    /* one line: MPICH's strings carry an error stack on further lines */
+    char *stack = strstr(s, " , error stack:");
+    if (stack) memmove(stack, stack + strlen(" , error stack:"), strlen(stack + strlen(" , error stack:")) + 1);
+    for (char *c = s; *c; c++)
+        if (*c == '\n') *c = ';';
     snprintf(msg, cap, "%s: %s failed: %s", path, what, s);
     return 1;
 }

@@ -143,4 +143,22 @@ check "hung rank: job ended within 20 s ($took s)" test $took -le 20
 # the wrong launch: a world of 1 where the launcher says 2
 expect_error "SLURM_NTASKS mismatch" "MPI sees 1 process but SLURM_NTASKS=2" \
   env SLURM_NTASKS=2 "$LOOM" train $M --out "$TMP/wrong"
+# a full disk during an MPI-IO checkpoint (root: a 4 MiB tmpfs): one clear line per
+# rank (Open MPI reports a short write, MPICH the errno), no checkpoint committed, no
+# temporary left
+if [ "$(id -u)" = 0 ] && mkdir -p "$TMP/full" && mount -t tmpfs -o size=4m tmpfs "$TMP/full" 2>/dev/null; then
+  timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M --zero 1 --steps 2 --ckpt-dir "$TMP/full/ck" --out "$TMP/fullrun" \
+    >/dev/null 2>"$TMP/full.err"
+  rc=$?
+  check "MPI-IO checkpoint on a full disk: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
+  check "MPI-IO checkpoint on a full disk: the writing rank says why" \
+    grep -q "error (rank 0 of 2): checkpoint at step 2 failed (previous checkpoints untouched): .*step_00000002.safetensors.tmp: \(short write\|write failed: .*No space left on device\)" "$TMP/full.err"
+  check "MPI-IO checkpoint on a full disk: one line per rank (no MPI error stack on further lines)" \
+    test "$(grep -c "^loom" "$TMP/full.err")" = 2 -a "$(grep -c "error stack\|^ADIOI" "$TMP/full.err")" = 0
+  check "MPI-IO checkpoint on a full disk: the other rank names it" \
+    grep -q "error (rank 1 of 2): .*writing failed on rank 0" "$TMP/full.err"
+  check "MPI-IO checkpoint on a full disk: nothing committed or left behind" test -z "$(ls -A "$TMP/full/ck")"
+  umount "$TMP/full"
+fi
+
 finish mpi

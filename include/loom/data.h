@@ -38,6 +38,16 @@ uint64_t loom_dataset_samples(const loom_dataset *ds);  /* windows per epoch */
 uint64_t loom_dataset_tokens(const loom_dataset *ds);
 int loom_dataset_files(const loom_dataset *ds);
 
+/* What file i is, cheaply: its path, size, tokens, and a CRC32C of its first and last
+ * 4 KiB and 14 blocks of 4 KiB spread evenly between (a replaced, grown or cut file
+ * changes it; one edited token between the blocks does not). */
+typedef struct loom_data_file_info {
+    const char *path;
+    uint64_t bytes, tokens;
+    uint32_t crc;
+} loom_data_file_info;
+void loom_dataset_file_info(const loom_dataset *ds, int i, loom_data_file_info *out);
+
 /* Sample number `cursor` of the run (cursor counts samples since the start of training,
  * across epochs): epoch = cursor / n, position = cursor % n, then permuted when
  * shuffle is on. Writes T inputs and the T next-token targets. */

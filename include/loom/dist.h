@@ -100,6 +100,7 @@ void loom_dist_sum_doubles(const loom_dist *d, double *v, int count);
 /* all[r*count ..] = mine of rank r. */
 void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all);
 void loom_dist_allgather_i32(const loom_dist *d, const int32_t *mine, int count, int32_t *all);
+void loom_dist_allgather_bytes(const loom_dist *d, const void *mine, int bytes, void *all, const char *what);
 /* Rank 0 receives every rank's `n` ids, concatenated in rank order, into *all
  * (malloc'd, *total ids); other ranks get *all = NULL. Collective. */
 loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total);

@@ -11,10 +11,12 @@ extern "C" {
 
 /* Reads the config of a model file: V, block size, C and L from the tensor shapes;
  * n_head from the file's metadata, else from config.json beside it, else from
- * `fallback->n_head`. */
+ * `fallback->n_head` when it is > 0 (the caller's --n-head; 0: not given, an error
+ * that asks for it). */
 loom_status loom_model_file_config(const char *path, const loom_gpt_config *fallback,
                                    loom_gpt_config *cfg);
-/* Copies the weights of a model file into g (shapes must match g's config). Accepts
+/* Copies the weights of a model file into g (shapes must match g's config) and refuses
+ * a non-finite weight, naming the tensor. Accepts
  * F32, F16 and BF16 tensors, names with or without "transformer.", and ignores extra
  * tensors (attention-mask buffers, lm_head.weight tied to wte). */
 loom_status loom_model_load(loom_gpt *g, const char *path);

@@ -115,6 +115,9 @@ static inline int loom_gpt_layer_tensor(int layer, loom_layer_param p) {
     return 2 + layer * LOOM_LAYER_PARAMS + (int)p;
 }
 int loom_gpt_find_param(const loom_gpt *g, const char *name); /* index or -1 */
+/* The tensor holding the first non-finite value (NaN, Inf) of buf[lo, hi), a buffer laid
+ * out as the parameters (absolute indices), or -1 when all are finite. */
+int loom_gpt_first_nonfinite(const loom_gpt *g, const float *buf, size_t lo, size_t hi);
 
 /* Forward over inputs/targets (B,T). Returns the mean loss over the B*T positions
  * (targets may be NULL: logits only, returns 0). If grad_scale != 0 the logits are

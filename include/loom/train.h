@@ -44,13 +44,22 @@ typedef struct loom_train_opts {
     double bucket_mb;              /* MiB per gradient communication bucket */
     int overlap;                   /* reduce buckets during the backward on a communication thread */
     const char *trace;             /* each rank writes TRACE.rank<r>.json (Chrome trace events) */
+    int overwrite;                 /* a fresh run may discard the checkpoints in ckpt_dir */
+    unsigned allow_change;         /* LOOM_ALLOW_*: what a resumed run may change */
 } loom_train_opts;
+
+/* What --allow-change lets a resumed run differ in from its checkpoint. */
+enum { LOOM_ALLOW_DATA = 1, LOOM_ALLOW_THREADS = 2 };
 
 /* Runs the whole training (dist: the process group, or NULL for one process; every
  * rank calls it; rank 0 prints and writes); returns LOOM_OK, LOOM_STOPPED (SIGTERM, SIGINT or SIGUSR1
- * arrived: the current step finished and a checkpoint was written), or the first error
- * (message set). A second SIGINT exits at once with status 130. */
+ * arrived: the current step finished and a checkpoint was written, or without a
+ * checkpoint directory OUT/model.safetensors), or the first error (message set). A
+ * second SIGINT exits at once with status 130. */
 loom_status loom_train(const loom_train_opts *opts, const loom_dist *dist);
+/* After a failed loom_train: 1 when every rank failed at the same point with the same
+ * message (the ranks disagree on the run, a non-finite step), so rank 0 alone reports it. */
+int loom_train_failed_together(void);
 
 /* Blocks SIGTERM, SIGINT and SIGUSR1 in the calling thread, so that threads created
  * afterwards (MPI's, OpenMP's, oneDNN's) inherit the mask and only loom_train's signal
@@ -92,6 +101,9 @@ typedef struct loom_step_ctx {
  * a power-of-two number of micro-batches per rank) and allocates the buffers; bucket:
  * floats per communication bucket; overlap: reduce buckets on a communication thread
  * during the backward. */
+/* Gradient buffers the tree over `local` micro-batches holds at once: one per level
+ * plus the micro-batch being computed. */
+int loom_step_tree_pool(int local);
 loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero,
                                size_t bucket, int overlap);
 void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g);

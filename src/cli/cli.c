@@ -24,11 +24,53 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return 2;
 }
 
+int cli_bad_value(const char *cmd) {
+    fprintf(stderr, "loom %s: error: %s (see loom %s --help)\n", cmd, loom_error_msg(), cmd);
+    return 2;
+}
+
+int cli_getopt(int argc, char **argv, const struct option *opts, unsigned char *seen) {
+    int li = -1, c = getopt_long(argc, argv, ":", opts, &li);
+    if (c <= 0 || c == '?' || c == ':' || li < 0 || c >= CLI_MAX_OPT) return c;
+    if (seen[c] == CLI_REPEATABLE) return c;
+    if (seen[c]++) {
+        loom_error(LOOM_ERR_ARG, "--%s is given more than once", opts[li].name);
+        return CLI_DUPLICATE;
+    }
+    return c;
+}
+
+/* Plain decimal only: an optional '-', digits (strtol alone would take " 5", "+5"). */
+static int is_decimal(const char *s) {
+    if (*s == '-') s++;
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
+/* [-]digits[.digits][e[+-]digits] or [-].digits...: no hex, no blanks, no inf/nan */
+static int is_plain_float(const char *s) {
+    int digits = 0;
+    if (*s == '-') s++;
+    for (; *s >= '0' && *s <= '9'; s++) digits++;
+    if (*s == '.')
+        for (s++; *s >= '0' && *s <= '9'; s++) digits++;
+    if (!digits) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') s++;
+        if (*s < '0' || *s > '9') return 0;
+        while (*s >= '0' && *s <= '9') s++;
+    }
+    return *s == 0;
+}
+
 int cli_int(const char *flag, const char *s, long min, long max, long *out) {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno) {
+    long v = is_decimal(s) ? strtol(s, &end, 10) : 0;
+    if (!is_decimal(s) || *end || errno) {
         loom_error(LOOM_ERR_ARG, "%s: '%s' is not an integer", flag, s);
         return -1;
     }
@@ -43,8 +85,8 @@ int cli_int(const char *flag, const char *s, long min, long max, long *out) {
 int cli_float(const char *flag, const char *s, double min, double max, double *out) {
     char *end;
     errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(v)) {
+    double v = is_plain_float(s) ? strtod(s, &end) : 0;
+    if (!is_plain_float(s) || *end || errno || !isfinite(v)) {
         loom_error(LOOM_ERR_ARG, "%s: '%s' is not a number", flag, s);
         return -1;
     }
@@ -79,18 +121,21 @@ int cli_data_format(const char *s, loom_data_format *out) {
 
 void cli_model_defaults(cli_model *m, const char *preset) {
     m->preset = preset;
+    m->preset_given = 0;
     for (int i = 0; i < 5; i++) m->overrides[i] = -1;
 }
 
+static const char *const model_flags[5] = {"--n-layer", "--n-embd", "--n-head", "--vocab-size", "--block-size"};
+
 int cli_model_opt(cli_model *m, int c, const char *arg) {
-    static const char *flags[5] = {"--n-layer", "--n-embd", "--n-head", "--vocab-size", "--block-size"};
     if (c == CLI_MODEL_OPT_BASE) {
         m->preset = arg;
+        m->preset_given = 1;
         return 1;
     }
     int k = c - CLI_MODEL_OPT_BASE - 1;
     if (k < 0 || k >= 5) return 0;
-    return cli_int(flags[k], arg, 1, 1L << 24, &m->overrides[k]) ? -1 : 1;
+    return cli_int(model_flags[k], arg, 1, 1L << 24, &m->overrides[k]) ? -1 : 1;
 }
 
 int cli_model_config(const cli_model *m, loom_gpt_config *cfg) {
@@ -99,6 +144,18 @@ int cli_model_config(const cli_model *m, loom_gpt_config *cfg) {
     for (int i = 0; i < 5; i++)
         if (m->overrides[i] >= 0) *fields[i] = (int)m->overrides[i];
     return loom_gpt_config_validate(cfg) ? -1 : 0;
+}
+
+int cli_model_check_init(const cli_model *m, const char *init_from, const loom_gpt_config *file_cfg) {
+    const char *given = m->preset_given ? "--model" : NULL;
+    for (int i = 0; i < 5 && !given; i++)
+        if (m->overrides[i] >= 0 && i != 2) given = model_flags[i];
+    /* the head count is not in every file: --n-head may supply it, but not change it */
+    if (!given && m->overrides[2] >= 0 && file_cfg && file_cfg->n_head != m->overrides[2]) given = "--n-head";
+    if (!given) return 0;
+    loom_error(LOOM_ERR_ARG, "%s: the model's shape comes from --init-from %s; %s cannot change it (drop it, or "
+               "train from scratch without --init-from)", given, init_from, given);
+    return -1;
 }
 
 int cli_bad_flag(const char *cmd, const char *arg, int missing_value) {
@@ -113,7 +170,9 @@ int cli_load_model(const cli_model *m, const char *init_from, uint64_t seed, int
                    loom_gpt **out) {
     loom_gpt_config cfg;
     if (cli_model_config(m, &cfg)) return -1;
+    if (init_from && m->overrides[2] < 0) cfg.n_head = 0; /* the file's, or an error asking for --n-head */
     if (init_from && loom_model_file_config(init_from, &cfg, &cfg)) return -1;
+    if (init_from && cli_model_check_init(m, init_from, &cfg)) return -1;
     if (T == 0) T = cfg.block_size;
     if (T > cfg.block_size) {
         loom_error(LOOM_ERR_ARG, "--seq-len: %d exceeds the model's block size %d", T, cfg.block_size);

@@ -11,6 +11,15 @@
 
 int cli_fail(const char *cmd); /* prints "loom <cmd>: error: <message>", returns 1 */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A bad flag value (the recorded message): prints it with the --help hint, returns 2. */
+int cli_bad_value(const char *cmd);
+
+/* getopt_long over the long options `opts` (codes below CLI_MAX_OPT) that also refuses
+ * a flag given twice: returns what getopt_long does, or CLI_DUPLICATE with the message
+ * recorded. seen: CLI_MAX_OPT zeroed bytes; seen[code] = CLI_REPEATABLE lets that flag
+ * repeat. */
+enum { CLI_MAX_OPT = 1100, CLI_DUPLICATE = CLI_MAX_OPT, CLI_REPEATABLE = 255 };
+int cli_getopt(int argc, char **argv, const struct option *opts, unsigned char *seen);
 
 /* Each returns 0, or records "FLAG: 'VALUE' is not ..." and returns -1. */
 int cli_int(const char *flag, const char *s, long min, long max, long *out);
@@ -34,6 +43,7 @@ enum { CLI_MODEL_OPT_BASE = 1000 };
 
 typedef struct cli_model {
     const char *preset;
+    int preset_given;  /* --model was on the command line */
     long overrides[5]; /* -1 = not given; order: layer, embd, head, vocab, block */
 } cli_model;
 void cli_model_defaults(cli_model *m, const char *preset);
@@ -42,12 +52,17 @@ int cli_model_opt(cli_model *m, int c, const char *arg);
 /* Builds the config from the preset and overrides; -1 on error (message set). */
 int cli_model_config(const cli_model *m, loom_gpt_config *cfg);
 
+/* With --init-from the file decides the model: refuses --model and the overrides (and
+ * an --n-head that differs from the file's, file_cfg). -1 with the message recorded. */
+int cli_model_check_init(const cli_model *m, const char *init_from, const loom_gpt_config *file_cfg);
+
 /* The getopt loop's error cases ('?' unknown flag, ':' missing value; getopt's own
  * messages are off via opterr = 0): one line naming the flag. Returns 2. */
 int cli_bad_flag(const char *cmd, const char *arg, int missing_value);
 #define CLI_GETOPT_ERRORS(cmd, argv)                                           \
     case '?': return cli_bad_flag(cmd, argv[optind - 1], 0);                   \
-    case ':': return cli_bad_flag(cmd, argv[optind - 1], 1)
+    case ':': return cli_bad_flag(cmd, argv[optind - 1], 1);                   \
+    case CLI_DUPLICATE: return cli_bad_value(cmd)
 
 /* The GPT-2 rank file: data/gpt2/r50k_base.tiktoken in the working directory, else
  * beside the binary (BUILD/../data/gpt2/...), else the relative path (whose error will

@@ -39,9 +39,10 @@ int cmd_eval(int argc, char **argv) {
     long B = 8, T = 256, maxb = 0, seed = 1337, threads = 0, iv;
     int json = 0, bad = 0, c;
     loom_data_format fmt = LOOM_DATA_AUTO;
+    unsigned char seen[CLI_MAX_OPT] = {0};
     opterr = 0;
     optind = 1;
-    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while (!bad && (c = cli_getopt(argc, argv, opts, seen)) != -1) {
         int r = cli_model_opt(&m, c, optarg);
         if (r) { bad = r < 0; continue; }
         switch (c) {
@@ -59,7 +60,7 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     (void)iv;
-    if (bad) return cli_fail(cmd);
+    if (bad) return cli_bad_value(cmd);
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!data) return cli_usage_error(cmd, "--data is required");
     if (threads > 0) omp_set_num_threads((int)threads);

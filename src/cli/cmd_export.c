@@ -27,9 +27,10 @@ int cmd_export(int argc, char **argv) {
     cli_model_defaults(&m, "small");
     long seed = 1337;
     int bad = 0, c;
+    unsigned char seen[CLI_MAX_OPT] = {0};
     opterr = 0;
     optind = 1;
-    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while (!bad && (c = cli_getopt(argc, argv, opts, seen)) != -1) {
         int r = cli_model_opt(&m, c, optarg);
         if (r) { bad = r < 0; continue; }
         switch (c) {
@@ -40,7 +41,7 @@ int cmd_export(int argc, char **argv) {
         CLI_GETOPT_ERRORS(cmd, argv);
         }
     }
-    if (bad) return cli_fail(cmd);
+    if (bad) return cli_bad_value(cmd);
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!out) return cli_usage_error(cmd, "--out is required");
     if (loom_mkdir_p(out, "--out")) return cli_fail(cmd);

@@ -13,11 +13,12 @@ int cmd_info(int argc, char **argv) {
     const char *cmd = "info";
     long threads = 0;
     int c;
+    unsigned char seen[CLI_MAX_OPT] = {0};
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, opts, seen)) != -1) {
         switch (c) {
-        case 't': if (cli_int("--threads", optarg, 1, 4096, &threads)) return cli_fail(cmd); break;
+        case 't': if (cli_int("--threads", optarg, 1, 4096, &threads)) return cli_bad_value(cmd); break;
         case 'h': puts("usage: loom info [--threads N]\n\nPrints the build, the kernels, the CPU and its measured fp32 peak."); return 0;
         CLI_GETOPT_ERRORS(cmd, argv);
         }

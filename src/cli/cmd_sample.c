@@ -1,5 +1,6 @@
 /* loom sample: generate text from a model (exported safetensors or a training
  * checkpoint) with a KV cache, streaming the text of a single prompt as it goes. */
+#include <errno.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,8 @@ static const char *help =
     "  --prompt TEXT        a prompt (default: <|endoftext|>, i.e. unconditional)\n"
     "  --prompt-file FILE   a prompt read from a file\n"
     "  --tokenizer FILE     tiktoken rank file (default data/gpt2/r50k_base.tiktoken)\n"
-    "  --max-tokens N       new tokens per prompt (default 200)\n"
+    "  --max-tokens N       new tokens per prompt; with the prompt they must fit in the\n"
+    "                       model's block size (default 200, or as many as fit)\n"
     "  --temperature X      0 = greedy (default 0.8)\n"
     "  --top-k N            keep the N most likely tokens, 0 = off (default 40)\n"
     "  --top-p X            nucleus sampling, 1 = off (default 0.95)\n"
@@ -61,10 +63,12 @@ int cmd_sample(int argc, char **argv) {
     cli_model_defaults(&m, "small");
     long maxt = 200, topk = 40, seed = 1337, threads = 0;
     double temp = 0.8, topp = 0.95;
-    int kvc = 1, bad = 0, c;
+    int kvc = 1, bad = 0, maxt_given = 0, c;
+    unsigned char seen[CLI_MAX_OPT] = {0};
+    seen[O_PROMPT] = CLI_REPEATABLE; /* one sample per --prompt */
     opterr = 0;
     optind = 1;
-    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while (!bad && (c = cli_getopt(argc, argv, opts, seen)) != -1) {
         int r = cli_model_opt(&m, c, optarg);
         if (r) { bad = r < 0; continue; }
         switch (c) {
@@ -76,7 +80,7 @@ int cmd_sample(int argc, char **argv) {
             pfile[np++] = c == O_PFILE;
             break;
         case O_TOK: tokpath = optarg; break;
-        case O_MAXT: bad = cli_int("--max-tokens", optarg, 1, 1 << 20, &maxt); break;
+        case O_MAXT: bad = cli_int("--max-tokens", optarg, 1, 1 << 20, &maxt); maxt_given = 1; break;
         case O_TEMP: bad = cli_float("--temperature", optarg, 0, 100, &temp); break;
         case O_TOPK: bad = cli_int("--top-k", optarg, 0, 1 << 24, &topk); break;
         case O_TOPP: bad = cli_float("--top-p", optarg, 1e-6, 1, &topp); break;
@@ -87,7 +91,7 @@ int cmd_sample(int argc, char **argv) {
         CLI_GETOPT_ERRORS(cmd, argv);
         }
     }
-    if (bad) return cli_fail(cmd);
+    if (bad) return cli_bad_value(cmd);
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (threads > 0) omp_set_num_threads((int)threads);
     loom_tokenizer *tok = NULL;
@@ -108,7 +112,7 @@ int cmd_sample(int argc, char **argv) {
         size_t len = strlen(ptext[i]);
         char *buf = pfile[i] ? loom_read_file(ptext[i], &len) : NULL;
         if (pfile[i] && !buf) {
-            loom_error(LOOM_ERR_IO, "--prompt-file: cannot read %s", ptext[i]);
+            loom_error(LOOM_ERR_IO, "--prompt-file: cannot read %s: %s", ptext[i], strerror(errno));
             rc = cli_fail(cmd);
             break;
         }
@@ -130,6 +134,15 @@ int cmd_sample(int argc, char **argv) {
             } else prompts[i][k] = (int32_t)toks[i].ids[k];
         }
         plen[i] = (int)toks[i].len;
+        /* the model sees block_size positions: room for block_size - plen new tokens (a
+         * prompt with no room at all is loom_generate's error); the default just stops there */
+        int room = g->cfg.block_size - plen[i];
+        if (!rc && maxt_given && room > 0 && maxt > room) {
+            char which[32] = "the prompt";
+            if (np > 1) snprintf(which, sizeof which, "prompt %d", i + 1);
+            rc = cli_usage_error(cmd, "--max-tokens: %ld new tokens after %s of %d tokens exceed the model's "
+                                 "block size %d (at most %d)", maxt, which, plen[i], g->cfg.block_size, room);
+        }
     }
     if (!rc) {
         loom_sample_opts o = {.max_tokens = (int)maxt, .temperature = (float)temp, .top_k = (int)topk,

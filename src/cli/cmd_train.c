@@ -48,7 +48,10 @@ static const char *help =
     "  --ckpt-every N       every N steps (default 0: at the end and on a signal only)\n"
     "  --keep K             keep the newest K checkpoints (default 3)\n"
     "  --resume [FILE]      continue from FILE, or from --ckpt-dir's latest intact checkpoint;\n"
-    "                       the checkpoint's config and training flags must match\n"
+    "                       the checkpoint's config, training flags, data and threads must match\n"
+    "  --allow-change LIST  data and/or threads (comma-separated): resume although they changed\n"
+    "  --overwrite          a fresh run in a --ckpt-dir that holds checkpoints discards them\n"
+    "                       (without it that is refused; a directory another run holds always is)\n"
     "  --ckpt-errors stop|warn  a failed save stops the run (default) or warns and goes on\n"
     "  --stop-at N          stop after step N with a checkpoint (the schedule still spans --steps)\n"
     "MPI:\n"
@@ -61,14 +64,35 @@ static const char *help =
     "                       one each rank waits in (default 600; 0 = never)\n"
     "\n"
     "exit status: 0 done; 1 error; 2 bad command line; 3 stopped by SIGTERM, SIGINT or SIGUSR1\n"
-    "after finishing the current step and writing a checkpoint; 130 a second SIGINT (no checkpoint).\n";
+    "after finishing the current step and writing a checkpoint (without --ckpt-dir: OUT/model.safetensors);\n"
+    "130 a second SIGINT (no checkpoint).\n";
 
 enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
     O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_BUCKET,
-    O_OVERLAP, O_HELP
+    O_OVERLAP, O_OVERWRITE, O_ALLOW, O_HELP
 };
+
+/* --allow-change data,threads */
+static int parse_allow(const char *s, unsigned *out) {
+    *out = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(p, "data")) *out |= LOOM_ALLOW_DATA;
+        else if (!strcmp(p, "threads")) *out |= LOOM_ALLOW_THREADS;
+        else {
+            loom_error(LOOM_ERR_ARG, "--allow-change: '%s' is not data or threads", p);
+            return -1;
+        }
+    }
+    if (!*out) {
+        loom_error(LOOM_ERR_ARG, "--allow-change: '%s' names nothing (data, threads)", s);
+        return -1;
+    }
+    return 0;
+}
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -91,7 +115,8 @@ int cmd_train(int argc, char **argv) {
         {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT},
         {"comm-timeout", required_argument, 0, O_COMMTO}, {"zero", required_argument, 0, O_ZERO},
         {"trace", required_argument, 0, O_TRACE}, {"bucket-mb", required_argument, 0, O_BUCKET},
-        {"overlap", required_argument, 0, O_OVERLAP}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"overlap", required_argument, 0, O_OVERLAP}, {"overwrite", no_argument, 0, O_OVERWRITE},
+        {"allow-change", required_argument, 0, O_ALLOW}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *cmd = "train";
     cli_model m;
     cli_model_defaults(&m, "small");
@@ -104,9 +129,10 @@ int cmd_train(int argc, char **argv) {
     long iv;
     double fv, comm_timeout = 600;
     int c, bad = 0;
+    unsigned char seen[CLI_MAX_OPT] = {0};
     opterr = 0;
     optind = 1;
-    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while (!bad && (c = cli_getopt(argc, argv, opts, seen)) != -1) {
         int r = cli_model_opt(&m, c, optarg);
         if (r) { bad = r < 0; continue; }
         switch (c) {
@@ -124,7 +150,7 @@ int cmd_train(int argc, char **argv) {
         case O_CLIP: bad = cli_float("--clip", optarg, 0, 1e30, &fv); o.optim.clip = (float)fv; break;
         case O_B1: bad = cli_float("--beta1", optarg, 0, 0.999999, &fv); o.optim.beta1 = (float)fv; break;
         case O_B2: bad = cli_float("--beta2", optarg, 0, 0.999999, &fv); o.optim.beta2 = (float)fv; break;
-        case O_EPS: bad = cli_float("--eps", optarg, 0, 1, &fv); o.optim.eps = (float)fv; break;
+        case O_EPS: bad = cli_float("--eps", optarg, 1e-30, 1, &fv); o.optim.eps = (float)fv; break;
         case O_SEED: bad = cli_int("--seed", optarg, 0, 1L << 62, &iv); o.seed = (uint64_t)iv; break;
         case O_SHUFFLE: bad = cli_onoff("--shuffle", optarg, &o.shuffle); break;
         case O_INIT: o.init_from = optarg; break;
@@ -156,21 +182,35 @@ int cmd_train(int argc, char **argv) {
         case O_BUCKET: bad = cli_float("--bucket-mb", optarg, 1e-3, 1024, &fv); o.bucket_mb = fv; break;
         case O_OVERLAP: bad = cli_int("--overlap", optarg, 0, 1, &iv); o.overlap = (int)iv; break;
         case O_COMMTO: bad = cli_float("--comm-timeout", optarg, 0, 1e9, &fv); comm_timeout = fv; break;
+        case O_OVERWRITE: o.overwrite = 1; break;
+        case O_ALLOW: bad = parse_allow(optarg, &o.allow_change); break;
         case O_HELP: fputs(help, stdout); return 0;
         CLI_GETOPT_ERRORS(cmd, argv);
         }
     }
-    if (bad) return cli_fail(cmd);
+    if (bad) return cli_bad_value(cmd);
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!o.data) return cli_usage_error(cmd, "--data is required");
-    if (cli_model_config(&m, &o.model)) return cli_fail(cmd);
+    if (cli_model_config(&m, &o.model)) return cli_bad_value(cmd);
+    if (o.resume && o.init_from) return cli_usage_error(cmd, "--resume and --init-from: give one of them");
+    if (o.init_from) {
+        loom_gpt_config fcfg;
+        if (m.overrides[2] < 0) o.model.n_head = 0; /* the file's, or an error asking for --n-head */
+        if (loom_model_file_config(o.init_from, &o.model, &fcfg)) return cli_fail(cmd);
+        if (cli_model_check_init(&m, o.init_from, &fcfg)) return cli_bad_value(cmd);
+    }
     if (o.optim.min_lr < 0) o.optim.min_lr = o.optim.lr * 0.1f;
     loom_dist dist;
-    loom_train_block_signals(); /* before MPI_Init starts threads of its own */
+    loom_train_block_signals(); /* main did already; before MPI_Init starts threads of its own */
     if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
     loom_dist_set_timeout(&dist, comm_timeout);
     loom_status st = loom_train(&o, &dist);
     if (st && st != LOOM_STOPPED) {
+        if (dist.size > 1 && loom_train_failed_together()) { /* the same error on every rank: rank 0 says it */
+            int rc = dist.rank == 0 ? cli_fail(cmd) : 1;
+            loom_dist_finalize(&dist);
+            return rc;
+        }
         if (dist.size > 1) { /* one failing rank takes the job down, naming itself */
             fprintf(stderr, "loom %s: error (rank %d of %d): %s\n", cmd, dist.rank, dist.size, loom_error_msg());
             fflush(stderr);

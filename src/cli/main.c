@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "loom/train.h"
 
 static const char *usage =
     "loom " LOOM_VERSION ": train and run GPT-2 models on CPU clusters\n"
@@ -17,6 +18,13 @@ static const char *usage =
     "  sample   generate text from a model or checkpoint (KV cache, top-k, top-p)\n"
     "  export   write a model as Hugging Face GPT-2 safetensors + config.json\n"
     "  info     this build and machine: GEMM library, threads, CPU features, peak FLOP/s\n";
+
+/* train takes SIGTERM, SIGINT and SIGUSR1 in a thread of its own once it runs: until
+ * then they wait, blocked, rather than kill a run in its first milliseconds. This runs
+ * before main, as soon as the libraries are loaded (glibc passes argc and argv). */
+__attribute__((constructor)) static void block_early(int argc, char **argv) {
+    if (argc > 1 && argv && argv[1] && !strcmp(argv[1], "train")) loom_train_block_signals();
+}
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {

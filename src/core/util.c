@@ -186,20 +186,28 @@ loom_status loom_mkdir_p(const char *dir, const char *flag) {
 char *loom_read_file(const char *path, size_t *len) {
     FILE *fp = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!fp) return NULL;
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) { /* fopen accepts a directory */
+        if (fp != stdin) fclose(fp);
+        errno = EISDIR;
+        return NULL;
+    }
     size_t cap = 1 << 20, n = 0;
     char *buf = malloc(cap + 1);
+    int err = 0;
     while (buf) {
+        errno = 0;
         n += fread(buf + n, 1, cap - n, fp);
         if (n < cap) break;
         char *nb = realloc(buf, (cap *= 2) + 1);
         if (!nb) free(buf);
         buf = nb;
     }
-    int err = ferror(fp);
+    if (ferror(fp)) err = errno ? errno : EIO; /* the read's own errno, e.g. EISDIR */
     if (fp != stdin) fclose(fp);
     if (!buf || err) {
         free(buf);
-        errno = err ? EIO : ENOMEM;
+        errno = err ? err : ENOMEM;
         return NULL;
     }
     buf[n] = 0;

@@ -73,9 +73,15 @@ static loom_status open_file(token_file *f, const char *path, loom_data_format f
         if (h[1] != LOOM_SHARD_VERSION)
             return loom_error(LOOM_ERR_FORMAT, "%s: unsupported shard version %d (expected %d: uint16 tokens)",
                               path, h[1], LOOM_SHARD_VERSION);
-        if (h[2] < 0 || (uint64_t)(len - hdr) != (uint64_t)h[2] * 2)
+        if (h[2] <= 0)
+            return loom_error(LOOM_ERR_FORMAT, "%s: the header's token count is %d (it must be positive)", path, h[2]);
+        if ((uint64_t)(len - hdr) < (uint64_t)h[2] * 2)
             return loom_error(LOOM_ERR_FORMAT, "%s: truncated: header says %d tokens, file holds %zu bytes of tokens",
                               path, h[2], len - hdr);
+        if ((uint64_t)(len - hdr) > (uint64_t)h[2] * 2)
+            return loom_error(LOOM_ERR_FORMAT, "%s: the header says %d tokens, but the file holds %zu bytes of tokens "
+                              "(%zu tokens): the count is too small or the file has trailing bytes",
+                              path, h[2], len - hdr, (len - hdr) / 2);
         f->tokens = (const uint16_t *)((const char *)f->map + hdr);
         f->n_tokens = (uint64_t)h[2];
     } else {
@@ -159,6 +165,21 @@ void loom_dataset_close(loom_dataset *ds) {
 uint64_t loom_dataset_samples(const loom_dataset *ds) { return ds->n_samples; }
 uint64_t loom_dataset_tokens(const loom_dataset *ds) { return ds->n_tokens; }
 int loom_dataset_files(const loom_dataset *ds) { return ds->n_files; }
+
+void loom_dataset_file_info(const loom_dataset *ds, int i, loom_data_file_info *out) {
+    const token_file *f = &ds->files[i];
+    const size_t blk = 4096, len = f->map_len;
+    uint32_t crc = 0;
+    if (len <= 16 * blk) {
+        crc = loom_crc32c(0, f->map, len);
+    } else {
+        for (int k = 0; k < 16; k++) { /* blocks 0 and 15 are the first and the last */
+            size_t at = (size_t)((len - blk) * (uint64_t)k / 15);
+            crc = loom_crc32c(crc, (const char *)f->map + at, blk);
+        }
+    }
+    *out = (loom_data_file_info){f->path, len, f->n_tokens, crc};
+}
 
 uint64_t loom_permute(uint64_t i, uint64_t n, uint64_t seed, uint64_t epoch) {
     if (n <= 1) return 0;

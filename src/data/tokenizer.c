@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/pretokenize.h"
 #include "data/tokenizer_internal.h"
@@ -238,15 +239,34 @@ static loom_status builder_finish(builder *b, uint32_t eot, loom_tokenizer **out
 
 /* ---- helpers for messages and files ------------------------------------------------- */
 
-/* Copies up to ~40 bytes of s[0..n) into buf for a message: control bytes become '?',
- * a cut is marked with "...". */
+/* Whether code point cp (>= 0x80) may appear as itself in a message: not a C1 control,
+ * nor an invisible, line-breaking or text-reordering format character. */
+static int shown_as_is(uint32_t cp) {
+    return cp >= 0xA0 && !(cp >= 0x200B && cp <= 0x200F) && !(cp >= 0x2028 && cp <= 0x202E) &&
+           !(cp >= 0x2060 && cp <= 0x206F) && cp != 0xFEFF;
+}
+
+/* An excerpt of s[0..n) for a message into buf (cap >= 8), at most 40 bytes (cap - 4 if
+ * less) plus "..." where it is cut, as one line of plain text: printable ASCII and
+ * well-formed UTF-8 characters as they are, every other byte (controls, bytes that are
+ * not UTF-8, the characters shown_as_is refuses) as \xNN. */
 static const char *shown(char *buf, size_t cap, const void *s, size_t n) {
     const uint8_t *p = s;
-    size_t k = 0, lim = cap > 44 ? 40 : cap - 4;
-    for (size_t i = 0; i < n && k < lim; i++) buf[k++] = (p[i] < 0x20 || p[i] == 0x7F) ? '?' : (char)p[i];
-    if (n > lim) {
-        while (k > 0 && ((uint8_t)buf[k - 1] & 0xC0) == 0x80) k--; /* do not split a UTF-8 char */
-        if (k > 0 && (uint8_t)buf[k - 1] >= 0xC0) k--;
+    size_t k = 0, i = 0, lim = cap > 44 ? 40 : cap - 4; /* room for "..." and the NUL */
+    while (i < n) {
+        uint32_t cp = 0;
+        size_t cl = p[i] >= 0x20 && p[i] < 0x7F ? 1 : p[i] >= 0x80 ? (size_t)loom_utf8_decode(p + i, n - i, &cp) : 0;
+        if (cl > 1 && !shown_as_is(cp)) cl = 0;
+        if (k + (cl ? cl : 4) > lim) break;
+        if (cl) {
+            memcpy(buf + k, p + i, cl);
+            k += cl;
+            i += cl;
+        } else {
+            k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", p[i++]);
+        }
+    }
+    if (i < n) {
         memcpy(buf + k, "...", 3);
         k += 3;
     }
@@ -257,6 +277,11 @@ static const char *shown(char *buf, size_t cap, const void *s, size_t n) {
 static loom_status read_file(const char *path, uint8_t **buf, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return loom_error(LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) { /* fopen accepts a directory */
+        fclose(f);
+        return loom_error(LOOM_ERR_IO, "%s: is a directory, not a tokenizer file", path);
+    }
     size_t cap = 1 << 20, n = 0;
     uint8_t *b = malloc(cap);
     for (;;) {
@@ -264,6 +289,7 @@ static loom_status read_file(const char *path, uint8_t **buf, size_t *len) {
             fclose(f);
             return loom_error(LOOM_ERR_NOMEM, "%s: out of memory reading the file", path);
         }
+        errno = 0;
         n += fread(b + n, 1, cap - n, f);
         if (n < cap) break;
         uint8_t *nb = cap <= SIZE_MAX / 2 ? realloc(b, cap * 2) : NULL;
@@ -271,11 +297,11 @@ static loom_status read_file(const char *path, uint8_t **buf, size_t *len) {
         b = nb;
         cap *= 2;
     }
-    int err = ferror(f);
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (err) {
         free(b);
-        return loom_error(LOOM_ERR_IO, "%s: read failed", path);
+        return loom_error(LOOM_ERR_IO, "%s: read failed: %s", path, strerror(err));
     }
     *buf = b;
     *len = n;

@@ -147,11 +147,11 @@ const char *loom_dist_library(void) {
 #endif
 }
 
-/* all[r*count ..] = mine of rank r, for floats or int32s */
-static void allgather(const loom_dist *d, const void *mine, int count, void *all, int is_float, const char *what) {
+/* all[r*count ..] = mine of rank r, for int32s (kind 0), floats (1) or bytes (2) */
+static void allgather(const loom_dist *d, const void *mine, int count, void *all, int kind, const char *what) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {
-        MPI_Datatype t = is_float ? MPI_FLOAT : MPI_INT32_T;
+        MPI_Datatype t = kind == 1 ? MPI_FLOAT : kind == 2 ? MPI_BYTE : MPI_INT32_T;
         coll_begin(what, 0, -1);
         MPI_Allgather(mine, count, t, all, count, t, MPI_COMM_WORLD);
         coll_end();
@@ -159,7 +159,7 @@ static void allgather(const loom_dist *d, const void *mine, int count, void *all
     }
 #endif
     (void)d, (void)what;
-    memcpy(all, mine, (size_t)count * 4); /* float and int32 alike */
+    memcpy(all, mine, (size_t)count * (kind == 2 ? 1 : 4));
 }
 
 void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all) {
@@ -168,6 +168,10 @@ void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float
 
 void loom_dist_allgather_i32(const loom_dist *d, const int32_t *mine, int count, int32_t *all) {
     allgather(d, mine, count, all, 0, "input tokens allgather");
+}
+
+void loom_dist_allgather_bytes(const loom_dist *d, const void *mine, int bytes, void *all, const char *what) {
+    allgather(d, mine, bytes, all, 2, what);
 }
 
 loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total) {

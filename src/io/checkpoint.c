@@ -117,8 +117,8 @@ static uint32_t meta_crc(const loom_st_file *f) {
 
 /* Writes `text` to dir/name atomically (tmp, fsync, rename, fsync dir). */
 static loom_status write_small_atomic(const char *dir, const char *name, const char *text) {
-    char tmp[4096], path[4096];
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    char tmp[4200], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/.%s.%ld.tmp", dir, name, (long)getpid());
     snprintf(path, sizeof path, "%s/%s", dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
@@ -170,6 +170,7 @@ static loom_status ckpt_writer(const loom_gpt *g, const float *const bufs[3], co
     meta_int(&m, "total_batch_tokens", s->total_batch_tokens);
     meta_int(&m, "steps", s->steps);
     meta_int(&m, "shuffle", s->shuffle);
+    meta_int(&m, "threads", s->threads);
     meta_int(&m, "warmup", s->optim.warmup);
     meta_float(&m, "lr", s->optim.lr);
     meta_float(&m, "min_lr", s->optim.min_lr);
@@ -179,7 +180,7 @@ static loom_status ckpt_writer(const loom_gpt *g, const float *const bufs[3], co
     meta_float(&m, "weight_decay", s->optim.weight_decay);
     meta_float(&m, "clip", s->optim.clip);
     const char *fixed[][2] = {{"format", "pt"}, {"loom_checkpoint", LOOM_CKPT_FORMAT}, {"producer", "loom " LOOM_VERSION},
-                              {"crc32c", crcs.data},
+                              {"crc32c", crcs.data}, {"data", s->data ? s->data : ""},
                               {"rng", "counter-based (splitmix64 of seed, index): the seed is the whole state"}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && !st; i++) st = loom_st_writer_meta(w, fixed[i][0], fixed[i][1]);
     for (int i = 0; i < m.n && !st; i++) st = loom_st_writer_meta(w, m.key[i], m.val[i]);
@@ -203,11 +204,11 @@ static loom_status ckpt_writer(const loom_gpt *g, const float *const bufs[3], co
 
 /* After the temporary file is complete and synced: rename it into place, sync the
  * directory, point `latest` at it, then prune old and stale files. */
-static loom_status ckpt_commit(const char *dir, int keep, long step, char *path_out, size_t cap, double *bytes) {
-    char name[64], path[4096], tmp[4200];
+static loom_status ckpt_commit(const char *dir, const char *tmp, int keep, long step, char *path_out, size_t cap,
+                               double *bytes) {
+    char name[64], path[4096];
     snprintf(name, sizeof name, CKPT_PREFIX "%08ld" CKPT_SUFFIX, step);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
     /* fault injection for the crash tests: widen the window between the complete
      * temporary file and its commit, so a kill lands there */
     const char *pause = getenv("LOOM_TEST_CKPT_PAUSE_MS");
@@ -244,7 +245,8 @@ static loom_status ckpt_commit(const char *dir, int keep, long step, char *path_
     struct dirent *e;
     while (d && (e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (!strncmp(e->d_name, "." CKPT_PREFIX, strlen("." CKPT_PREFIX)) && n > 4 && !strcmp(e->d_name + n - 4, ".tmp")) {
+        int ours = !strncmp(e->d_name, "." CKPT_PREFIX, strlen("." CKPT_PREFIX)) || !strncmp(e->d_name, ".latest.", 8);
+        if (ours && n > 4 && !strcmp(e->d_name + n - 4, ".tmp")) {
             char old[4400];
             snprintf(old, sizeof old, "%s/%s", dir, e->d_name);
             unlink(old);
@@ -254,14 +256,71 @@ static loom_status ckpt_commit(const char *dir, int keep, long step, char *path_
     return LOOM_OK;
 }
 
-static void tmp_path(char *tmp, size_t cap, const char *dir, long step) {
-    snprintf(tmp, cap, "%s/." CKPT_PREFIX "%08ld" CKPT_SUFFIX ".tmp", dir, step);
+/* The temporary name of a save: the writer's pid in it, so that no two processes ever
+ * write one file (the directory lock keeps a second run out as well). */
+loom_status loom_ckpt_dir_claim(const char *dir, int resuming, int overwrite, int *lock_fd) {
+    char path[4200], host[256] = "?";
+    *lock_fd = -1;
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return loom_error(LOOM_ERR_IO, "--ckpt-dir: %s: cannot create: %s", path, strerror(errno));
+    /* an fcntl lock: released by the kernel when the process ends, however it ends,
+     * and honoured over NFS as well */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        char who[300] = "";
+        ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        who[n > 0 ? n : 0] = 0;
+        who[strcspn(who, "\r\n")] = 0;
+        close(fd);
+        if (e == EACCES || e == EAGAIN)
+            return loom_error(LOOM_ERR_ARG, "--ckpt-dir: %s is in use by another run (%s); wait for it to end or use "
+                              "another directory", dir, who[0] ? who : "holder unknown");
+        return loom_error(LOOM_ERR_IO, "--ckpt-dir: %s: cannot lock: %s", path, strerror(e));
+    }
+    gethostname(host, sizeof host - 1);
+    char who[320];
+    int len = snprintf(who, sizeof who, "host %s, pid %ld\n", host, (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, who, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return loom_error(LOOM_ERR_IO, "--ckpt-dir: %s: write failed: %s", path, strerror(e));
+    }
+    long *steps;
+    int n = list_steps(dir, &steps);
+    if (n > 0 && !resuming && !overwrite) {
+        long newest = steps[0];
+        free(steps);
+        close(fd);
+        return loom_error(LOOM_ERR_ARG, "--ckpt-dir: %s holds %d checkpoint(s) of an earlier run (newest: step %ld); "
+                          "continue it with --resume, or pass --overwrite to discard them", dir, n, newest);
+    }
+    if (n > 0 && !resuming) { /* --overwrite: a fresh run starts from an empty directory */
+        for (int i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "%s/" CKPT_PREFIX "%08ld" CKPT_SUFFIX, dir, steps[i]);
+            unlink(path);
+        }
+        snprintf(path, sizeof path, "%s/latest", dir);
+        unlink(path);
+    }
+    free(steps);
+    *lock_fd = fd;
+    return LOOM_OK;
+}
+
+void loom_ckpt_dir_release(int lock_fd) {
+    if (lock_fd >= 0) close(lock_fd); /* the lock file stays: unlinking it would race a new locker */
+}
+
+static void tmp_path(char *tmp, size_t cap, const char *dir, long step, uint64_t pid) {
+    snprintf(tmp, cap, "%s/." CKPT_PREFIX "%08ld" CKPT_SUFFIX ".%llu.tmp", dir, step, (unsigned long long)pid);
 }
 
 loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const loom_adamw *opt,
                            const loom_ckpt_state *s, char *path_out, size_t cap, double *bytes) {
     char tmp[4200];
-    tmp_path(tmp, sizeof tmp, dir, s->step);
+    tmp_path(tmp, sizeof tmp, dir, s->step, (uint64_t)getpid());
     const int nt = g->sizes.n_tensors;
     uint32_t *crc = malloc(sizeof(uint32_t) * 3 * nt);
     if (!crc) return loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
@@ -281,7 +340,7 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
         unlink(tmp);
         return st;
     }
-    return ckpt_commit(dir, keep, s->step, path_out, cap, bytes);
+    return ckpt_commit(dir, tmp, keep, s->step, path_out, cap, bytes);
 }
 
 loom_status loom_ckpt_save_dist(const loom_dist *d, const char *dir, int keep, const loom_gpt *g,
@@ -295,7 +354,9 @@ loom_status loom_ckpt_save_dist(const loom_dist *d, const char *dir, int keep, c
     for (int k = 1; k < nt; k++) /* the tensors lie back to back in the flat buffer, as in the file */
         LOOM_CHECK(g->params_info[k].offset == g->params_info[k - 1].offset + g->params_info[k - 1].numel);
     char tmp[4200];
-    tmp_path(tmp, sizeof tmp, dir, s->step);
+    uint64_t pid = (uint64_t)getpid(); /* rank 0's names the file of all ranks */
+    loom_dist_bcast_u64(d, &pid);
+    tmp_path(tmp, sizeof tmp, dir, s->step, pid);
     /* 1. each rank: the CRC32C of each tensor's part inside its shard; rank 0 combines
      * them in file order */
     const float *shard[3] = {g->params + lo, opt->m + (lo - opt->lo), opt->v + (lo - opt->lo)};
@@ -368,7 +429,7 @@ loom_status loom_ckpt_save_dist(const loom_dist *d, const char *dir, int keep, c
     st = loom_dist_write_file(d, tmp, p, np);
     free(head);
     /* 3. rank 0 commits; every rank learns the outcome */
-    if (!st && lead) st = ckpt_commit(dir, keep, s->step, path_out, cap, bytes);
+    if (!st && lead) st = ckpt_commit(dir, tmp, keep, s->step, path_out, cap, bytes);
     if (st && lead) unlink(tmp);
     if (loom_dist_any(d, st != LOOM_OK) && !st)
         st = loom_error(LOOM_ERR_IO, "%s: rank 0 could not commit the checkpoint", tmp);

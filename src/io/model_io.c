@@ -20,28 +20,40 @@ static const loom_st_tensor *find_tensor(const loom_st_file *f, const char *name
     return t;
 }
 
-static int read_n_head_json(const char *path) {
+/* n_head from the config.json beside the model file at `path` into *heads (0: there is
+ * no such file, or it has no n_head); the config's path goes to cfgpath for messages. */
+static loom_status read_n_head_json(const char *path, int *heads, char *cfgpath, size_t cap) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash) slash[1] = 0;
     else dir[0] = 0;
-    char cfgpath[4200];
-    snprintf(cfgpath, sizeof cfgpath, "%sconfig.json", dir);
+    snprintf(cfgpath, cap, "%sconfig.json", dir);
+    *heads = 0;
     size_t n;
     char *buf = loom_read_file(cfgpath, &n);
-    if (!buf) return 0;
-    int heads = 0;
+    if (!buf) {
+        if (errno == ENOENT) return LOOM_OK;
+        return loom_error(LOOM_ERR_IO, "%s: cannot read: %s", cfgpath, strerror(errno));
+    }
     loom_json_error err;
     loom_json_doc *doc = loom_json_parse(buf, n, NULL, &err);
-    if (doc) {
-        const loom_json *v = loom_json_get(loom_json_root(doc), "n_head");
-        uint64_t u;
-        if (v && loom_json_get_u64(v, &u) && u > 0 && u < 100000) heads = (int)u;
-        loom_json_free(doc);
-    }
     free(buf);
-    return heads;
+    if (!doc)
+        return loom_error(err.status == LOOM_ERR_NOMEM ? LOOM_ERR_NOMEM : LOOM_ERR_FORMAT,
+                          "%s:%zu:%zu: not valid JSON: %s", cfgpath, err.line, err.col, err.msg);
+    loom_status st = LOOM_OK;
+    const loom_json *root = loom_json_root(doc);
+    const loom_json *v = root->type == LOOM_JSON_OBJECT ? loom_json_get(root, "n_head") : NULL;
+    uint64_t u;
+    if (root->type != LOOM_JSON_OBJECT)
+        st = loom_error(LOOM_ERR_FORMAT, "%s: expected a JSON object, found %s", cfgpath,
+                        loom_json_type_name(root->type));
+    else if (v && (!loom_json_get_u64(v, &u) || u == 0 || u >= 100000))
+        st = loom_error(LOOM_ERR_FORMAT, "%s: n_head must be a positive integer", cfgpath);
+    else if (v) *heads = (int)u;
+    loom_json_free(doc);
+    return st;
 }
 
 loom_status loom_model_file_config(const char *path, const loom_gpt_config *fallback,
@@ -49,7 +61,8 @@ loom_status loom_model_file_config(const char *path, const loom_gpt_config *fall
     loom_st_file *f;
     loom_status st = loom_st_open(path, &f);
     if (st) return st;
-    *cfg = *fallback;
+    const loom_gpt_config flags = *fallback; /* cfg may be fallback */
+    *cfg = flags;
     const loom_st_tensor *wte = find_tensor(f, "wte.weight"), *wpe = find_tensor(f, "wpe.weight");
     if (!wte || !wpe || wte->ndim != 2 || wpe->ndim != 2 || wte->shape[1] != wpe->shape[1]) {
         loom_st_close(f);
@@ -67,10 +80,29 @@ loom_status loom_model_file_config(const char *path, const loom_gpt_config *fall
     }
     cfg->n_layer = L;
     const char *nh = loom_st_meta(f, "n_head");
-    int heads = nh ? atoi(nh) : read_n_head_json(path);
-    if (heads > 0) cfg->n_head = heads;
+    char *end = NULL;
+    long heads = nh ? strtol(nh, &end, 10) : 0;
+    int bad_meta = nh && (!*nh || *end || heads < 1 || heads >= 100000);
     loom_st_close(f);
+    if (bad_meta) return loom_error(LOOM_ERR_FORMAT, "%s: metadata n_head is not a positive integer", path);
     if (L == 0) return loom_error(LOOM_ERR_FORMAT, "%s: no transformer layers (h.0.ln_1.weight missing)", path);
+    char cfgpath[4200] = "";
+    int hj = 0;
+    if (!nh && (st = read_n_head_json(path, &hj, cfgpath, sizeof cfgpath))) return st;
+    if (!nh) heads = hj;
+    /* neither says: the head count of --n-head, if it was given (fallback n_head > 0) */
+    int from_flags = heads == 0 && flags.n_head > 0;
+    if (from_flags) heads = flags.n_head;
+    if (heads == 0)
+        return loom_error(LOOM_ERR_ARG, "%s: the number of heads is not in the file's metadata nor in %s "
+                          "(n_head); give --n-head", path, cfgpath);
+    if (cfg->n_embd % heads != 0 && from_flags)
+        return loom_error(LOOM_ERR_ARG, "%s: --n-head %ld does not divide the file's width %d", path, heads,
+                          cfg->n_embd);
+    if (cfg->n_embd % heads != 0)
+        return loom_error(LOOM_ERR_FORMAT, "%s: n_head %ld from %s does not divide the width %d", path, heads,
+                          nh ? "the file's metadata" : cfgpath, cfg->n_embd);
+    cfg->n_head = (int)heads;
     st = loom_gpt_config_validate(cfg);
     if (st) return loom_error(st, "%s: %s", path, loom_error_msg());
     return LOOM_OK;
@@ -89,6 +121,15 @@ static float half_to_float(uint16_t h) {
     else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
     float out;
     memcpy(&out, &bits, 4);
+    return out;
+}
+
+/* "[64]", "[64, 128]", "[]" for a scalar (cut short if cap is small). */
+static const char *shape_str(char *out, size_t cap, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(out, cap, "[");
+    for (int i = 0; i < ndim && k < cap; i++)
+        k += (size_t)snprintf(out + k, cap - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < cap) snprintf(out + k, cap - k, "]");
     return out;
 }
 
@@ -111,10 +152,10 @@ loom_status loom_model_load(loom_gpt *g, const char *path) {
         int same = t->ndim == pi->ndim;
         for (int d = 0; same && d < pi->ndim; d++) same = t->shape[d] == pi->shape[d];
         if (!same) {
-            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' has shape [%lld%s%lld], the model needs [%lld%s%lld]",
-                            path, pi->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "",
-                            t->ndim > 1 ? (long long)t->shape[1] : 0LL, (long long)pi->shape[0],
-                            pi->ndim > 1 ? ", " : "", pi->ndim > 1 ? (long long)pi->shape[1] : 0LL);
+            char has[160], needs[64];
+            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model needs %s", path, pi->name,
+                            shape_str(has, sizeof has, t->ndim, t->shape),
+                            shape_str(needs, sizeof needs, pi->ndim, pi->shape));
             break;
         }
         const unsigned char *src = loom_st_data(f, t);
@@ -136,6 +177,10 @@ loom_status loom_model_load(loom_gpt *g, const char *path) {
         }
     }
     loom_st_close(f);
+    int bad = st ? -1 : loom_gpt_first_nonfinite(g, g->params, 0, g->sizes.n_params);
+    if (bad >= 0)
+        st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value (NaN or Inf): a diverged model, "
+                        "refused", path, g->params_info[bad].name);
     return st;
 }
 

@@ -384,6 +384,8 @@ loom_status loom_st_open(const char *path, loom_st_file **out) {
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
+        if (S_ISDIR(sb.st_mode))
+            return loom_error(LOOM_ERR_IO, "%s: is a directory, not a safetensors file", path);
         return loom_error(LOOM_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)sb.st_size > SIZE_MAX) {

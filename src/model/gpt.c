@@ -193,6 +193,17 @@ int loom_gpt_find_param(const loom_gpt *g, const char *name) {
     return -1;
 }
 
+int loom_gpt_first_nonfinite(const loom_gpt *g, const float *buf, size_t lo, size_t hi) {
+    size_t bad = hi;
+#pragma omp parallel for reduction(min : bad) schedule(static)
+    for (size_t i = lo; i < hi; i++)
+        if (!isfinite(buf[i]) && i < bad) bad = i;
+    if (bad == hi) return -1;
+    for (int t = 0; t < g->sizes.n_tensors; t++)
+        if (bad < g->params_info[t].offset + g->params_info[t].numel) return t;
+    return -1;
+}
+
 void loom_gpt_init_weights(loom_gpt *g, uint64_t seed) {
     const double resid_scale = 1.0 / sqrt(2.0 * g->cfg.n_layer);
     for (int i = 0; i < g->sizes.n_tensors; i++) {

@@ -16,6 +16,7 @@
 #include "loom/checkpoint.h"
 #include "loom/io.h"
 #include "loom/train.h"
+#include "train/preflight.h"
 #include "train/trace.h"
 
 /* Signals. SIGTERM, SIGINT and SIGUSR1 are blocked in every thread (the OpenMP and
@@ -96,6 +97,12 @@ loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, lo
     return LOOM_OK;
 }
 
+int loom_step_tree_pool(int local) {
+    int levels = 0;
+    while ((1 << levels) < local) levels++;
+    return levels + 1;
+}
+
 loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero,
                               size_t bucket, int overlap) {
     memset(c, 0, sizeof *c);
@@ -120,9 +127,7 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
     if (c->sharded) loom_dist_shard(dist->rank, R, n, LOOM_NORM_BLOCK, &c->lo, &c->hi);
     c->tree_n = c->strided ? c->hi - c->lo : n;
     c->orig_grads = g->grads;
-    int levels = 0;
-    while ((1 << levels) < c->local) levels++;
-    c->n_pool = levels + 1; /* at most one buffer per tree level plus the micro-batch being computed */
+    c->n_pool = loom_step_tree_pool(c->local);
     if (c->n_pool > LOOM_TREE_MAX) return loom_error(LOOM_ERR_ARG, "--total-batch-tokens: too many micro-batches");
     loom_status st = LOOM_ERR_NOMEM;
     if (c->strided) c->work = g->grads; /* ZeRO-2: the model's buffer is the micro-batch's; the tree holds shards */
@@ -441,6 +446,38 @@ static void fmt_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%lds", t);
 }
 
+static int g_failed_together;
+
+int loom_train_failed_together(void) { return g_failed_together; }
+
+/* After a step: the loss, the gradient norm and the updated weights (this rank's shard;
+ * the first bad tensor over all ranks) must be finite, or the run stops before anything
+ * is saved, blaming what overflowed. Every rank returns the same status. */
+static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const loom_dist *dist,
+                              const loom_adamw_config *oc, int step, float loss, double norm, float lr) {
+    if (!isfinite(loss))
+        return loom_error(LOOM_ERR_ARG, "step %d: the loss is %f (the run diverged; nothing was saved from this step): "
+                          "lower --lr%s", step + 1, loss, oc->clip > 0 ? "" : " or enable --clip");
+    if (!isfinite(norm))
+        return loom_error(LOOM_ERR_ARG, "step %d: the gradient norm is %f while the loss %.4f is finite (the backward "
+                          "overflowed; nothing was saved from this step): lower --lr", step + 1, norm, loss);
+    int32_t bad = loom_gpt_first_nonfinite(g, g->params, sc->lo, sc->hi), *all = &bad, buf[64];
+    if (dist->size > 1) {
+        all = dist->size <= 64 ? buf : malloc(sizeof(int32_t) * dist->size);
+        LOOM_CHECK(all != NULL);
+        loom_dist_allgather_i32(dist, &bad, 1, all);
+        for (int r = 1; r < dist->size; r++)
+            if (all[r] >= 0 && (all[0] < 0 || all[r] < all[0])) all[0] = all[r];
+        bad = all[0];
+        if (all != buf) free(all);
+    }
+    if (bad >= 0)
+        return loom_error(LOOM_ERR_ARG, "step %d: the AdamW update made tensor '%s' non-finite (lr %g, eps %g, grad "
+                          "norm %g; nothing was saved from this step): lower --lr or raise --eps", step + 1,
+                          g->params_info[bad].name, lr, oc->eps, norm);
+    return LOOM_OK;
+}
+
 static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     loom_status st = LOOM_OK;
     const loom_dist one = {0, 1, 0, 1, 0};
@@ -454,7 +491,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     loom_adamw opt = {0};
     FILE *metrics = NULL;
     int32_t *batch = NULL;
-    char path[4096];
+    char path[4096], *train_desc = NULL, *val_desc = NULL;
+    int lock_fd = -1, stopped = 0;
 
     if (o->threads > 0) omp_set_num_threads(o->threads);
     else if (dist->local_size > 1) { /* split the node's cores among its ranks */
@@ -474,6 +512,13 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
                           "--seq-len = %d x %d = %ld", total, B, T, micro_tokens);
     const int accum = (int)(total / micro_tokens);
     if (o->optim.warmup < 0) return loom_error(LOOM_ERR_ARG, "--warmup: must be >= 0");
+    if (!(o->optim.eps > 0))
+        return loom_error(LOOM_ERR_ARG, "--eps: must be above 0 (AdamW divides by sqrt(v) + eps, and v is 0 where "
+                          "a gradient is 0)");
+    const double bucket_mb = o->bucket_mb > 0 ? o->bucket_mb : 16.0;
+    if (bucket_mb > 1024) return loom_error(LOOM_ERR_ARG, "--bucket-mb: at most 1024 (got %g)", bucket_mb);
+    size_t bucket = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
+    if (bucket < 1) bucket = 1;
 
     loom_gpt_config cfg = o->model;
     loom_st_file *resume = NULL;
@@ -481,7 +526,6 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     if (o->resume && o->init_from) return loom_error(LOOM_ERR_ARG, "--resume and --init-from: give one of them");
     if (o->resume && !o->resume_file && !o->ckpt_dir)
         return loom_error(LOOM_ERR_ARG, "--resume: needs --ckpt-dir (to find latest) or a checkpoint file");
-    if (o->resume && (st = loom_ckpt_open(o->ckpt_dir, o->resume_file, &resume))) return st;
     if (o->init_from && (st = loom_model_file_config(o->init_from, &o->model, &cfg))) return st;
     if ((st = loom_gpt_config_validate(&cfg))) return st;
     if (T > cfg.block_size)
@@ -489,8 +533,29 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     if ((st = loom_dataset_open(&train, o->data, o->data_format, cfg.vocab_size, T, "--data"))) goto done;
     if (o->val_data && (st = loom_dataset_open(&val, o->val_data, o->data_format, cfg.vocab_size, T, "--val-data")))
         goto done;
+    if (!(train_desc = loom_run_data_desc(train)) || (val && !(val_desc = loom_run_data_desc(val)))) {
+        st = LOOM_ERR_NOMEM;
+        goto done;
+    }
+    /* before any other collective: every rank was given the same run */
+    if ((st = loom_run_agree(dist, o, &cfg, train_desc, val_desc))) {
+        g_failed_together = 1;
+        goto done;
+    }
+    loom_train_mem mem;
+    loom_run_memory(&cfg, B, T, accum, R, o->zero, bucket, &mem);
+    if ((st = loom_run_check_memory(&mem, dist->local_size, B, T))) goto done;
     if ((st = loom_mkdir_p(o->out_dir, "--out"))) goto done;
-    if (o->ckpt_dir && (st = loom_mkdir_p(o->ckpt_dir, "--ckpt-dir"))) goto done;
+    if (o->ckpt_dir) { /* rank 0 writes the checkpoints: it holds the directory's lock */
+        loom_status cs = lead ? loom_mkdir_p(o->ckpt_dir, "--ckpt-dir") : LOOM_OK;
+        if (!cs && lead) cs = loom_ckpt_dir_claim(o->ckpt_dir, o->resume, o->overwrite, &lock_fd);
+        if (loom_dist_any(dist, cs != LOOM_OK)) {
+            st = cs ? cs : loom_error(LOOM_ERR_ARG, "--ckpt-dir: rank 0 could not claim %s", o->ckpt_dir);
+            g_failed_together = 1;
+            goto done;
+        }
+    }
+    if (o->resume && (st = loom_ckpt_open(o->ckpt_dir, o->resume_file, &resume))) goto done;
     if ((st = loom_gpt_init(&g, &cfg, B, T, 1, o->backend))) goto done;
     g->profile = o->profile;
     loom_adamw_config ocfg = o->optim;
@@ -499,12 +564,14 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     if (o->zero) loom_dist_shard(rank, R, g->sizes.n_params, LOOM_NORM_BLOCK, &shard_lo, &shard_hi);
     if ((st = loom_adamw_init_shard(&opt, &ocfg, shard_lo, shard_hi))) goto done;
     const loom_ckpt_state want = {.seed = o->seed, .batch = B, .seq_len = T, .shuffle = o->shuffle,
-                                  .steps = o->steps, .total_batch_tokens = total, .optim = ocfg};
+                                  .steps = o->steps, .total_batch_tokens = total, .optim = ocfg,
+                                  .threads = threads, .data = train_desc};
     if (resume) {
         loom_gpt_config ccfg;
         loom_ckpt_state cst;
         if ((st = loom_ckpt_read_state(resume, &ccfg, &cst)) ||
             (st = loom_ckpt_check_match(loom_st_path(resume), &ccfg, &cst, &cfg, &want)) ||
+            (st = loom_run_check_resume(resume, train_desc, threads, o->allow_change)) ||
             (st = loom_ckpt_load(resume, g, &opt)))
             goto done;
         if (cst.cursor != (uint64_t)cst.step * accum * B) {
@@ -522,13 +589,6 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     } else {
         loom_gpt_init_weights(g, o->seed);
     }
-    const double bucket_mb = o->bucket_mb > 0 ? o->bucket_mb : 16.0;
-    if (bucket_mb > 1024) {
-        st = loom_error(LOOM_ERR_ARG, "--bucket-mb: at most 1024 (got %g)", bucket_mb);
-        goto done;
-    }
-    size_t bucket = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
-    if (bucket < 1) bucket = 1;
     if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, o->overlap))) goto done;
     if (o->trace) {
         size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
@@ -558,14 +618,13 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
                "per step = %ld tokens\n",
                (unsigned long long)loom_dataset_tokens(train), loom_dataset_files(train),
                (unsigned long long)loom_dataset_samples(train), T + 1, B, T, accum, total);
-        const double MiB = 1048576.0, pb = 4.0 * g->sizes.n_params;
-        const double tree = 4.0 * sc.tree_n * (sc.n_pool - !sc.strided); /* beyond the model's own gradient buffer */
+        const double MiB = 1048576.0;
         const char *zname[3] = {"", " (ZeRO-1 shard)", " (ZeRO-2 shard)"};
         printf("memory per rank: parameters %.1f MiB, gradients %.1f MiB + accumulation tree %.1f MiB%s + "
                "send+receive bucket %.1f MiB, AdamW m+v %.1f MiB%s, activations %.1f MiB; %.1f MiB in all\n",
-               pb / MiB, pb / MiB, tree / MiB, sc.strided ? " (ZeRO-2 shards)" : "",
-               sc.comm ? loom_comm_buffer_bytes(sc.comm) / MiB : 0.0, 8.0 * opt.n / MiB, R > 1 ? zname[o->zero] : "",
-               4.0 * (g->sizes.n_acts + g->sizes.n_grad_acts) / MiB, loom_alloc_bytes_live() / MiB);
+               mem.params / MiB, mem.grads / MiB, mem.tree / MiB, sc.strided ? " (ZeRO-2 shards)" : "",
+               mem.comm / MiB, mem.adamw / MiB, R > 1 ? zname[o->zero] : "", mem.acts / MiB,
+               loom_alloc_bytes_live() / MiB);
         if (sc.comm)
             printf("gradient communication: buckets of %.1f MiB, %s\n", bucket_mb,
                    loom_comm_overlaps(sc.comm) ? "overlapped with the backward (wte rows no input touches first)"
@@ -574,6 +633,12 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         fflush(stdout);
     }
 
+    /* fault injection for the tests: a NaN in wpe after the update of this step */
+    const char *poison = getenv("LOOM_TEST_POISON_STEP");
+    const int poison_step = poison ? atoi(poison) : 0;
+    /* a run whose loss stays above a uniform guess's is diverging: say so once */
+    const float uniform_loss = logf((float)cfg.vocab_size);
+    int high_steps = 0;
     double t_start = loom_now(), t_train = 0.0;
     const int end_step = o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps;
     if (start_step >= end_step && !quiet) printf("nothing to do: the checkpoint is at step %d\n", start_step);
@@ -597,10 +662,16 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         double tok_s = (double)total / dt, mfu = flops_tok * tok_s / peak;
         int timed = step > start_step ? step - start_step : 1;
         double eta = (t_train / timed) * (end_step - 1 - step);
-        if (!isfinite(loss)) {
-            st = loom_error(LOOM_ERR_ARG, "step %d: loss is %f (diverged); lower --lr or enable --clip", step + 1, loss);
+        if (step + 1 == poison_step) g->params[g->params_info[1].offset] = NAN;
+        if ((st = check_step(g, &sc, dist, &ocfg, step, loss, norm, lr))) {
+            g_failed_together = 1;
             goto done;
         }
+        high_steps = loss > uniform_loss + 1.0f ? high_steps + 1 : 0;
+        if (high_steps == 5 && lead)
+            fprintf(stderr, "loom: warning: step %d: the loss (%.4f) has stayed above ln(vocab) = %.4f, the loss of a "
+                    "uniform guess, for 5 steps: the run is diverging (lower --lr%s)\n", step + 1, loss, uniform_loss,
+                    ocfg.clip > 0 ? "" : ", enable --clip");
         double val_loss = NAN;
         int last = step == end_step - 1;
         if (val && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last)) {
@@ -651,19 +722,21 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             if (lead)
                 fprintf(stderr, "loom: %s received: stopped after step %d%s\n",
                         g_stop_signal ? strsignal(g_stop_signal) : "a stop signal (on another rank)", step + 1,
-                        o->ckpt_dir ? " with a checkpoint (continue with --resume)" : " (no --ckpt-dir: nothing saved)");
-            st = LOOM_STOPPED;
-            goto done;
+                        o->ckpt_dir ? " with a checkpoint (continue with --resume)"
+                                    : "; saving the model to --out (without --ckpt-dir the run cannot be resumed)");
+            stopped = 1;
+            if (o->ckpt_dir) goto done;
+            break;
         }
     }
     const int ran = end_step - start_step;
-    if (!quiet && ran > 0) {
+    if (!quiet && ran > 0 && !stopped) {
         int timed = ran > 1 ? ran - 1 : 1;
         double tok_s = (double)total * timed / t_train;
         printf("done: %d steps in %.1f s; %.0f tok/s, MFU %.1f%% (steps %d..%d)\n", ran, loom_now() - t_start,
                tok_s, 100.0 * flops_tok * tok_s / peak, start_step + (ran > 1 ? 2 : 1), end_step);
     }
-    if (o->profile && ran > 1 && lead) {
+    if (o->profile && ran > 1 && lead && !stopped) {
         double total_s = 0.0;
         for (int k = 0; k < LOOM_PROF_COUNT; k++) total_s += g->prof_s[k];
         printf("profile (steps %d..%d, ms per step; %.0f%% of the step time is accounted for):\n",
@@ -681,6 +754,10 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         if (!quiet) printf("saved %s/model.safetensors\n", o->out_dir);
     }
 done:
+    if (stopped && !st) st = LOOM_STOPPED;
+    loom_ckpt_dir_release(lock_fd);
+    free(train_desc);
+    free(val_desc);
     if (trace.ev) {
         snprintf(path, sizeof path, "%s.rank%d.json", o->trace, rank);
         loom_status ts = loom_trace_write(&trace, path);
@@ -701,6 +778,7 @@ done:
 
 loom_status loom_train(const loom_train_opts *o, const loom_dist *dist) {
     install_signals(); /* before any parallel region, so that every worker inherits the mask */
+    g_failed_together = 0;
     loom_status st = train_run(o, dist);
     restore_signals();
     return st;

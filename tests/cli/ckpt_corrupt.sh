@@ -6,7 +6,7 @@
 # (a file-size limit) fails the save cleanly and leaves the previous checkpoint intact.
 source "$(dirname "$0")/lib.sh"
 M="--model tiny --n-layer 1 --n-embd 32 --n-head 2 --block-size 32 --data data/tinyshakespeare_train.bin
-   --batch 2 --seq-len 16 --steps 8 --warmup 2 --seed 3 --threads 2 --peak-gflops 400 --quiet"
+   --batch 2 --seq-len 16 --warmup 2 --seed 3 --threads 2 --peak-gflops 400 --quiet --steps 8"
 "$LOOM" train $M --out "$TMP/a" --ckpt-dir "$TMP/a/ck" --ckpt-every 2 --keep 4
 CK="$TMP/a/ck"
 check "four checkpoints" test "$(ls "$CK" | grep -c '^step_')" -eq 4
@@ -45,12 +45,12 @@ expect_error "empty" "bad_empty.safetensors" "$LOOM" train $M --out "$TMP/r" --r
 
 # `latest` falls back: corrupt step 8, then garble latest itself
 flip "$CK/step_00000008.safetensors" $((size - 3))
-"$LOOM" train $M --steps 8 --out "$TMP/r1" --ckpt-dir "$CK" --resume 2>"$TMP/warn1" >/dev/null
+"$LOOM" train $M --out "$TMP/r1" --ckpt-dir "$CK" --resume 2>"$TMP/warn1" >/dev/null
 check "fallback resume exits 0" test $? -eq 0
 check "fallback warns and names the tensor" grep -q "CRC32C .*resuming from $CK/step_00000006.safetensors" "$TMP/warn1"
 check "fallback redid steps 7-8 into a good step 8" cmp -s "$CK/step_00000008.safetensors" "$TMP/a/ck/../../a/ck/step_00000008.safetensors"
 echo garbage >"$CK/latest"
-"$LOOM" train $M --steps 8 --out "$TMP/r2" --ckpt-dir "$CK" --resume 2>"$TMP/warn2" >/dev/null
+"$LOOM" train $M --out "$TMP/r2" --ckpt-dir "$CK" --resume 2>"$TMP/warn2" >/dev/null
 check "garbled latest falls back" grep -q "does not name a step_.*resuming from $CK/step_00000008" "$TMP/warn2"
 for f in "$CK"/step_*; do flip "$f" 20; done
 "$LOOM" train $M --out "$TMP/r3" --ckpt-dir "$CK" --resume >/dev/null 2>"$TMP/none.err"

@@ -16,8 +16,10 @@ else
   RUN=("$MPIRUN")
 fi
 M="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64 --data data/tinyshakespeare_train.bin
-   --batch 2 --seq-len 32 --total-batch-tokens 256 --steps 8 --warmup 2 --lr 3e-3 --clip 0.5 --shuffle on
+   --batch 2 --seq-len 32 --total-batch-tokens 256 --warmup 2 --lr 3e-3 --clip 0.5 --shuffle on
    --threads 1 --peak-gflops 200 --quiet"
+M0=$M # without --steps, for the cases that set their own (a flag given twice is refused)
+M="$M0 --steps 8"
 losses() { sed -E 's/.*"step": ([0-9]+), "loss": ([^,]*), "lr": ([^,]*), "grad_norm": ([^,]*),.*/\1 \2 \3 \4/' "$1"; }
 
 "$LOOM" train $M --out "$TMP/single" --ckpt-dir "$TMP/single/ck"
@@ -86,7 +88,7 @@ cat >"$TMP/per_rank.sh" <<EOS
 r=\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-0}}
 d=data/tinyshakespeare_train.bin
 [ "\$r" = 1 ] && d="$TMP/corrupt.bin"
-exec "$LOOM" train $(echo $M) --steps 400 --data "\$d" --out "$TMP/bad"
+exec "$LOOM" train $(echo ${M0/--data data\/tinyshakespeare_train.bin/}) --steps 400 --data "\$d" --out "$TMP/bad"
 EOS
 chmod +x "$TMP/per_rank.sh"
 start=$(date +%s)
@@ -98,7 +100,7 @@ check "corrupt shard on rank 1: message names the rank and file" grep -q "error 
 check "corrupt shard on rank 1: ended within 20 s ($took s)" test $took -le 20
 
 # kill -9 of one rank: the job ends, fast
-timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M --steps 100000 --out "$TMP/kill" >/dev/null 2>"$TMP/kill.err" &
+timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M0 --steps 100000 --out "$TMP/kill" >/dev/null 2>"$TMP/kill.err" &
 job=$!
 for _ in $(seq 100); do [ -s "$TMP/kill/metrics.jsonl" ] && break; sleep 0.1; done
 victim=$(pgrep -f "loom train .*--out $TMP/kill" | tail -n 1)
@@ -126,7 +128,7 @@ done
 
 # a rank that stops answering (SIGSTOP): the others' collective times out, each says
 # which collective it waits in, and the job ends
-timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M --steps 100000 --comm-timeout 3 --out "$TMP/hang" >/dev/null 2>"$TMP/hang.err" &
+timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M0 --steps 100000 --comm-timeout 3 --out "$TMP/hang" >/dev/null 2>"$TMP/hang.err" &
 job=$!
 for _ in $(seq 100); do [ -s "$TMP/hang/metrics.jsonl" ] && break; sleep 0.1; done
 victim=$(pgrep -f "loom train .*--out $TMP/hang" | tail -n 1)
@@ -152,13 +154,46 @@ if [ "$(id -u)" = 0 ] && mkdir -p "$TMP/full" && mount -t tmpfs -o size=4m tmpfs
   rc=$?
   check "MPI-IO checkpoint on a full disk: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
   check "MPI-IO checkpoint on a full disk: the writing rank says why" \
-    grep -q "error (rank 0 of 2): checkpoint at step 2 failed (previous checkpoints untouched): .*step_00000002.safetensors.tmp: \(short write\|write failed: .*No space left on device\)" "$TMP/full.err"
+    grep -q "error (rank 0 of 2): checkpoint at step 2 failed (previous checkpoints untouched): .*step_00000002.safetensors.[0-9]*.tmp: \(short write\|write failed: .*No space left on device\)" "$TMP/full.err"
   check "MPI-IO checkpoint on a full disk: one line per rank (no MPI error stack on further lines)" \
     test "$(grep -c "^loom" "$TMP/full.err")" = 2 -a "$(grep -c "error stack\|^ADIOI" "$TMP/full.err")" = 0
   check "MPI-IO checkpoint on a full disk: the other rank names it" \
     grep -q "error (rank 1 of 2): .*writing failed on rank 0" "$TMP/full.err"
-  check "MPI-IO checkpoint on a full disk: nothing committed or left behind" test -z "$(ls -A "$TMP/full/ck")"
+  check "MPI-IO checkpoint on a full disk: nothing committed or left behind (but the run's lock)" \
+    test -z "$(ls -A "$TMP/full/ck" | grep -vx '.lock')"
   umount "$TMP/full"
 fi
+
+# MPMD launches whose ranks were given different runs: refused at start-up by one
+# agreement collective, fast, in one line naming the field, both values and the ranks
+disagree() { # disagree WHAT WANT "RANK 0 FLAGS" "RANK 1 FLAGS"
+  local start took rc
+  start=$(date +%s)
+  timeout 60 "${RUN[@]}" -np 1 "$LOOM" train $MD --out "$TMP/mpmd" $3 : -np 1 "$LOOM" train $MD --out "$TMP/mpmd" $4 \
+    >/dev/null 2>"$TMP/mpmd.err"
+  rc=$?
+  took=$(($(date +%s) - start))
+  check "MPMD, different $1: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
+  check "MPMD, different $1: one line naming the field and the ranks ($(head -c 300 "$TMP/mpmd.err"))" \
+    test "$(grep -c '^loom' "$TMP/mpmd.err")" -eq 1 -a "$(grep '^loom' "$TMP/mpmd.err" | grep -cF -- "$2")" -eq 1
+  check "MPMD, different $1: refused within 20 s ($took s)" test $took -le 20
+}
+W="the ranks were given different runs:"
+MD=${M0/--data data\/tinyshakespeare_train.bin/} DT="--data data/tinyshakespeare_train.bin --n-layer 2"
+MD=${MD/--n-layer 2/} DL="--data data/tinyshakespeare_train.bin"
+disagree "--seed" "$W --seed is '1' on rank 0 but '2' on rank 1" "$DT --steps 4 --seed 1" "$DT --steps 4 --seed 2"
+disagree "--weight-decay" "$W --weight-decay is '0.100000001' on rank 0 but '0.200000003' on rank 1" \
+  "$DT --steps 4 --weight-decay 0.1" "$DT --steps 4 --weight-decay 0.2"
+disagree "--steps" "$W --steps is '4' on rank 0 but '5' on rank 1" "$DT --steps 4" "$DT --steps 5"
+disagree "--n-layer" "$W --n-layer is '2' on rank 0 but '3' on rank 1" "$DT --steps 4" "$DL --steps 4 --n-layer 3"
+disagree "--ckpt-dir" "$W --ckpt-dir is '$TMP/ca' on rank 0 but '$TMP/cb' on rank 1" \
+  "$DT --steps 4 --ckpt-dir $TMP/ca" "$DT --steps 4 --ckpt-dir $TMP/cb"
+head -c 200000 data/tinyshakespeare_train.bin >"$TMP/other.bin"
+/usr/bin/python3 -c "
+import struct
+b = bytearray(open('$TMP/other.bin', 'rb').read()); b[8:12] = struct.pack('<i', (len(b) - 1024) // 2)
+open('$TMP/other.bin', 'wb').write(b)"
+disagree "--data" "$W --data is '1 file(s), " "$DT --steps 4" "--n-layer 2 --steps 4 --data $TMP/other.bin"
+disagree "--zero" "$W --zero is '0' on rank 0 but '1' on rank 1" "$DT --steps 4" "$DT --steps 4 --zero 1"
 
 finish mpi

@@ -4,9 +4,11 @@
 # final weights and optimizer state (the final checkpoints are byte-identical). Also a
 # SIGTERM mid-run (exit 3 after a checkpoint) and refusals of mismatched flags.
 source "$(dirname "$0")/lib.sh"
-M="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64 --data data/tinyshakespeare_train.bin
-   --batch 2 --seq-len 32 --total-batch-tokens 128 --steps 16 --warmup 4 --lr 3e-3 --min-lr 1e-4 --clip 0.5
+# M0 without --steps, --lr and --n-layer, which some cases change (a flag given twice is refused)
+M0="--model tiny --n-embd 64 --n-head 4 --block-size 64 --data data/tinyshakespeare_train.bin
+   --batch 2 --seq-len 32 --total-batch-tokens 128 --warmup 4 --min-lr 1e-4 --clip 0.5
    --shuffle on --seed 11 --threads 2 --peak-gflops 400 --quiet"
+M="$M0 --n-layer 2 --lr 3e-3 --steps 16"
 losses() { sed -E 's/.*"step": ([0-9]+), "loss": ([^,]*), "lr": ([^,]*), "grad_norm": ([^,]*),.*/\1 \2 \3 \4/' "$1"; }
 
 "$LOOM" train $M --out "$TMP/a" --ckpt-dir "$TMP/a/ck" --ckpt-every 4 --keep 2
@@ -28,7 +30,7 @@ check "final model byte-identical" cmp -s "$TMP/a/model.safetensors" "$TMP/b/mod
 check "--resume FILE continues bitwise" cmp -s "$TMP/a/ck/step_00000016.safetensors" "$TMP/c/ck/step_00000016.safetensors"
 
 # SIGTERM: finish the step, checkpoint, exit 3; then resume to the same end
-"$LOOM" train $M --steps 16 --out "$TMP/d" --ckpt-dir "$TMP/d/ck" >/dev/null 2>"$TMP/d.err" &
+"$LOOM" train $M --out "$TMP/d" --ckpt-dir "$TMP/d/ck" >/dev/null 2>"$TMP/d.err" &
 pid=$!
 for _ in $(seq 100); do [ -s "$TMP/d/metrics.jsonl" ] && break; sleep 0.05; done
 kill -TERM $pid
@@ -42,9 +44,9 @@ if [ $rc -eq 3 ]; then
 fi
 
 # a second SIGINT during a save exits at once (130); the save is never committed half
-"$LOOM" train $M --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --stop-at 4
+"$LOOM" train $M0 --n-layer 2 --lr 3e-3 --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --stop-at 4
 cp "$TMP/i/ck/step_00000004.safetensors" "$TMP/i4"
-LOOM_TEST_CKPT_PAUSE_MS=5000 "$LOOM" train $M --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --resume \
+LOOM_TEST_CKPT_PAUSE_MS=5000 "$LOOM" train $M0 --n-layer 2 --lr 3e-3 --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --resume \
   >/dev/null 2>"$TMP/i.err" &
 pid=$!
 for _ in $(seq 200); do [ "$(wc -l <"$TMP/i/metrics.jsonl")" -ge 7 ] && break; sleep 0.05; done
@@ -58,14 +60,14 @@ check "second SIGINT says so" grep -q "second interrupt" "$TMP/i.err"
 check "after a second SIGINT, latest still names step 4" grep -qx "step_00000004.safetensors" "$TMP/i/ck/latest"
 check "after a second SIGINT, step 4 is intact" cmp -s "$TMP/i4" "$TMP/i/ck/step_00000004.safetensors"
 check "after a second SIGINT, only step 4 is committed" test "$(ls "$TMP/i/ck" | grep -c '^step_')" -eq 1
-"$LOOM" train $M --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --resume --stop-at 6
+"$LOOM" train $M0 --n-layer 2 --lr 3e-3 --steps 400 --out "$TMP/i" --ckpt-dir "$TMP/i/ck" --resume --stop-at 6
 check "the next save cleans the killed save's temporary file" test -z "$(ls -a "$TMP/i/ck" | grep '\.tmp$')"
 
 # mismatches are refused, naming the fields
 expect_error "mismatched flags" "steps 16 (checkpoint) vs 20 (flags), lr 0.00300000003 (checkpoint) vs 0.00200000009 (flags)" \
-  "$LOOM" train $M --lr 2e-3 --steps 20 --out "$TMP/e" --resume "$TMP/b/ck/step_00000008.safetensors"
+  "$LOOM" train $M0 --n-layer 2 --lr 2e-3 --steps 20 --out "$TMP/e" --resume "$TMP/b/ck/step_00000008.safetensors"
 expect_error "mismatched model" "n_layer 2 (checkpoint) vs 3 (flags)" \
-  "$LOOM" train $M --n-layer 3 --out "$TMP/e" --resume "$TMP/b/ck/step_00000008.safetensors"
+  "$LOOM" train $M0 --n-layer 3 --lr 3e-3 --steps 16 --out "$TMP/e" --resume "$TMP/b/ck/step_00000008.safetensors"
 expect_error "resume without a place" "--resume: needs --ckpt-dir" "$LOOM" train $M --out "$TMP/e" --resume
 expect_error "resume and init-from" "--resume and --init-from" \
   "$LOOM" train $M --out "$TMP/e" --resume "$TMP/b/ck/step_00000008.safetensors" --init-from "$TMP/a/model.safetensors"

@@ -5,12 +5,13 @@ source "$(dirname "$0")/lib.sh"
 M="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64"
 "$LOOM" train $M --data data/tinyshakespeare_train.bin --batch 4 --seq-len 32 --steps 30 --lr 3e-3 \
   --peak-gflops 400 --quiet --out "$TMP/run" --ckpt-dir "$TMP/ck"
-S="--init-from $TMP/run/model.safetensors --max-tokens 24 --seed 9"
+S0="--init-from $TMP/run/model.safetensors --max-tokens 24"
+S="$S0 --seed 9"
 "$LOOM" sample $S --prompt "ROMEO:" >"$TMP/a" 2>"$TMP/a.err"
 check "sample exit 0" test $? -eq 0
 "$LOOM" sample $S --prompt "ROMEO:" >"$TMP/b" 2>/dev/null
 "$LOOM" sample $S --prompt "ROMEO:" --no-kv-cache >"$TMP/c" 2>"$TMP/c.err"
-"$LOOM" sample $S --prompt "ROMEO:" --seed 10 >"$TMP/d" 2>/dev/null
+"$LOOM" sample $S0 --prompt "ROMEO:" --seed 10 >"$TMP/d" 2>/dev/null
 check "output starts with the prompt" grep -q "^ROMEO:" "$TMP/a"
 check "same seed, same text" cmp -s "$TMP/a" "$TMP/b"
 check "KV cache and full recompute give the same text" cmp -s "$TMP/a" "$TMP/c"
@@ -21,7 +22,7 @@ check "a checkpoint samples like the exported model" cmp -s "$TMP/a" "$TMP/e"
 "$LOOM" sample $S --prompt "ROMEO:" --prompt "JULIET:" --prompt "" >"$TMP/f" 2>/dev/null
 check "three batched samples" test "$(grep -c '^--- sample' "$TMP/f")" -eq 3
 "$LOOM" sample $S --temperature 0 --prompt "First Citizen:" >"$TMP/g1" 2>/dev/null
-"$LOOM" sample $S --temperature 0 --seed 77 --prompt "First Citizen:" >"$TMP/g2" 2>/dev/null
+"$LOOM" sample $S0 --temperature 0 --seed 77 --prompt "First Citizen:" >"$TMP/g2" 2>/dev/null
 check "greedy ignores the seed" cmp -s "$TMP/g1" "$TMP/g2"
 expect_error "bad top-p" "--top-p: 2 is out of range" "$LOOM" sample $S --top-p 2
 expect_error "missing prompt file" "--prompt-file: cannot read $TMP/none.txt" "$LOOM" sample $S --prompt-file "$TMP/none.txt"

@@ -12,8 +12,10 @@ bash "$HERE/slurm_up.sh" >"$TMP/up.log" 2>&1 || { echo "SLURM did not start: ski
 trap 'bash "$HERE/slurm_down.sh"; rm -rf "$TMP"' EXIT
 waitjob() { for _ in $(seq "$(($2 * 5))"); do squeue -h -j "$1" 2>/dev/null | grep -q . || return 0; sleep 0.2; done; scancel "$1"; return 1; }
 M="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64 --data $PWD/data/tinyshakespeare_train.bin
-   --batch 2 --seq-len 32 --total-batch-tokens 256 --steps 6 --warmup 2 --lr 3e-3 --clip 0.5 --threads 1
+   --batch 2 --seq-len 32 --total-batch-tokens 256 --warmup 2 --lr 3e-3 --clip 0.5 --threads 1
    --peak-gflops 200 --quiet"
+M0=$M # without --steps, for the cases that set their own (a flag given twice is refused)
+M="$M0 --steps 6"
 "$LOOM" train $M --out "$TMP/single"
 timeout 120 srun --mpi=pmix -n 2 --overcommit "$LOOM" train $M --out "$TMP/srun" >"$TMP/srun.log" 2>&1
 check "srun --mpi=pmix -n 2: exit 0 ($(tail -c 300 "$TMP/srun.log"))" test $? -eq 0
@@ -33,7 +35,7 @@ if [ -x "$MPICH_LOOM" ]; then
 fi
 
 J=$(sbatch --parsable -n 2 --overcommit -o "$TMP/job.out" --wrap \
-  "srun --mpi=pmix $LOOM train $(echo $M) --steps 100000 --ckpt-dir $TMP/jobck --out $TMP/job; echo loom-exit=\$?")
+  "srun --mpi=pmix $LOOM train $(echo $M0) --steps 100000 --ckpt-dir $TMP/jobck --out $TMP/job; echo loom-exit=\$?")
 for _ in $(seq 300); do [ -s "$TMP/job/metrics.jsonl" ] && break; sleep 0.1; done
 scancel --signal=USR1 "$J"
 waitjob "$J" 60

@@ -38,13 +38,10 @@ typedef struct loom_ckpt_state {
     const char *data;       /* what the training data were (loom_run_data_desc); saved, read by the caller */
 } loom_ckpt_state;
 
-/* Makes DIR the run's own: takes an advisory lock on DIR/.lock (held until
- * loom_ckpt_dir_release or the process's end, whatever ends it) holding "host H, pid P",
- * and refuses a directory another live run holds, naming it. A fresh run (not
- * resuming) in a directory that holds checkpoints is refused, unless `overwrite`,
- * which deletes them and `latest`. *lock_fd: the lock's descriptor. */
+/* Makes DIR the run's own: its lock (loom_dir_lock; release with loom_dir_unlock), and
+ * a fresh run (not resuming) in a directory that holds checkpoints is refused, unless
+ * `overwrite`, which deletes them and `latest`. */
 loom_status loom_ckpt_dir_claim(const char *dir, int resuming, int overwrite, int *lock_fd);
-void loom_ckpt_dir_release(int lock_fd);
 
 /* Writes DIR/step_%08d.safetensors for st->step atomically, points DIR/latest at it,
  * then deletes the oldest step_* files beyond `keep` (keep >= 1). On failure the

@@ -74,6 +74,13 @@ char *loom_read_file(const char *path, size_t *len);
  * that named the directory) and name the directory. */
 loom_status loom_mkdir_p(const char *dir, const char *flag);
 
+/* An advisory lock on DIR/.lock (fcntl: released by the kernel when the process ends,
+ * however it ends, and honoured over NFS), which then holds "host H, pid P". A directory
+ * another live process holds is refused naming it ("FLAG: DIR is in use by another run
+ * (host H, pid P)"). *fd: the lock, for loom_dir_unlock. */
+loom_status loom_dir_lock(const char *dir, const char *flag, int *fd);
+void loom_dir_unlock(int fd);
+
 /* CRC32C (Castagnoli), incremental: crc = loom_crc32c(crc, buf, n), starting at 0. */
 uint32_t loom_crc32c(uint32_t crc, const void *buf, size_t n);
 /* The CRC32C of A followed by B, from the CRC32Cs of A and B and B's length. */

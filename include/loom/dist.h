@@ -119,6 +119,29 @@ typedef struct loom_file_piece {
 } loom_file_piece;
 loom_status loom_dist_write_file(const loom_dist *d, const char *path, const loom_file_piece *p, int n);
 
+/* What every rank of a job must have been given alike (flags, config, a summary of the
+ * data), as named short values; a value longer than LOOM_AGREE_CHARS - 1 is cut and
+ * ends in the CRC32C of the whole. */
+#define LOOM_AGREE_MAX 64
+#define LOOM_AGREE_CHARS 64
+typedef struct loom_agree {
+    int n;
+    const char *name[LOOM_AGREE_MAX]; /* string literals: the flag, e.g. "--seed" */
+    char val[LOOM_AGREE_MAX][LOOM_AGREE_CHARS];
+} loom_agree;
+void loom_agree_put(loom_agree *a, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Compares every rank's values with rank 0's in one allgather: refuses with the first
+ * field that differs, its value on rank 0 and on the first rank that differs ("the ranks
+ * were given different WHAT: --seed is '1' on rank 0 but '2' on rank 1"). Call it
+ * before any other collective. Every rank returns the same status. */
+loom_status loom_dist_agree(const loom_dist *d, const loom_agree *a, const char *what);
+
+/* Marks the error about to be returned as one that every rank reached alike, at the same
+ * point, with the same message (a failed agreement, a check every rank makes), so that
+ * the command prints it once, on rank 0, and every rank exits without aborting the job. */
+void loom_dist_set_failed_together(void);
+int loom_dist_failed_together(void);
+
 /* Logical OR of `flag` over all ranks (collective). */
 int loom_dist_any(const loom_dist *d, int flag);
 

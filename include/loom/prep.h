@@ -24,6 +24,7 @@ typedef struct loom_prep_opts {
     long val_tokens;           /* the first N tokens go to val_*.bin */
     int threads;               /* <= 0: all */
     int skip_bad;              /* 1: count and report bad JSON-lines lines instead of failing */
+    int overwrite;             /* 1: a non-empty out_dir is replaced (else it is refused) */
     int progress;              /* 1: a progress bar on stderr */
 } loom_prep_opts;
 
@@ -35,8 +36,17 @@ typedef struct loom_prep_stats {
 
 /* Runs the whole preprocessing on every rank of dist (NULL: one process); each rank
  * tokenizes its share, rank 0 writes OUT/val_%06d.bin, OUT/train_%06d.bin and
- * OUT/manifest.json. Errors name the file (and line) and what is wrong. */
+ * OUT/manifest.json. OUT must be missing or empty, or o->overwrite set; the files are
+ * written (and synced) into OUT.tmp-PID beside it, which then replaces OUT whole, so
+ * OUT never mixes runs. A SIGINT or SIGTERM removes OUT.tmp-PID and exits the process
+ * with 128 + the signal, leaving OUT as it was. Errors name the file (and line) and
+ * what is wrong. */
 loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_stats *stats);
+
+/* Blocks SIGINT and SIGTERM in the calling thread, so that threads created afterwards
+ * (MPI's, OpenMP's) inherit the mask and only loom_prep's signal thread takes them.
+ * Call it first thing, before MPI_Init; loom_prep calls it too. */
+void loom_prep_block_signals(void);
 
 /* The JSON-lines reader of prep on a buffer: counts the documents (the `field` of each
  * line), their bytes, and the bad lines (skip_bad = 1) or stops at the first bad one

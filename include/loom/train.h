@@ -57,9 +57,7 @@ enum { LOOM_ALLOW_DATA = 1, LOOM_ALLOW_THREADS = 2 };
  * checkpoint directory OUT/model.safetensors), or the first error (message set). A
  * second SIGINT exits at once with status 130. */
 loom_status loom_train(const loom_train_opts *opts, const loom_dist *dist);
-/* After a failed loom_train: 1 when every rank failed at the same point with the same
- * message (the ranks disagree on the run, a non-finite step), so rank 0 alone reports it. */
-int loom_train_failed_together(void);
+
 
 /* Blocks SIGTERM, SIGINT and SIGUSR1 in the calling thread, so that threads created
  * afterwards (MPI's, OpenMP's, oneDNN's) inherit the mask and only loom_train's signal

@@ -24,6 +24,21 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return 2;
 }
 
+int cli_fail_dist(const char *cmd, const loom_dist *d) {
+    if (d->size > 1 && loom_dist_failed_together()) { /* the same error on every rank: rank 0 says it */
+        int rc = d->rank == 0 ? cli_fail(cmd) : 1;
+        loom_dist_finalize(d);
+        return rc;
+    }
+    if (d->size > 1) { /* one failing rank takes the job down, naming itself */
+        fprintf(stderr, "loom %s: error (rank %d of %d): %s\n", cmd, d->rank, d->size, loom_error_msg());
+        fflush(stderr);
+        loom_dist_abort(d, 1);
+    }
+    loom_dist_finalize(d);
+    return cli_fail(cmd);
+}
+
 int cli_bad_value(const char *cmd) {
     fprintf(stderr, "loom %s: error: %s (see loom %s --help)\n", cmd, loom_error_msg(), cmd);
     return 2;

@@ -6,11 +6,16 @@
 #include <getopt.h>
 
 #include "loom/data.h"
+#include "loom/dist.h"
 #include "loom/io.h"
 #include "loom/model.h"
 
 int cli_fail(const char *cmd); /* prints "loom <cmd>: error: <message>", returns 1 */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The end of a failed command of every rank: with several ranks, an error all reached
+ * alike (loom_dist_failed_together) is printed by rank 0 and every rank exits 1; any
+ * other names its rank and ends the job. Finalizes MPI; returns the exit status. */
+int cli_fail_dist(const char *cmd, const loom_dist *d);
 /* A bad flag value (the recorded message): prints it with the --help hint, returns 2. */
 int cli_bad_value(const char *cmd);
 

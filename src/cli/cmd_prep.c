@@ -15,22 +15,28 @@ static const char *help =
     "(the first --val-tokens tokens), OUT/train_%06d.bin, and OUT/manifest.json. Every\n"
     "document is preceded by <|endoftext|>. A plain file is one document; in a *.jsonl\n"
     "file each line is a JSON object and its --jsonl-field is one document. An INPUT of\n"
-    "- is standard input. The output is the same whatever --threads is.\n"
+    "- is standard input. The output is the same whatever --threads is. It is written\n"
+    "beside DIR (DIR.tmp-PID) and moved into place when complete; SIGINT or SIGTERM\n"
+    "before then removes it and leaves DIR as it was.\n"
     "\n"
-    "  --out DIR            output directory (created)\n"
+    "  --out DIR            output directory: created, or an empty one\n"
+    "  --overwrite          replace DIR even if it is not empty (else that is refused)\n"
     "  --tokenizer FILE     tiktoken rank file (default data/gpt2/r50k_base.tiktoken)\n"
     "  --shard-tokens N     tokens per shard (default 100000000)\n"
     "  --val-tokens N       the first N tokens form the validation split (default 0)\n"
     "  --jsonl-field NAME   text field of JSON-lines inputs (default text)\n"
     "  --skip-bad           count and report bad JSON-lines lines instead of stopping\n"
     "  --threads N          OpenMP threads (default: all cores)\n"
-    "  --quiet              no progress bar\n";
+    "  --quiet              no progress bar\n"
+    "\n"
+    "exit status: 0 done; 1 error; 2 bad command line; 130 SIGINT, 143 SIGTERM (nothing written).\n";
 
-enum { O_OUT = 1, O_TOK, O_SHARD, O_VAL, O_FIELD, O_SKIP, O_THREADS, O_QUIET, O_HELP };
+enum { O_OUT = 1, O_OVER, O_TOK, O_SHARD, O_VAL, O_FIELD, O_SKIP, O_THREADS, O_QUIET, O_HELP };
 
 int cmd_prep(int argc, char **argv) {
     static const struct option opts[] = {
-        {"out", required_argument, 0, O_OUT}, {"tokenizer", required_argument, 0, O_TOK},
+        {"out", required_argument, 0, O_OUT}, {"overwrite", no_argument, 0, O_OVER},
+        {"tokenizer", required_argument, 0, O_TOK},
         {"shard-tokens", required_argument, 0, O_SHARD}, {"val-tokens", required_argument, 0, O_VAL},
         {"jsonl-field", required_argument, 0, O_FIELD}, {"skip-bad", no_argument, 0, O_SKIP},
         {"threads", required_argument, 0, O_THREADS}, {"quiet", no_argument, 0, O_QUIET},
@@ -40,12 +46,14 @@ int cmd_prep(int argc, char **argv) {
                         .shard_tokens = 100000000, .progress = isatty(2)};
     long iv;
     int c, bad = 0;
+    unsigned char seen[CLI_MAX_OPT] = {0};
     opterr = 0;
     optind = 1;
     /* GNU getopt permutes: inputs may come before or after the flags; "-" stays an input */
-    while (!bad && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while (!bad && (c = cli_getopt(argc, argv, opts, seen)) != -1) {
         switch (c) {
         case O_OUT: o.out_dir = optarg; break;
+        case O_OVER: o.overwrite = 1; break;
         case O_TOK: o.tokenizer = optarg; break;
         case O_SHARD: bad = cli_int("--shard-tokens", optarg, 1, 2000000000L, &iv); o.shard_tokens = iv; break;
         case O_VAL: bad = cli_int("--val-tokens", optarg, 0, 1L << 40, &iv); o.val_tokens = iv; break;
@@ -57,7 +65,7 @@ int cmd_prep(int argc, char **argv) {
         CLI_GETOPT_ERRORS(cmd, argv);
         }
     }
-    if (bad) return cli_fail(cmd);
+    if (bad) return cli_bad_value(cmd);
     if (!o.out_dir) return cli_usage_error(cmd, "--out is required");
     if (optind >= argc) return cli_usage_error(cmd, "no input given (files, or - for standard input)");
     /* inputs may be glob patterns (quoted, so the shell left them): expand each, sorted */
@@ -72,6 +80,7 @@ int cmd_prep(int argc, char **argv) {
     o.inputs = (const char *const *)gl.gl_pathv;
     o.n_inputs = (int)gl.gl_pathc;
     loom_dist dist;
+    loom_prep_block_signals(); /* before MPI_Init starts threads of its own */
     if (loom_dist_init(&argc, &argv, &dist)) {
         globfree(&gl);
         return cli_fail(cmd);
@@ -80,11 +89,7 @@ int cmd_prep(int argc, char **argv) {
     loom_prep_stats s;
     if (loom_prep(&o, &dist, &s)) {
         globfree(&gl);
-        if (dist.size > 1) {
-            fprintf(stderr, "loom %s: error (rank %d of %d): %s\n", cmd, dist.rank, dist.size, loom_error_msg());
-            loom_dist_abort(&dist, 1);
-        }
-        return cli_fail(cmd);
+        return cli_fail_dist(cmd, &dist);
     }
     loom_dist_finalize(&dist);
     globfree(&gl);

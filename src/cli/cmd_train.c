@@ -205,20 +205,7 @@ int cmd_train(int argc, char **argv) {
     if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
     loom_dist_set_timeout(&dist, comm_timeout);
     loom_status st = loom_train(&o, &dist);
-    if (st && st != LOOM_STOPPED) {
-        if (dist.size > 1 && loom_train_failed_together()) { /* the same error on every rank: rank 0 says it */
-            int rc = dist.rank == 0 ? cli_fail(cmd) : 1;
-            loom_dist_finalize(&dist);
-            return rc;
-        }
-        if (dist.size > 1) { /* one failing rank takes the job down, naming itself */
-            fprintf(stderr, "loom %s: error (rank %d of %d): %s\n", cmd, dist.rank, dist.size, loom_error_msg());
-            fflush(stderr);
-            loom_dist_abort(&dist, 1);
-        }
-        loom_dist_finalize(&dist);
-        return cli_fail(cmd);
-    }
+    if (st && st != LOOM_STOPPED) return cli_fail_dist(cmd, &dist);
     loom_dist_finalize(&dist);
     return st == LOOM_STOPPED ? 3 : 0;
 }

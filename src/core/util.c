@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #ifdef __x86_64__
@@ -235,4 +236,39 @@ uint32_t loom_crc32c_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
         sq = gf2_mulmod(sq, sq);
     }
     return gf2_mulmod(xpow, crc_a) ^ crc_b;
+}
+
+loom_status loom_dir_lock(const char *dir, const char *flag, int *lock_fd) {
+    char path[4200], host[256] = "?";
+    *lock_fd = -1;
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return loom_error(LOOM_ERR_IO, "%s: %s: cannot create: %s", flag, path, strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        char who[300] = "";
+        ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        who[n > 0 ? n : 0] = 0;
+        who[strcspn(who, "\r\n")] = 0;
+        close(fd);
+        if (e == EACCES || e == EAGAIN)
+            return loom_error(LOOM_ERR_ARG, "%s: %s is in use by another run (%s); wait for it to end or use another "
+                              "directory", flag, dir, who[0] ? who : "holder unknown");
+        return loom_error(LOOM_ERR_IO, "%s: %s: cannot lock: %s", flag, path, strerror(e));
+    }
+    gethostname(host, sizeof host - 1);
+    char who[320];
+    int len = snprintf(who, sizeof who, "host %s, pid %ld\n", host, (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, who, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return loom_error(LOOM_ERR_IO, "%s: %s: write failed: %s", flag, path, strerror(e));
+    }
+    *lock_fd = fd;
+    return LOOM_OK;
+}
+
+void loom_dir_unlock(int fd) {
+    if (fd >= 0) close(fd); /* the file stays: unlinking it would race the next locker */
 }

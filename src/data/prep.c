@@ -4,8 +4,13 @@
  * appended in input order, so the shards do not depend on the thread count. Not here:
  * spreading the work over MPI ranks (the dist layer will split inputs at document
  * boundaries and concatenate in rank order). */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +22,197 @@
 #include "loom/dist.h"
 #include "loom/prep.h"
 #include "loom/tokenizer.h"
+
+/* The output is built in a temporary directory beside --out (DIR.tmp-PID) and swapped
+ * in whole at the end. A signal thread takes SIGINT and SIGTERM: it removes the
+ * temporary directory and exits, so an interrupted prep leaves --out as it was. Files
+ * are created in the temporary directory only under g_out_lock, which the signal
+ * thread holds while it removes it. */
+static pthread_mutex_t g_out_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_tmp[4096];       /* the temporary directory while it exists, else "" */
+static const char *g_out_name; /* --out as given, for the interrupt message */
+static int g_progress;         /* a progress bar may be mid-line on stderr */
+static int g_committed;        /* the output is in place: a signal no longer undoes it */
+static sigset_t g_sig_set, g_sig_old;
+static int g_sig_blocked, g_sig_thread_running;
+static pthread_t g_sig_thread;
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) { return remove(path); }
+
+/* rm -rf dir (symbolic links are removed, not followed); 0 or -1 with errno. */
+static int remove_tree(const char *dir) { return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* fsync a file or directory by name, so that what was written or renamed there is durable. */
+static loom_status sync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return loom_error(LOOM_ERR_IO, "%s: cannot open to sync: %s", path, strerror(errno));
+    int r = fsync(fd), e = errno;
+    close(fd);
+    if (r != 0) return loom_error(LOOM_ERR_IO, "%s: fsync failed: %s", path, strerror(e));
+    return LOOM_OK;
+}
+
+static void *signal_thread(void *arg) {
+    (void)arg;
+    for (;;) {
+        int sig;
+        if (sigwait(&g_sig_set, &sig) != 0) continue;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+        pthread_mutex_lock(&g_out_lock);
+        if (!g_committed) {
+            if (g_tmp[0]) remove_tree(g_tmp);
+            fprintf(stderr, "%sloom prep: interrupted: nothing written to %s\n", g_progress ? "\n" : "", g_out_name);
+            _exit(128 + sig);
+        }
+        pthread_mutex_unlock(&g_out_lock);
+        pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    }
+}
+
+void loom_prep_block_signals(void) {
+    if (g_sig_blocked) return;
+    sigemptyset(&g_sig_set);
+    sigaddset(&g_sig_set, SIGINT);
+    sigaddset(&g_sig_set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &g_sig_set, &g_sig_old);
+    g_sig_blocked = 1;
+}
+
+static void signals_start(const loom_prep_opts *o) {
+    g_out_name = o->out_dir;
+    g_progress = o->progress;
+    g_committed = 0;
+    g_tmp[0] = 0;
+    loom_prep_block_signals();
+    g_sig_thread_running = pthread_create(&g_sig_thread, NULL, signal_thread, NULL) == 0;
+    if (!g_sig_thread_running) { /* no thread to take them: the default actions again */
+        pthread_sigmask(SIG_SETMASK, &g_sig_old, NULL);
+        g_sig_blocked = 0;
+    }
+}
+
+static void signals_stop(void) {
+    if (g_sig_thread_running) {
+        pthread_cancel(g_sig_thread); /* it waits in sigwait, a cancellation point */
+        pthread_join(g_sig_thread, NULL);
+        g_sig_thread_running = 0;
+    }
+    if (g_sig_blocked) pthread_sigmask(SIG_SETMASK, &g_sig_old, NULL);
+    g_sig_blocked = 0;
+}
+
+/* LOOM_OK when dir is empty, else "--out: DIR is not empty (...)". */
+static loom_status check_empty(const loom_prep_opts *o, const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return loom_error(LOOM_ERR_IO, "--out: cannot read the directory %s: %s", o->out_dir, strerror(errno));
+    long n = 0;
+    char first[256] = "";
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (!n++ || strcmp(e->d_name, first) < 0) snprintf(first, sizeof first, "%s", e->d_name);
+    }
+    closedir(d);
+    if (n == 0) return LOOM_OK;
+    return loom_error(LOOM_ERR_ARG, "--out: %s is not empty (it holds %ld file%s, e.g. %s); pass --overwrite to replace it",
+                      o->out_dir, n, n == 1 ? "" : "s", first);
+}
+
+/* Before any work (rank 0): --out must be missing (its parents are created), an empty
+ * directory, or with --overwrite any directory. Sets dst (--out, resolved when it
+ * exists) and creates the temporary directory g_tmp beside it. */
+static loom_status out_begin(const loom_prep_opts *o, char *dst, size_t cap) {
+    struct stat sb;
+    loom_status st = LOOM_OK;
+    if (stat(o->out_dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode)) return loom_error(LOOM_ERR_ARG, "--out: %s is not a directory", o->out_dir);
+        if (!o->overwrite && (st = check_empty(o, o->out_dir))) return st;
+        char *real = realpath(o->out_dir, NULL); /* a link, ".", "a/": the directory itself */
+        if (!real) return loom_error(LOOM_ERR_IO, "--out: %s: %s", o->out_dir, strerror(errno));
+        snprintf(dst, cap, "%s", real);
+        free(real);
+    } else if (errno == ENOENT) {
+        snprintf(dst, cap, "%s", o->out_dir);
+        for (size_t n = strlen(dst); n > 1 && dst[n - 1] == '/'; n--) dst[n - 1] = 0;
+        char *slash = strrchr(dst, '/');
+        if (slash && slash > dst) {
+            *slash = 0;
+            st = loom_mkdir_p(dst, "--out");
+            *slash = '/';
+            if (st) return st;
+        }
+    } else {
+        return loom_error(LOOM_ERR_IO, "--out: %s: %s", o->out_dir, strerror(errno));
+    }
+    pthread_mutex_lock(&g_out_lock);
+    if ((size_t)snprintf(g_tmp, sizeof g_tmp, "%s.tmp-%ld", dst, (long)getpid()) >= sizeof g_tmp - 64)
+        st = loom_error(LOOM_ERR_ARG, "--out: the path %s is too long", o->out_dir);
+    else if (mkdir(g_tmp, 0777) != 0)
+        st = loom_error(LOOM_ERR_IO, "--out: cannot create the directory %s: %s", g_tmp, strerror(errno));
+    if (st) g_tmp[0] = 0;
+    pthread_mutex_unlock(&g_out_lock);
+    return st;
+}
+
+static loom_status rename_failed(const char *from, const char *to, int e, const char *more) {
+    return loom_error(LOOM_ERR_IO, "--out: cannot rename %s to %s: %s%s", from, to, strerror(e), more);
+}
+
+/* Puts the finished g_tmp in place of dst: a rename when dst is missing or empty; with
+ * --overwrite an exchange with the old directory (where the file system cannot
+ * exchange: old aside, new in, old back if that fails), whose path goes to old. */
+static loom_status out_swap(const loom_prep_opts *o, const char *dst, char *old, size_t cap) {
+    if (rename(g_tmp, dst) == 0) return LOOM_OK;
+    int e = errno, full = e == ENOTEMPTY || e == EEXIST;
+    loom_status st;
+    if (full && !o->overwrite && (st = check_empty(o, dst))) return st; /* filled since the start */
+    if (!full || !o->overwrite) return rename_failed(g_tmp, dst, e, "");
+#ifdef RENAME_EXCHANGE
+    if (renameat2(AT_FDCWD, g_tmp, AT_FDCWD, dst, RENAME_EXCHANGE) == 0) {
+        snprintf(old, cap, "%s", g_tmp);
+        return LOOM_OK;
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return loom_error(LOOM_ERR_IO, "--out: cannot exchange %s and %s: %s", g_tmp, dst, strerror(errno));
+#endif
+    snprintf(old, cap, "%s.old-%ld", dst, (long)getpid());
+    if (rename(dst, old) != 0) return rename_failed(dst, old, errno, "");
+    if (rename(g_tmp, dst) == 0) return LOOM_OK;
+    e = errno;
+    char more[sizeof g_tmp + 64] = "";
+    if (rename(old, dst) != 0) snprintf(more, sizeof more, "; the old output is now %s", old); /* else it is back */
+    return rename_failed(g_tmp, dst, e, more);
+}
+
+/* The end of a successful run (rank 0): g_tmp synced and swapped in, the old output
+ * removed, the parent directory synced. */
+static loom_status out_commit(const loom_prep_opts *o, const char *dst) {
+    char old[sizeof g_tmp + 32] = "";
+    loom_status st = sync_path(g_tmp);
+    pthread_mutex_lock(&g_out_lock);
+    if (!st) st = out_swap(o, dst, old, sizeof old);
+    if (!st) {
+        g_committed = 1;
+        g_tmp[0] = 0;
+    }
+    pthread_mutex_unlock(&g_out_lock);
+    if (st) return st;
+    if (old[0] && remove_tree(old) != 0)
+        fprintf(stderr, "loom prep: warning: cannot remove the old output, now %s: %s\n", old, strerror(errno));
+    char parent[sizeof g_tmp];
+    snprintf(parent, sizeof parent, "%s", dst);
+    char *slash = strrchr(parent, '/');
+    if (!slash) snprintf(parent, sizeof parent, ".");
+    else slash[slash == parent] = 0; /* "/x": the parent is "/" */
+    return sync_path(parent);
+}
+
+/* After a failure: the temporary directory goes. */
+static void out_abandon(void) {
+    pthread_mutex_lock(&g_out_lock);
+    if (g_tmp[0]) remove_tree(g_tmp);
+    g_tmp[0] = 0;
+    pthread_mutex_unlock(&g_out_lock);
+}
 
 /* The shard writer: tokens stream into val shards first, then train shards. */
 typedef struct shard_sink {
@@ -35,7 +231,10 @@ static loom_status sink_flush(shard_sink *s) {
     char path[4096];
     if (s->in_val) snprintf(path, sizeof path, "%s/val_%06d.bin", s->dir, s->val_shards++);
     else snprintf(path, sizeof path, "%s/train_%06d.bin", s->dir, s->train_shards++);
+    pthread_mutex_lock(&g_out_lock);
     loom_status st = loom_shard_write(path, s->buf, (size_t)s->fill);
+    if (!st) st = sync_path(path);
+    pthread_mutex_unlock(&g_out_lock);
     if (st) return st;
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     loom_json_buf_printf(&s->manifest_shards, "%s\n    {\"file\": \"%s\", \"split\": \"%s\", \"tokens\": %ld}",
@@ -166,28 +365,48 @@ static int tokens_push(loom_tokens *t, uint32_t id) {
     return 0;
 }
 
-loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_stats *stats) {
-    memset(stats, 0, sizeof *stats);
-    const loom_dist one = {0, 1, 0, 1, 0};
-    if (!dist) dist = &one;
+/* Writes dir/manifest.json (rank 0). */
+static loom_status write_manifest(const loom_prep_opts *o, const char *dir, const loom_prep_stats *stats,
+                                  const shard_sink *sink) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    pthread_mutex_lock(&g_out_lock);
+    loom_status st = LOOM_OK;
+    FILE *fp = fopen(path, "w");
+    if (!fp) st = loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    else {
+        loom_json_buf tk = {0};
+        loom_json_escape(&tk, o->tokenizer, strlen(o->tokenizer));
+        fprintf(fp,
+                "{\n  \"format\": \"llm.c shards: 256 x int32 header {20240520, 1, count}, uint16 tokens\",\n"
+                "  \"tokenizer\": %s,\n  \"documents\": %llu,\n  \"skipped_lines\": %llu,\n  \"bytes\": %llu,\n"
+                "  \"train_tokens\": %llu,\n  \"val_tokens\": %llu,\n  \"shard_tokens\": %ld,\n  \"shards\": [%s\n  ]\n}\n",
+                tk.data ? tk.data : "\"\"", (unsigned long long)stats->documents,
+                (unsigned long long)stats->skipped, (unsigned long long)stats->bytes,
+                (unsigned long long)sink->train_tokens, (unsigned long long)sink->val_tokens, o->shard_tokens,
+                sink->manifest_shards.data ? sink->manifest_shards.data : "");
+        loom_json_buf_free(&tk);
+        if (fclose(fp) != 0) st = loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        if (!st) st = sync_path(path);
+    }
+    pthread_mutex_unlock(&g_out_lock);
+    return st;
+}
+
+/* Tokenizes the inputs; rank 0 writes the shards and the manifest into dir. */
+static loom_status prep_run(const loom_prep_opts *o, const loom_dist *dist, const char *dir, double t0,
+                            loom_prep_stats *stats) {
     const int rank = dist->rank, R = dist->size;
-    const double t0 = loom_now();
-    if (o->n_inputs < 1) return loom_error(LOOM_ERR_ARG, "prep: no input given");
-    if (o->shard_tokens < 1) return loom_error(LOOM_ERR_ARG, "--shard-tokens: must be at least 1");
-    if (o->val_tokens < 0) return loom_error(LOOM_ERR_ARG, "--val-tokens: must be >= 0");
     loom_tokenizer *tok;
     loom_status st = loom_tokenizer_load_tiktoken(o->tokenizer, &tok);
     if (st) return st;
-    if (loom_tokenizer_vocab_size(tok) > 65536) {
+    const uint32_t vocab = loom_tokenizer_vocab_size(tok);
+    if (vocab > 65536) {
         loom_tokenizer_free(tok);
-        return loom_error(LOOM_ERR_ARG, "--tokenizer: %u ids do not fit the uint16 shards", loom_tokenizer_vocab_size(tok));
-    }
-    if ((st = loom_mkdir_p(o->out_dir, "--out"))) {
-        loom_tokenizer_free(tok);
-        return st;
+        return loom_error(LOOM_ERR_ARG, "--tokenizer: %u ids do not fit the uint16 shards", vocab);
     }
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
-    shard_sink sink = {.dir = o->out_dir, .shard_tokens = o->shard_tokens, .val_left = o->val_tokens,
+    shard_sink sink = {.dir = dir, .shard_tokens = o->shard_tokens, .val_left = o->val_tokens,
                        .in_val = o->val_tokens > 0};
     sink.buf = malloc(sizeof(uint16_t) * (size_t)o->shard_tokens);
     if (!sink.buf) {
@@ -229,15 +448,17 @@ loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_
         loom_tokens mine = {0};
         int failed = st != LOOM_OK;
         if (!failed && nd == 1) {
-            size_t a = 0, b = len;
+            const char *text = docs[0].text;
+            const size_t n = docs[0].len;
+            size_t a = 0, b = n;
             for (int k = 1; k <= R; k++) {
-                size_t c = k == R ? len : loom_tokenizer_safe_cut(buf, len, len / R * k);
+                size_t c = k == R ? n : loom_tokenizer_safe_cut(text, n, n / R * k);
                 if (c < a) c = a;
                 if (k == rank) a = c;
                 if (k == rank + 1) { b = c; break; }
             }
             if (rank == 0) failed = tokens_push(&mine, eot);
-            failed = failed || loom_tokenizer_encode_parallel(tok, buf + a, b - a, LOOM_TOKENIZER_SPECIAL_ORDINARY,
+            failed = failed || loom_tokenizer_encode_parallel(tok, text + a, b - a, LOOM_TOKENIZER_SPECIAL_ORDINARY,
                                                               threads, &mine) != LOOM_OK;
         } else if (!failed) {
             const size_t d0 = nd * (size_t)rank / R, d1 = nd * (size_t)(rank + 1) / R;
@@ -269,33 +490,64 @@ loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_
         if (rank == 0) progress(o, stats->bytes, total_bytes > stats->bytes ? total_bytes : stats->bytes, t0);
     }
     if (!st && rank == 0) st = sink_flush(&sink);
-    if (!st && rank == 0) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/manifest.json", o->out_dir);
-        FILE *fp = fopen(path, "w");
-        if (!fp) st = loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        else {
-            loom_json_buf tk = {0};
-            loom_json_escape(&tk, o->tokenizer, strlen(o->tokenizer));
-            fprintf(fp,
-                    "{\n  \"format\": \"llm.c shards: 256 x int32 header {20240520, 1, count}, uint16 tokens\",\n"
-                    "  \"tokenizer\": %s,\n  \"documents\": %llu,\n  \"skipped_lines\": %llu,\n  \"bytes\": %llu,\n"
-                    "  \"train_tokens\": %llu,\n  \"val_tokens\": %llu,\n  \"shard_tokens\": %ld,\n  \"shards\": [%s\n  ]\n}\n",
-                    tk.data ? tk.data : "\"\"", (unsigned long long)stats->documents,
-                    (unsigned long long)stats->skipped, (unsigned long long)stats->bytes,
-                    (unsigned long long)sink.train_tokens, (unsigned long long)sink.val_tokens, o->shard_tokens,
-                    sink.manifest_shards.data ? sink.manifest_shards.data : "");
-            loom_json_buf_free(&tk);
-            if (fclose(fp) != 0) st = loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        }
-    }
+    if (!st && rank == 0) st = write_manifest(o, dir, stats, &sink);
     stats->train_tokens = sink.train_tokens;
     stats->val_tokens = sink.val_tokens;
     stats->train_shards = sink.train_shards;
     stats->val_shards = sink.val_shards;
-    stats->seconds = loom_now() - t0;
     loom_json_buf_free(&sink.manifest_shards);
     free(sink.buf);
     loom_tokenizer_free(tok);
+    return st;
+}
+
+/* Before any other collective: every rank was given the same inputs (names and sizes)
+ * and flags, or the gathers would pair different files. */
+static loom_status prep_agree(const loom_prep_opts *o, const loom_dist *dist) {
+    if (dist->size < 2) return LOOM_OK;
+    loom_agree *a = calloc(1, sizeof *a);
+    if (!a) return loom_error(LOOM_ERR_NOMEM, "out of memory comparing the ranks' flags");
+    uint32_t names = 0;
+    unsigned long long bytes = 0;
+    for (int i = 0; i < o->n_inputs; i++) {
+        struct stat sb;
+        names = loom_crc32c(names, o->inputs[i], strlen(o->inputs[i]) + 1);
+        if (stat(o->inputs[i], &sb) == 0) bytes += (unsigned long long)sb.st_size;
+    }
+    loom_agree_put(a, "loom version", "%s", LOOM_VERSION);
+    loom_agree_put(a, "the input list", "%d file(s), %llu bytes, names crc %08x", o->n_inputs, bytes, (unsigned)names);
+    loom_agree_put(a, "--out", "%s", o->out_dir);
+    loom_agree_put(a, "--tokenizer", "%s", o->tokenizer);
+    loom_agree_put(a, "--shard-tokens", "%ld", o->shard_tokens);
+    loom_agree_put(a, "--val-tokens", "%ld", o->val_tokens);
+    loom_agree_put(a, "--jsonl-field", "%s", o->jsonl_field);
+    loom_agree_put(a, "--skip-bad", "%d", o->skip_bad);
+    loom_agree_put(a, "--overwrite", "%d", o->overwrite);
+    loom_status st = loom_dist_agree(dist, a, "inputs and flags");
+    free(a);
+    return st;
+}
+
+loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_stats *stats) {
+    memset(stats, 0, sizeof *stats);
+    const loom_dist one = {0, 1, 0, 1, 0};
+    if (!dist) dist = &one;
+    const double t0 = loom_now();
+    if (o->n_inputs < 1) return loom_error(LOOM_ERR_ARG, "prep: no input given");
+    if (o->shard_tokens < 1) return loom_error(LOOM_ERR_ARG, "--shard-tokens: must be at least 1");
+    if (o->val_tokens < 0) return loom_error(LOOM_ERR_ARG, "--val-tokens: must be >= 0");
+    if (!o->out_dir || !o->out_dir[0]) return loom_error(LOOM_ERR_ARG, "--out: no directory given");
+    loom_status ag = prep_agree(o, dist);
+    if (ag) return ag;
+    signals_start(o);
+    char dst[sizeof g_tmp] = ""; /* only rank 0 touches the file system */
+    loom_status st = dist->rank == 0 ? out_begin(o, dst, sizeof dst) : LOOM_OK;
+    if (loom_dist_any(dist, st != LOOM_OK) && !st)
+        st = loom_error(LOOM_ERR_IO, "--out: rank 0 could not set up %s", o->out_dir);
+    if (!st) st = prep_run(o, dist, g_tmp, t0, stats);
+    if (!st && dist->rank == 0) st = out_commit(o, dst);
+    if (st) out_abandon();
+    signals_stop();
+    stats->seconds = loom_now() - t0;
     return st;
 }

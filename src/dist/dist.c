@@ -1,6 +1,7 @@
 /* MPI start-up and the deterministic collectives. Every byte between processes moves
  * through MPI; nothing here talks to SLURM except to detect a misconfigured launch. */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,44 @@ loom_status loom_dist_write_file(const loom_dist *d, const char *path, const loo
     (void)d, (void)p, (void)n;
     return loom_error(LOOM_ERR_ARG, "%s: writing from several ranks needs an MPI build", path);
 #endif
+}
+
+static int g_failed_together;
+void loom_dist_set_failed_together(void) { g_failed_together = 1; }
+int loom_dist_failed_together(void) { return g_failed_together; }
+
+void loom_agree_put(loom_agree *a, const char *name, const char *fmt, ...) {
+    char full[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(full, sizeof full, fmt, ap);
+    va_end(ap);
+    LOOM_CHECK(a->n < LOOM_AGREE_MAX);
+    char *v = a->val[a->n];
+    memset(v, 0, LOOM_AGREE_CHARS);
+    if (len < LOOM_AGREE_CHARS) memcpy(v, full, (size_t)len);
+    else snprintf(v, LOOM_AGREE_CHARS, "%.44s... crc %08x", full, (unsigned)loom_crc32c(0, full, strlen(full)));
+    a->name[a->n++] = name;
+}
+
+loom_status loom_dist_agree(const loom_dist *d, const loom_agree *a, const char *what) {
+    if (d->size < 2) return LOOM_OK;
+    const size_t row = sizeof a->val;
+    char *all = malloc((size_t)d->size * row);
+    if (!all) return loom_error(LOOM_ERR_NOMEM, "out of memory comparing the ranks' %s", what); /* the job aborts */
+    loom_dist_allgather_bytes(d, a->val, (int)row, all, "start-up agreement of the ranks' runs");
+    loom_status st = LOOM_OK;
+    for (int k = 0; k < a->n && !st; k++)
+        for (int r = 1; r < d->size && !st; r++) {
+            const char *v0 = all + (size_t)k * LOOM_AGREE_CHARS, *vr = all + (size_t)r * row + (size_t)k * LOOM_AGREE_CHARS;
+            if (memcmp(v0, vr, LOOM_AGREE_CHARS))
+                st = loom_error(LOOM_ERR_ARG, "the ranks were given different %s: %s is '%.*s' on rank 0 but '%.*s' on "
+                                "rank %d (every rank needs the same)", what, a->name[k], LOOM_AGREE_CHARS, v0,
+                                LOOM_AGREE_CHARS, vr, r);
+        }
+    free(all);
+    if (st) loom_dist_set_failed_together();
+    return st;
 }
 
 int loom_dist_any(const loom_dist *d, int flag) { return first_bad_rank(d, flag != 0) >= 0; }

@@ -259,40 +259,16 @@ static loom_status ckpt_commit(const char *dir, const char *tmp, int keep, long 
 /* The temporary name of a save: the writer's pid in it, so that no two processes ever
  * write one file (the directory lock keeps a second run out as well). */
 loom_status loom_ckpt_dir_claim(const char *dir, int resuming, int overwrite, int *lock_fd) {
-    char path[4200], host[256] = "?";
-    *lock_fd = -1;
-    snprintf(path, sizeof path, "%s/.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return loom_error(LOOM_ERR_IO, "--ckpt-dir: %s: cannot create: %s", path, strerror(errno));
-    /* an fcntl lock: released by the kernel when the process ends, however it ends,
-     * and honoured over NFS as well */
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-    if (fcntl(fd, F_SETLK, &fl) != 0) {
-        int e = errno;
-        char who[300] = "";
-        ssize_t n = pread(fd, who, sizeof who - 1, 0);
-        who[n > 0 ? n : 0] = 0;
-        who[strcspn(who, "\r\n")] = 0;
-        close(fd);
-        if (e == EACCES || e == EAGAIN)
-            return loom_error(LOOM_ERR_ARG, "--ckpt-dir: %s is in use by another run (%s); wait for it to end or use "
-                              "another directory", dir, who[0] ? who : "holder unknown");
-        return loom_error(LOOM_ERR_IO, "--ckpt-dir: %s: cannot lock: %s", path, strerror(e));
-    }
-    gethostname(host, sizeof host - 1);
-    char who[320];
-    int len = snprintf(who, sizeof who, "host %s, pid %ld\n", host, (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, who, (size_t)len, 0) != len) {
-        int e = errno;
-        close(fd);
-        return loom_error(LOOM_ERR_IO, "--ckpt-dir: %s: write failed: %s", path, strerror(e));
-    }
+    char path[4200];
+    int fd;
+    loom_status st = loom_dir_lock(dir, "--ckpt-dir", &fd);
+    if (st) return st;
     long *steps;
     int n = list_steps(dir, &steps);
     if (n > 0 && !resuming && !overwrite) {
         long newest = steps[0];
         free(steps);
-        close(fd);
+        loom_dir_unlock(fd);
         return loom_error(LOOM_ERR_ARG, "--ckpt-dir: %s holds %d checkpoint(s) of an earlier run (newest: step %ld); "
                           "continue it with --resume, or pass --overwrite to discard them", dir, n, newest);
     }
@@ -307,10 +283,6 @@ loom_status loom_ckpt_dir_claim(const char *dir, int resuming, int overwrite, in
     free(steps);
     *lock_fd = fd;
     return LOOM_OK;
-}
-
-void loom_ckpt_dir_release(int lock_fd) {
-    if (lock_fd >= 0) close(lock_fd); /* the lock file stays: unlinking it would race a new locker */
 }
 
 static void tmp_path(char *tmp, size_t cap, const char *dir, long step, uint64_t pid) {

@@ -1,6 +1,7 @@
 /* Model save/load over the safetensors reader and writer. Training checkpoints
  * (optimizer state, RNG, loader position) are not here. */
 #include <errno.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,7 +206,7 @@ loom_status loom_model_save(const loom_gpt *g, const char *path) {
     /* write beside the target and rename, so a failed or interrupted save never
      * leaves a half-written file where a good model was */
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()); /* no two writers share one */
     if (!st) st = loom_st_writer_write(w, tmp);
     loom_st_writer_free(w);
     if (!st && rename(tmp, path) != 0)
@@ -215,8 +216,10 @@ loom_status loom_model_save(const loom_gpt *g, const char *path) {
 }
 
 loom_status loom_model_write_hf_config(const loom_gpt_config *c, const char *path) {
-    FILE *fp = fopen(path, "w");
-    if (!fp) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    char tmp[4200]; /* written beside and renamed, as the model */
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *fp = fopen(tmp, "w");
+    if (!fp) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     fprintf(fp,
             "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
             "  \"vocab_size\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n"
@@ -226,6 +229,10 @@ loom_status loom_model_write_hf_config(const loom_gpt_config *c, const char *pat
             "  \"attn_pdrop\": 0.0,\n  \"scale_attn_weights\": true,\n  \"tie_word_embeddings\": true,\n"
             "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256,\n  \"torch_dtype\": \"float32\"\n}\n",
             c->vocab_size, c->block_size, c->block_size, c->n_embd, c->n_layer, c->n_head);
-    if (fclose(fp) != 0) return loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (fclose(fp) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    }
     return LOOM_OK;
 }

@@ -1,7 +1,6 @@
 /* Checks before a run's first step: the agreement of the ranks, a resumed run's data
  * and threads, and its memory. */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,115 +107,73 @@ loom_status loom_run_check_resume(const loom_st_file *ck, const char *data_desc,
     return LOOM_OK;
 }
 
-/* The run as fields, each a short value string (a long one ends in its CRC32C). */
-#define FIELD_CHARS 64
-typedef struct fields {
-    int n;
-    const char *name[64];
-    char val[64][FIELD_CHARS];
-} fields;
-
-static void put(fields *f, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void put(fields *f, const char *name, const char *fmt, ...) {
-    char full[4200];
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(full, sizeof full, fmt, ap);
-    va_end(ap);
-    LOOM_CHECK(f->n < 64);
-    char *v = f->val[f->n];
-    if (len < FIELD_CHARS) memcpy(v, full, (size_t)len + 1);
-    else snprintf(v, FIELD_CHARS, "%.44s... crc %08" PRIx32, full, loom_crc32c(0, full, strlen(full)));
-    f->name[f->n++] = name;
-}
-
-static void put_data(fields *f, const char *name, const char *desc) {
+static void put_data(loom_agree *f, const char *name, const char *desc) {
     if (!desc) {
-        put(f, name, "none");
+        loom_agree_put(f, name, "none");
         return;
     }
     int n = desc_count(desc);
     unsigned long long tokens = 0;
     desc_file df;
     for (int i = 0; i < n && desc_line(desc, i, &df); i++) tokens += df.tokens;
-    put(f, name, "%d file(s), %llu tokens, crc %08" PRIx32, n, tokens, loom_crc32c(0, desc, strlen(desc)));
+    loom_agree_put(f, name, "%d file(s), %llu tokens, crc %08" PRIx32, n, tokens, loom_crc32c(0, desc, strlen(desc)));
 }
 
 static const char *str_or(const char *s, const char *none) { return s ? s : none; }
 
 static void run_fields(const loom_train_opts *o, const loom_gpt_config *c, const char *train_desc,
-                       const char *val_desc, fields *f) {
+                       const char *val_desc, loom_agree *f) {
     f->n = 0;
-    put(f, "loom version", "%s", LOOM_VERSION);
-    put(f, "--n-layer", "%d", c->n_layer);
-    put(f, "--n-embd", "%d", c->n_embd);
-    put(f, "--n-head", "%d", c->n_head);
-    put(f, "--vocab-size", "%d", c->vocab_size);
-    put(f, "--block-size", "%d", c->block_size);
-    put(f, "--init-from", "%s", str_or(o->init_from, "none"));
+    loom_agree_put(f, "loom version", "%s", LOOM_VERSION);
+    loom_agree_put(f, "--n-layer", "%d", c->n_layer);
+    loom_agree_put(f, "--n-embd", "%d", c->n_embd);
+    loom_agree_put(f, "--n-head", "%d", c->n_head);
+    loom_agree_put(f, "--vocab-size", "%d", c->vocab_size);
+    loom_agree_put(f, "--block-size", "%d", c->block_size);
+    loom_agree_put(f, "--init-from", "%s", str_or(o->init_from, "none"));
     put_data(f, "--data", train_desc);
     put_data(f, "--val-data", val_desc);
-    put(f, "--data-format", "%d", (int)o->data_format);
-    put(f, "--batch", "%d", o->batch);
-    put(f, "--seq-len", "%d", o->seq_len);
-    put(f, "--total-batch-tokens", "%ld", o->total_batch_tokens);
-    put(f, "--steps", "%d", o->steps);
-    put(f, "--lr", "%.9g", o->optim.lr);
-    put(f, "--min-lr", "%.9g", o->optim.min_lr);
-    put(f, "--warmup", "%d", o->optim.warmup);
-    put(f, "--weight-decay", "%.9g", o->optim.weight_decay);
-    put(f, "--clip", "%.9g", o->optim.clip);
-    put(f, "--beta1", "%.9g", o->optim.beta1);
-    put(f, "--beta2", "%.9g", o->optim.beta2);
-    put(f, "--eps", "%.9g", o->optim.eps);
-    put(f, "--seed", "%" PRIu64, o->seed);
-    put(f, "--shuffle", "%d", o->shuffle);
-    put(f, "--out", "%s", o->out_dir);
-    put(f, "--eval-every", "%d", o->eval_every);
-    put(f, "--val-batches", "%d", o->val_batches);
-    put(f, "--backend", "%s", o->backend);
-    put(f, "--ckpt-dir", "%s", str_or(o->ckpt_dir, "none"));
-    put(f, "--ckpt-every", "%d", o->ckpt_every);
-    put(f, "--keep", "%d", o->keep);
-    put(f, "--resume", "%d %s", o->resume, str_or(o->resume_file, "latest"));
-    put(f, "--ckpt-errors", "%d", o->ckpt_errors_warn);
-    put(f, "--stop-at", "%d", o->stop_at);
-    put(f, "--zero", "%d", o->zero);
-    put(f, "--bucket-mb", "%.9g", o->bucket_mb);
-    put(f, "--overlap", "%d", o->overlap);
-    put(f, "--trace", "%s", str_or(o->trace, "none"));
-    put(f, "--overwrite", "%d", o->overwrite);
-    put(f, "--allow-change", "%u", o->allow_change);
-    put(f, "--profile", "%d", o->profile);
+    loom_agree_put(f, "--data-format", "%d", (int)o->data_format);
+    loom_agree_put(f, "--batch", "%d", o->batch);
+    loom_agree_put(f, "--seq-len", "%d", o->seq_len);
+    loom_agree_put(f, "--total-batch-tokens", "%ld", o->total_batch_tokens);
+    loom_agree_put(f, "--steps", "%d", o->steps);
+    loom_agree_put(f, "--lr", "%.9g", o->optim.lr);
+    loom_agree_put(f, "--min-lr", "%.9g", o->optim.min_lr);
+    loom_agree_put(f, "--warmup", "%d", o->optim.warmup);
+    loom_agree_put(f, "--weight-decay", "%.9g", o->optim.weight_decay);
+    loom_agree_put(f, "--clip", "%.9g", o->optim.clip);
+    loom_agree_put(f, "--beta1", "%.9g", o->optim.beta1);
+    loom_agree_put(f, "--beta2", "%.9g", o->optim.beta2);
+    loom_agree_put(f, "--eps", "%.9g", o->optim.eps);
+    loom_agree_put(f, "--seed", "%" PRIu64, o->seed);
+    loom_agree_put(f, "--shuffle", "%d", o->shuffle);
+    loom_agree_put(f, "--out", "%s", o->out_dir);
+    loom_agree_put(f, "--eval-every", "%d", o->eval_every);
+    loom_agree_put(f, "--val-batches", "%d", o->val_batches);
+    loom_agree_put(f, "--backend", "%s", o->backend);
+    loom_agree_put(f, "--ckpt-dir", "%s", str_or(o->ckpt_dir, "none"));
+    loom_agree_put(f, "--ckpt-every", "%d", o->ckpt_every);
+    loom_agree_put(f, "--keep", "%d", o->keep);
+    loom_agree_put(f, "--resume", "%d %s", o->resume, str_or(o->resume_file, "latest"));
+    loom_agree_put(f, "--ckpt-errors", "%d", o->ckpt_errors_warn);
+    loom_agree_put(f, "--stop-at", "%d", o->stop_at);
+    loom_agree_put(f, "--zero", "%d", o->zero);
+    loom_agree_put(f, "--bucket-mb", "%.9g", o->bucket_mb);
+    loom_agree_put(f, "--overlap", "%d", o->overlap);
+    loom_agree_put(f, "--trace", "%s", str_or(o->trace, "none"));
+    loom_agree_put(f, "--overwrite", "%d", o->overwrite);
+    loom_agree_put(f, "--allow-change", "%u", o->allow_change);
+    loom_agree_put(f, "--profile", "%d", o->profile);
 }
 
 loom_status loom_run_agree(const loom_dist *d, const loom_train_opts *o, const loom_gpt_config *cfg,
                            const char *train_desc, const char *val_desc) {
     if (d->size < 2) return LOOM_OK;
-    fields *f = malloc(sizeof *f);
-    char *all = f ? malloc((size_t)d->size * sizeof f->val) : NULL;
-    if (!all) {
-        free(f);
-        /* every rank must still take part in the collective: a failing one aborts the job */
-        return loom_error(LOOM_ERR_NOMEM, "out of memory comparing the ranks' flags");
-    }
-    memset(f, 0, sizeof *f);
+    loom_agree *f = calloc(1, sizeof *f);
+    if (!f) return loom_error(LOOM_ERR_NOMEM, "out of memory comparing the ranks' flags"); /* the job aborts */
     run_fields(o, cfg, train_desc, val_desc, f);
-    loom_dist_allgather_bytes(d, f->val, (int)sizeof f->val, all, "start-up agreement of flags and data");
-    loom_status st = LOOM_OK;
-    for (int k = 0; k < f->n && !st; k++) {
-        const char *v0 = all + (size_t)k * FIELD_CHARS;
-        for (int r = 1; r < d->size; r++) {
-            const char *vr = all + (size_t)r * sizeof f->val + (size_t)k * FIELD_CHARS;
-            if (memcmp(v0, vr, FIELD_CHARS)) {
-                st = loom_error(LOOM_ERR_ARG, "the ranks were given different runs: %s is '%.*s' on rank 0 but '%.*s' "
-                                "on rank %d (every rank needs the same flags and data)", f->name[k], FIELD_CHARS, v0,
-                                FIELD_CHARS, vr, r);
-                break;
-            }
-        }
-    }
-    free(all);
+    loom_status st = loom_dist_agree(d, f, "flags and data");
     free(f);
     return st;
 }

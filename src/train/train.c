@@ -446,9 +446,38 @@ static void fmt_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%lds", t);
 }
 
-static int g_failed_together;
-
-int loom_train_failed_together(void) { return g_failed_together; }
+/* OUT/metrics.jsonl for a run starting at `start`: a fresh run truncates it; a resumed
+ * one keeps the lines of steps up to `start` (a resume from an older checkpoint than
+ * the last line drops the steps it redoes, so no step is logged twice) and appends. */
+static loom_status metrics_open(const char *path, int start, FILE **out) {
+    *out = NULL;
+    size_t len = 0;
+    char *old = start > 0 ? loom_read_file(path, &len) : NULL;
+    if (old) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        FILE *fp = fopen(tmp, "w");
+        if (!fp) {
+            free(old);
+            return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        }
+        for (char *line = old, *next; line < old + len; line = next) {
+            next = memchr(line, '\n', (size_t)(old + len - line));
+            next = next ? next + 1 : old + len;
+            long step;
+            if (sscanf(line, "{\"step\": %ld", &step) == 1 && step <= start) fwrite(line, 1, (size_t)(next - line), fp);
+        }
+        free(old);
+        if (fclose(fp) != 0 || rename(tmp, path) != 0) {
+            int e = errno;
+            remove(tmp);
+            return loom_error(LOOM_ERR_IO, "%s: cannot rewrite: %s", path, strerror(e));
+        }
+    }
+    *out = fopen(path, start > 0 ? "a" : "w");
+    if (!*out) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    return LOOM_OK;
+}
 
 /* After a step: the loss, the gradient norm and the updated weights (this rank's shard;
  * the first bad tensor over all ranks) must be finite, or the run stops before anything
@@ -492,7 +521,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     FILE *metrics = NULL;
     int32_t *batch = NULL;
     char path[4096], *train_desc = NULL, *val_desc = NULL;
-    int lock_fd = -1, stopped = 0;
+    int lock_fd = -1, out_fd = -1, stopped = 0;
 
     if (o->threads > 0) omp_set_num_threads(o->threads);
     else if (dist->local_size > 1) { /* split the node's cores among its ranks */
@@ -538,20 +567,19 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         goto done;
     }
     /* before any other collective: every rank was given the same run */
-    if ((st = loom_run_agree(dist, o, &cfg, train_desc, val_desc))) {
-        g_failed_together = 1;
-        goto done;
-    }
+    if ((st = loom_run_agree(dist, o, &cfg, train_desc, val_desc))) goto done;
     loom_train_mem mem;
     loom_run_memory(&cfg, B, T, accum, R, o->zero, bucket, &mem);
     if ((st = loom_run_check_memory(&mem, dist->local_size, B, T))) goto done;
-    if ((st = loom_mkdir_p(o->out_dir, "--out"))) goto done;
-    if (o->ckpt_dir) { /* rank 0 writes the checkpoints: it holds the directory's lock */
-        loom_status cs = lead ? loom_mkdir_p(o->ckpt_dir, "--ckpt-dir") : LOOM_OK;
-        if (!cs && lead) cs = loom_ckpt_dir_claim(o->ckpt_dir, o->resume, o->overwrite, &lock_fd);
+    { /* rank 0 writes the files: it holds the locks of --out and --ckpt-dir */
+        loom_status cs = lead ? loom_mkdir_p(o->out_dir, "--out") : LOOM_OK;
+        if (!cs && lead) cs = loom_dir_lock(o->out_dir, "--out", &out_fd);
+        if (!cs && lead && o->ckpt_dir) cs = loom_mkdir_p(o->ckpt_dir, "--ckpt-dir");
+        if (!cs && lead && o->ckpt_dir) cs = loom_ckpt_dir_claim(o->ckpt_dir, o->resume, o->overwrite, &lock_fd);
         if (loom_dist_any(dist, cs != LOOM_OK)) {
-            st = cs ? cs : loom_error(LOOM_ERR_ARG, "--ckpt-dir: rank 0 could not claim %s", o->ckpt_dir);
-            g_failed_together = 1;
+            st = cs ? cs : loom_error(LOOM_ERR_ARG, "rank 0 could not claim --out %s or --ckpt-dir %s", o->out_dir,
+                                      o->ckpt_dir ? o->ckpt_dir : "(none)");
+            loom_dist_set_failed_together();
             goto done;
         }
     }
@@ -602,10 +630,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     batch = loom_alloc(sizeof(int32_t) * 2 * (size_t)local * B * T, "batch");
     if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
-    if (lead) {
-        metrics = fopen(path, start_step > 0 ? "a" : "w"); /* a resumed run appends */
-        if (!metrics) { st = loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno)); goto done; }
-    }
+    if (lead && (st = metrics_open(path, start_step, &metrics))) goto done;
 
     /* the MFU denominator: the measured peak of this rank's threads, times the ranks */
     const double peak = R * (o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3));
@@ -664,7 +689,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         double eta = (t_train / timed) * (end_step - 1 - step);
         if (step + 1 == poison_step) g->params[g->params_info[1].offset] = NAN;
         if ((st = check_step(g, &sc, dist, &ocfg, step, loss, norm, lr))) {
-            g_failed_together = 1;
+            loom_dist_set_failed_together();
             goto done;
         }
         high_steps = loss > uniform_loss + 1.0f ? high_steps + 1 : 0;
@@ -755,7 +780,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     }
 done:
     if (stopped && !st) st = LOOM_STOPPED;
-    loom_ckpt_dir_release(lock_fd);
+    loom_dir_unlock(lock_fd);
+    loom_dir_unlock(out_fd);
     free(train_desc);
     free(val_desc);
     if (trace.ev) {
@@ -778,7 +804,6 @@ done:
 
 loom_status loom_train(const loom_train_opts *o, const loom_dist *dist) {
     install_signals(); /* before any parallel region, so that every worker inherits the mask */
-    g_failed_together = 0;
     loom_status st = train_run(o, dist);
     restore_signals();
     return st;

@@ -97,6 +97,20 @@ for i in 1 2 3; do
   check "same instant $i: the winner's final checkpoint passes its CRC" test $? -eq 0
 done
 
+# one --out at a time as well (metrics, model and config would interleave)
+"$LOOM" train $M --data $D --steps 100000 --out "$TMP/oneout" >/dev/null 2>&1 &
+a=$!
+for _ in $(seq 200); do grep -q "pid $a" "$TMP/oneout/.lock" 2>/dev/null && break; sleep 0.02; done
+expect_error "a second run on one --out is refused" "--out: $TMP/oneout is in use by another run (host $(hostname), pid $a)" \
+  "$LOOM" train $M --data $D --steps 2 --out "$TMP/oneout"
+kill -TERM $a
+wait $a
+# a resume from an older checkpoint than the metrics' last line logs no step twice
+"$LOOM" train $M --data $D --steps 8 --ckpt-every 4 --ckpt-dir "$TMP/mk" --out "$TMP/mo"
+"$LOOM" train $M --data $D --steps 8 --out "$TMP/mo" --resume "$TMP/mk/step_00000004.safetensors"
+check "metrics after a resume from step 4 of 8: steps 1..8, once each" \
+  test "$(sed -E 's/^\{"step": ([0-9]+),.*/\1/' "$TMP/mo/metrics.jsonl" | tr '\n' ' ')" = "1 2 3 4 5 6 7 8 "
+
 # --- a resumed run checks its data and threads
 cp data/tinyshakespeare_train.bin "$TMP/train.bin"
 "$LOOM" train $M --data "$TMP/train.bin" --steps 8 --stop-at 4 --ckpt-dir "$TMP/ckD" --out "$TMP/D"

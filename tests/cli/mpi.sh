@@ -149,7 +149,7 @@ expect_error "SLURM_NTASKS mismatch" "MPI sees 1 process but SLURM_NTASKS=2" \
 # rank (Open MPI reports a short write, MPICH the errno), no checkpoint committed, no
 # temporary left
 if [ "$(id -u)" = 0 ] && mkdir -p "$TMP/full" && mount -t tmpfs -o size=4m tmpfs "$TMP/full" 2>/dev/null; then
-  timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M --zero 1 --steps 2 --ckpt-dir "$TMP/full/ck" --out "$TMP/fullrun" \
+  timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $M0 --zero 1 --steps 2 --ckpt-dir "$TMP/full/ck" --out "$TMP/fullrun" \
     >/dev/null 2>"$TMP/full.err"
   rc=$?
   check "MPI-IO checkpoint on a full disk: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
@@ -178,7 +178,7 @@ disagree() { # disagree WHAT WANT "RANK 0 FLAGS" "RANK 1 FLAGS"
     test "$(grep -c '^loom' "$TMP/mpmd.err")" -eq 1 -a "$(grep '^loom' "$TMP/mpmd.err" | grep -cF -- "$2")" -eq 1
   check "MPMD, different $1: refused within 20 s ($took s)" test $took -le 20
 }
-W="the ranks were given different runs:"
+W="the ranks were given different flags and data:"
 MD=${M0/--data data\/tinyshakespeare_train.bin/} DT="--data data/tinyshakespeare_train.bin --n-layer 2"
 MD=${MD/--n-layer 2/} DL="--data data/tinyshakespeare_train.bin"
 disagree "--seed" "$W --seed is '1' on rank 0 but '2' on rank 1" "$DT --steps 4 --seed 1" "$DT --steps 4 --seed 2"
@@ -195,5 +195,15 @@ b = bytearray(open('$TMP/other.bin', 'rb').read()); b[8:12] = struct.pack('<i', 
 open('$TMP/other.bin', 'wb').write(b)"
 disagree "--data" "$W --data is '1 file(s), " "$DT --steps 4" "--n-layer 2 --steps 4 --data $TMP/other.bin"
 disagree "--zero" "$W --zero is '0' on rank 0 but '1' on rank 1" "$DT --steps 4" "$DT --steps 4 --zero 1"
+# prep too: ranks given other inputs would pair other files in their gathers
+printf 'one\n' >"$TMP/a.txt"
+printf 'two two\n' >"$TMP/b.txt"
+timeout 60 "${RUN[@]}" -np 1 "$LOOM" prep "$TMP/a.txt" --out "$TMP/pp" --quiet : -np 1 "$LOOM" prep "$TMP/b.txt" \
+  --out "$TMP/pp" --quiet >/dev/null 2>"$TMP/pp.err"
+rc=$?
+check "MPMD prep, different inputs: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
+check "MPMD prep, different inputs: one line naming the inputs ($(head -c 300 "$TMP/pp.err"))" \
+  test "$(grep -c '^loom' "$TMP/pp.err")" -eq 1 -a "$(grep -c "the ranks were given different inputs and flags: the input list is '1 file(s), 4 bytes" "$TMP/pp.err")" -eq 1
+check "MPMD prep, different inputs: nothing written" test ! -e "$TMP/pp"
 
 finish mpi

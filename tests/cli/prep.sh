@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # loom prep: the demo corpus encodes to exactly the reference tokens; the shards are
 # byte-identical for 1, 2 and 4 threads; JSON-lines documents equal the same texts as
-# files; standard input works; bad lines give file:line errors or counted skips.
+# files (one document too); standard input works; bad lines give file:line errors or
+# counted skips; a tokenizer too big for uint16 is refused; --out is never mixed with
+# an earlier run (refused unless --overwrite, then replaced whole) nor left half
+# written by SIGINT or SIGTERM.
 source "$(dirname "$0")/lib.sh"
 P="--tokenizer data/gpt2/r50k_base.tiktoken --quiet"
 tokens() { for f in "$1"/val_*.bin "$1"/train_*.bin; do [ -e "$f" ] && tail -c +1025 "$f"; done; }
@@ -48,6 +51,80 @@ expect_error "missing input" "$TMP/none.txt: cannot read" "$LOOM" prep "$TMP/non
 expect_error "no input" "no input given" "$LOOM" prep --out "$TMP/b5" $P
 printf 'QQ== 0\n!!!! 1\n' >"$TMP/bad.tiktoken"
 expect_error "malformed tokenizer" "bad.tiktoken:2" "$LOOM" prep data/tinyshakespeare.txt --out "$TMP/b6" --tokenizer "$TMP/bad.tiktoken" --quiet
+
+# one document in a JSON-lines file: its text is tokenized, not the line around it
+printf 'hello' >"$TMP/hello.txt"
+printf '{"text":"hello"}\n' >"$TMP/one.jsonl"
+{ echo '{"text": "hello"}'; echo '{"body": "not this"}'; } >"$TMP/one_bad.jsonl"
+"$LOOM" prep "$TMP/hello.txt" --out "$TMP/h" $P >/dev/null
+"$LOOM" prep "$TMP/one.jsonl" --out "$TMP/h1" $P >/dev/null
+check "one JSON-lines document equals the same text as a file" cmp -s "$TMP/h/train_000000.bin" "$TMP/h1/train_000000.bin"
+"$LOOM" prep "$TMP/one_bad.jsonl" --out "$TMP/h2" --skip-bad $P >/dev/null
+check "one good line of two (--skip-bad) equals the good text alone" cmp -s "$TMP/h/train_000000.bin" "$TMP/h2/train_000000.bin"
+
+# a tokenizer of more ids than uint16 holds: 256 single bytes, then 3-byte tokens (4
+# base64 characters each) up to rank 70256; with <|endoftext|> that is 70258 ids
+{
+  head -n 256 data/gpt2/r50k_base.tiktoken
+  awk 'BEGIN { a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    for (r = 256; r <= 70256; r++) { i = r
+      s = substr(a, int(i / 262144) % 64 + 1, 1) substr(a, int(i / 4096) % 64 + 1, 1) substr(a, int(i / 64) % 64 + 1, 1) substr(a, i % 64 + 1, 1)
+      print s, r } }'
+} >"$TMP/big.tiktoken"
+check "the big tokenizer has 70257 entries" test "$(wc -l <"$TMP/big.tiktoken")" -eq 70257
+expect_error "too many ids for uint16" "--tokenizer: 70258 ids do not fit the uint16 shards" \
+  "$LOOM" prep "$TMP/hello.txt" --out "$TMP/b7" --tokenizer "$TMP/big.tiktoken" --quiet
+
+# --out: a directory with files in it is refused, untouched; an empty one is used;
+# --overwrite replaces the old output whole (no stale shards)
+leftovers() { ls -d "$TMP"/*.tmp-* "$TMP"/*.old-* 2>/dev/null; }
+cp -r "$TMP/h" "$TMP/h.copy"
+expect_error "a full --out is refused" "--out: $TMP/h is not empty (it holds 2 files, e.g. manifest.json); pass --overwrite" \
+  "$LOOM" prep "$TMP/docs/a.txt" --out "$TMP/h" $P
+"$LOOM" prep "$TMP/docs/a.txt" --out "$TMP/h" $P >/dev/null 2>&1
+check "a full --out exits 1" test $? -eq 1
+check "a refused --out is untouched" diff -r "$TMP/h" "$TMP/h.copy"
+mkdir "$TMP/empty"
+"$LOOM" prep "$TMP/hello.txt" --out "$TMP/empty" $P >/dev/null
+check "an empty --out is used" cmp -s "$TMP/h.copy/train_000000.bin" "$TMP/empty/train_000000.bin"
+"$LOOM" prep data/tinyshakespeare.txt --out "$TMP/ow" --shard-tokens 100000 $P >/dev/null
+check "the first run makes 4 shards" test "$(ls "$TMP/ow" | grep -c '^train_')" -eq 4
+"$LOOM" prep "$TMP/hello.txt" --out "$TMP/ow" --overwrite $P >/dev/null
+check "--overwrite exits 0" test $? -eq 0
+check "--overwrite leaves exactly the new run's files" test "$(ls "$TMP/ow" | tr '\n' ' ')" = "manifest.json train_000000.bin "
+check "--overwrite: the new shard" cmp -s "$TMP/h.copy/train_000000.bin" "$TMP/ow/train_000000.bin"
+check "no temporary or old directories are left" test -z "$(leftovers)"
+
+# SIGINT once a shard is written (the first input done, standard input still open):
+# exit 130, one line, no --out and no temporary directory; SIGTERM while tokenizing a
+# large file: 143, the same
+mkfifo "$TMP/fifo"
+"$LOOM" prep data/tinyshakespeare.txt - --out "$TMP/sig" --shard-tokens 100000 --threads 1 $P \
+  <"$TMP/fifo" >/dev/null 2>"$TMP/sig.err" &
+pid=$!
+exec 3>"$TMP/fifo" # prep's standard input stays open until fd 3 closes
+for _ in $(seq 200); do compgen -G "$TMP/sig*/train_000000.bin" >/dev/null && break; sleep 0.05; done # sig.tmp-PID/ (or sig/)
+kill -INT $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+exec 3>&- # an end of input, in case the signal was not taken
+wait $pid
+rc=$?
+check "SIGINT exits 130 (got $rc)" test $rc -eq 130
+check "SIGINT says so, in one line" test "$(cat "$TMP/sig.err")" = "loom prep: interrupted: nothing written to $TMP/sig"
+check "SIGINT: no --out" test ! -e "$TMP/sig"
+check "SIGINT: no temporary directory" test -z "$(leftovers)"
+for _ in $(seq 40); do cat data/tinyshakespeare.txt; done >"$TMP/big.txt"
+"$LOOM" prep "$TMP/big.txt" --out "$TMP/sig2" --threads 1 $P >/dev/null 2>"$TMP/sig2.err" &
+pid=$!
+for _ in $(seq 400); do compgen -G "$TMP/sig2.tmp-*" >/dev/null && break; sleep 0.01; done
+kill -TERM $pid 2>/dev/null
+wait $pid
+rc=$?
+check "SIGTERM while tokenizing exits 143 (got $rc; 0: it finished first)" test $rc -eq 143
+check "SIGTERM says so, in one line" test "$(cat "$TMP/sig2.err")" = "loom prep: interrupted: nothing written to $TMP/sig2"
+check "SIGTERM: no --out" test ! -e "$TMP/sig2"
+check "SIGTERM: no temporary directory" test -z "$(leftovers)"
+rm -f "$TMP/big.txt"
 
 # the shards train
 "$LOOM" train --model tiny --n-layer 1 --n-embd 32 --n-head 2 --block-size 32 --data "$TMP/t1/train_*.bin" \

@@ -127,7 +127,7 @@ static int clip(const seg *s, size_t lo, size_t hi, size_t *a, size_t *b) {
 
 /* The bucket's elements inside [lo, hi), in segment order: copied to dst, or (one
  * piece) pointed to in *direct. Returns their count. */
-static size_t gather_part(const loom_comm *c, int k, size_t lo, size_t hi, float *dst, const float **direct) {
+__attribute__((unused)) /* MPI builds only */ static size_t gather_part(const loom_comm *c, int k, size_t lo, size_t hi, float *dst, const float **direct) {
     size_t cnt = 0;
     int pieces = 0;
     *direct = NULL;
@@ -149,7 +149,7 @@ static size_t gather_part(const loom_comm *c, int k, size_t lo, size_t hi, float
     return cnt;
 }
 
-static size_t count_part(const loom_comm *c, int k, size_t lo, size_t hi) {
+__attribute__((unused)) static size_t count_part(const loom_comm *c, int k, size_t lo, size_t hi) {
     size_t cnt = 0;
     for (int i = c->first[k]; i < c->first[k + 1]; i++) {
         size_t a, b;
@@ -160,7 +160,7 @@ static size_t count_part(const loom_comm *c, int k, size_t lo, size_t hi) {
 
 /* buf[i] = buf[i] + partner[i] over the bucket's elements inside [lo, hi): per element
  * the same addition as the unbucketed sum; or (copy) buf[i] = partner[i] */
-static void add_part(loom_comm *c, int k, size_t lo, size_t hi, const float *r, int parallel, int copy) {
+__attribute__((unused)) static void add_part(loom_comm *c, int k, size_t lo, size_t hi, const float *r, int parallel, int copy) {
     size_t off = 0;
     for (int i = c->first[k]; i < c->first[k + 1]; i++) {
         size_t a, b;

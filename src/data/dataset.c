@@ -40,7 +40,9 @@ static loom_status open_file(token_file *f, const char *path, loom_data_format f
     if (fd < 0) return loom_error(LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int dir = S_ISDIR(st.st_mode);
         close(fd);
+        if (dir) return loom_error(LOOM_ERR_ARG, "%s: is a directory (give its files, e.g. '%s/*.bin')", path, path);
         return loom_error(LOOM_ERR_IO, "%s: not a regular file", path);
     }
     size_t len = (size_t)st.st_size;

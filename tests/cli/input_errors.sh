@@ -148,4 +148,8 @@ expect_error "max-tokens past the block size, batch" \
   "$LOOM" sample --init-from "$M" --prompt "ROMEO:" --prompt "a b c d e f g" --max-tokens 26
 "$LOOM" sample --init-from "$M" --prompt "ROMEO:" --max-tokens 29 --threads 2 >/dev/null 2>"$TMP/e5"
 check "max-tokens that fit: $(head -c 300 "$TMP/e5")" test $? -eq 0
+# a data directory instead of its files
+mkdir -p "$TMP/shards"
+expect_error "train --data DIR" "$TMP/shards: is a directory (give its files, e.g. '$TMP/shards/*.bin')" \
+  "$LOOM" train --data "$TMP/shards" --steps 1
 finish input_errors

@@ -3,8 +3,9 @@
 # loops in a fixed order, so the bits do not depend on the CPU), the losses, gradient
 # norms, validation losses and final weights of a short run are byte for byte those of
 # the fixture that the binary before the redesign made (commits 347c515 and c5721a6 both
-# give it; made on an Intel Xeon with AVX-512: libm may differ in the last bit elsewhere). Regenerate
-# only when a change is meant to alter the arithmetic: tests/cli/gpt2_bitwise.sh --regen.
+# give it, on an AMD EPYC with AVX-512; glibc's libm could differ in a last bit on other
+# CPUs). Regenerate only with a binary from before the redesign, or when a change is meant
+# to alter the arithmetic: tests/cli/gpt2_bitwise.sh --regen.
 source "$(dirname "$0")/lib.sh"
 FX=tests/fixtures/gpt2_bitwise
 # a byte-level corpus (vocab 256) keeps the model, and the fixture, small

@@ -267,18 +267,20 @@ static void mm_fwd_d(double *out, const double *inp, const double *w, const doub
         }
 }
 
-/* Causal attention of head h in batch b. Writes out(B,T,C) and lse(B,H,T) slices when
- * given; returns sum(dout * out) over the head when dout is given. */
+/* Causal grouped-query attention of query head h in batch b (rows of qkv: H query
+ * heads, then KVH key and KVH value heads of hs; h uses key/value head h / (H/KVH)).
+ * Writes out(B,T,H*hs) and lse(B,H,T) slices when given; returns sum(dout * out) over
+ * the head when dout is given. */
 static double attn_head_d(double *out, double *lse, const double *qkv, const double *dout,
-                          int b, int h, int T, int C, int H) {
-    int hs = C / H;
+                          int b, int h, int T, int H, int KVH, int hs) {
+    const size_t W = (size_t)(H + 2 * KVH) * hs, C = (size_t)H * hs, kh = (size_t)(h / (H / KVH));
     double scale = 1.0 / sqrt((double)hs), L = 0;
     double *s = DALLOC(T), *o = DALLOC(hs);
     for (int t = 0; t < T; t++) {
-        const double *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+        const double *q = qkv + ((size_t)b * T + t) * W + (size_t)h * hs;
         double mx = -INFINITY;
         for (int j = 0; j <= t; j++) {
-            const double *k = qkv + ((size_t)b * T + j) * 3 * C + C + h * hs;
+            const double *k = qkv + ((size_t)b * T + j) * W + C + kh * hs;
             double d = 0;
             for (int i = 0; i < hs; i++) d += q[i] * k[i];
             s[j] = d * scale;
@@ -289,7 +291,7 @@ static double attn_head_d(double *out, double *lse, const double *qkv, const dou
         for (int i = 0; i < hs; i++) o[i] = 0;
         for (int j = 0; j <= t; j++) {
             double p = exp(s[j] - mx) / sum;
-            const double *v = qkv + ((size_t)b * T + j) * 3 * C + 2 * C + h * hs;
+            const double *v = qkv + ((size_t)b * T + j) * W + C + (size_t)KVH * hs + kh * hs;
             for (int i = 0; i < hs; i++) o[i] += p * v[i];
         }
         for (int i = 0; i < hs; i++) {
@@ -497,42 +499,57 @@ static void test_matmul(const loom_backend *be, int N, int C, int OC, int with_b
 /* ------------------------------------------------------------------------------------ */
 /* Attention.                                                                           */
 
-/* FD over qkv: an element of (b, h) only moves that head's outputs, so only that head's
- * part of L is re-evaluated. stride > 1 checks every stride-th element plus whole rows
- * around block edges (t = 0, 1, 31, 32, 63, 64, 65, T-1). */
-static void test_attention(const loom_backend *be, int B, int T, int C, int H, int stride) {
-    group_begin("attention/%s: fwd vs double, bwd vs FD (B=%d T=%d C=%d H=%d%s)", be->name, B, T,
-                C, H, stride > 1 ? ", FD subset" : "");
-    int hs = C / H;
-    size_t n3 = (size_t)B * T * 3 * C, nC = (size_t)B * T * C, nL = (size_t)B * H * T;
+/* The part of L that an element of qkv in column col moves: its query head's, or for a
+ * key or value element every query head of its group. */
+static double attn_part_d(const double *qkv, const double *dout, int b, size_t col, int T, int H, int KVH, int hs) {
+    const int G = H / KVH;
+    int h0, h1;
+    if (col < (size_t)H * hs) h0 = (int)(col / (size_t)hs), h1 = h0 + 1;
+    else {
+        int kh = (int)(((col - (size_t)H * hs) / (size_t)hs) % (size_t)KVH);
+        h0 = kh * G, h1 = h0 + G;
+    }
+    double L = 0;
+    for (int h = h0; h < h1; h++) L += attn_head_d(NULL, NULL, qkv, dout, b, h, T, H, KVH, hs);
+    return L;
+}
+
+/* FD over qkv: an element only moves the outputs of the query heads that read it, so
+ * only their part of L is re-evaluated. stride > 1 checks every stride-th element plus
+ * whole rows around block edges (t = 0, 1, 31, 32, 63, 64, 65, T-1). */
+static void test_attention(const loom_backend *be, int B, int T, int H, int KVH, int hs, int stride) {
+    group_begin("attention/%s: fwd vs double, bwd vs FD (B=%d T=%d H=%d KVH=%d hs=%d%s)", be->name, B, T, H, KVH,
+                hs, stride > 1 ? ", FD subset" : "");
+    const int C = H * hs, W = (H + 2 * KVH) * hs;
+    size_t n3 = (size_t)B * T * W, nC = (size_t)B * T * C, nL = (size_t)B * H * T;
     float *qkv = randn_new(n3, 1, 0), *dout = randn_new(nC, 1, 0);
     float *out = FALLOC(nC), *lse = FALLOC(nL);
     fill(out, nC, NAN);
     fill(lse, nL, NAN);
-    be->attention_forward(out, lse, qkv, B, T, C, H);
+    be->attention_forward(out, lse, qkv, B, T, H, KVH, hs);
     double *qd = f2d(qkv, n3), *dd = f2d(dout, nC), *wo = DALLOC(nC), *wl = DALLOC(nL);
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) attn_head_d(wo, wl, qd, NULL, b, h, T, C, H);
+        for (int h = 0; h < H; h++) attn_head_d(wo, wl, qd, NULL, b, h, T, H, KVH, hs);
     check_fd("out", out, wo, nC, TOL_FWD, 1);
     check_fd("lse", lse, wl, nL, TOL_FWD, 1);
 
     float *dqkv = FALLOC(n3);
     fill(dqkv, n3, NAN); /* overwritten, never read */
-    be->attention_backward(dqkv, dout, qkv, out, lse, B, T, C, H);
+    be->attention_backward(dqkv, dout, qkv, out, lse, B, T, H, KVH, hs);
     size_t cnt = 0;
     double *got = DALLOC(n3), *want = DALLOC(n3);
     for (size_t idx = 0; idx < n3; idx++) {
-        int t = (int)((idx / (3 * (size_t)C)) % (size_t)T);
+        int t = (int)((idx / (size_t)W) % (size_t)T);
         int edge = t == 0 || t == 1 || t == 31 || t == 32 || t == 63 || t == 64 || t == 65 ||
                    t == T - 1;
         if (stride > 1 && idx % (size_t)stride != 0 && !edge) continue;
-        int b = (int)(idx / ((size_t)T * 3 * C));
-        int h = (int)((idx % (size_t)C) / (size_t)hs);
+        int b = (int)(idx / ((size_t)T * W));
+        size_t col = idx % (size_t)W;
         double x0 = qd[idx], xp = x0 + FD_H, xm = x0 - FD_H;
         qd[idx] = xp;
-        double lp = attn_head_d(NULL, NULL, qd, dd, b, h, T, C, H);
+        double lp = attn_part_d(qd, dd, b, col, T, H, KVH, hs);
         qd[idx] = xm;
-        double lm = attn_head_d(NULL, NULL, qd, dd, b, h, T, C, H);
+        double lm = attn_part_d(qd, dd, b, col, T, H, KVH, hs);
         qd[idx] = x0;
         want[cnt] = (lp - lm) / (xp - xm);
         got[cnt] = dqkv[idx];
@@ -853,15 +870,15 @@ static void test_semantics(const loom_backend *be) {
         float *qkv = randn_new(n3, 1, 0), *dout = randn_new(nC, 1, 0);
         float *out = FALLOC(nC), *lse = FALLOC((size_t)B * H * T);
         float *out2 = FALLOC(nC), *lse2 = FALLOC((size_t)B * H * T);
-        be->attention_forward(out, lse, qkv, B, T, C, H);
-        be->attention_forward(out2, lse2, qkv, B, T, C, H);
+        be->attention_forward(out, lse, qkv, B, T, H, H, C / H);
+        be->attention_forward(out2, lse2, qkv, B, T, H, H, C / H);
         check_bitwise("attention out repeat", out, out2, nC);
         check_bitwise("attention lse repeat", lse, lse2, (size_t)B * H * T);
         float *a = zeros(n3), *b = zeros(n3);
-        be->attention_backward(a, dout, qkv, out, lse, B, T, C, H);
-        be->attention_backward(b, dout, qkv, out, lse, B, T, C, H);
+        be->attention_backward(a, dout, qkv, out, lse, B, T, H, H, C / H);
+        be->attention_backward(b, dout, qkv, out, lse, B, T, H, H, C / H);
         check_bitwise("attention dqkv repeat", a, b, n3);
-        be->attention_backward(b, dout, qkv, out, lse, B, T, C, H);
+        be->attention_backward(b, dout, qkv, out, lse, B, T, H, H, C / H);
         check_bitwise("attention dqkv overwritten on 2nd call", b, a, n3);
         free(qkv), free(dout), free(out), free(lse), free(out2), free(lse2), free(a), free(b);
     }
@@ -1015,19 +1032,20 @@ static void xb_matmul(const loom_backend *r, const loom_backend *c, int N, int C
     free(sx), free(sw), free(sb);
 }
 
-static void xb_attention(const loom_backend *r, const loom_backend *c, int B, int T, int C, int H) {
-    group_begin("attention: cpu vs ref fwd+bwd (B=%d T=%d C=%d H=%d, hs=%d)", B, T, C, H, C / H);
-    size_t n3 = (size_t)B * T * 3 * C, nC = (size_t)B * T * C, nL = (size_t)B * H * T;
+static void xb_attention(const loom_backend *r, const loom_backend *c, int B, int T, int H, int KVH, int hs) {
+    group_begin("attention: cpu vs ref fwd+bwd (B=%d T=%d H=%d KVH=%d hs=%d)", B, T, H, KVH, hs);
+    const int C = H * hs;
+    size_t n3 = (size_t)B * T * (H + 2 * KVH) * hs, nC = (size_t)B * T * C, nL = (size_t)B * H * T;
     float *qkv = randn_new(n3, 1, 0), *dout = randn_new(nC, 1, 0);
     float *o1 = FALLOC(nC), *l1 = FALLOC(nL), *o2 = FALLOC(nC), *l2 = FALLOC(nL);
-    r->attention_forward(o1, l1, qkv, B, T, C, H);
-    c->attention_forward(o2, l2, qkv, B, T, C, H);
+    r->attention_forward(o1, l1, qkv, B, T, H, KVH, hs);
+    c->attention_forward(o2, l2, qkv, B, T, H, KVH, hs);
     check_ff("out", o2, o1, nC, TOL_XB, 1);
     check_ff("lse", l2, l1, nL, TOL_XB, 1);
     float *d1 = FALLOC(n3), *d2 = FALLOC(n3);
     fill(d2, n3, NAN);
-    r->attention_backward(d1, dout, qkv, o1, l1, B, T, C, H);
-    c->attention_backward(d2, dout, qkv, o2, l2, B, T, C, H);
+    r->attention_backward(d1, dout, qkv, o1, l1, B, T, H, KVH, hs);
+    c->attention_backward(d2, dout, qkv, o2, l2, B, T, H, KVH, hs);
     check_ff("dqkv", d2, d1, n3, TOL_XB, 1);
     group_end();
     free(qkv), free(dout), free(o1), free(l1), free(o2), free(l2), free(d1), free(d2);
@@ -1147,8 +1165,11 @@ int main(void) {
         test_layernorm(be, 5, 67);
         test_matmul(be, 7, 12, 9, 1);
         test_matmul(be, 7, 12, 9, 0);
-        test_attention(be, 2, 5, 12, 3, 1);
-        test_attention(be, 1, 70, 16, 2, 7);
+        test_attention(be, 2, 5, 3, 3, 4, 1);
+        test_attention(be, 1, 70, 2, 2, 8, 7);
+        test_attention(be, 2, 5, 4, 2, 3, 1); /* grouped-query: 2 query heads per key/value head */
+        test_attention(be, 1, 9, 6, 2, 4, 1);
+        test_attention(be, 1, 70, 4, 1, 8, 7); /* multi-query */
         test_gelu(be, 1037);
         test_residual(be, 1037);
         test_crossentropy(be, 7, 17);
@@ -1168,11 +1189,13 @@ int main(void) {
     xb_matmul(r, c, 7, 12, 9);
     xb_matmul(r, c, 37, 67, 131);
     xb_matmul(r, c, 64, 128, 384);
-    xb_attention(r, c, 2, 5, 12, 3);
-    xb_attention(r, c, 2, 70, 16, 2);
-    xb_attention(r, c, 2, 67, 24, 3);
-    xb_attention(r, c, 1, 130, 128, 2);
-    xb_attention(r, c, 1, 1, 16, 2);
+    xb_attention(r, c, 2, 5, 3, 3, 4);
+    xb_attention(r, c, 2, 70, 2, 2, 8);
+    xb_attention(r, c, 2, 67, 3, 3, 8);
+    xb_attention(r, c, 1, 130, 2, 2, 64);
+    xb_attention(r, c, 1, 1, 2, 2, 8);
+    xb_attention(r, c, 2, 67, 6, 2, 8);
+    xb_attention(r, c, 1, 130, 9, 3, 64); /* smollm's heads: 9 query, 3 key/value, 64 wide */
     xb_elementwise(r, c, 7);
     xb_elementwise(r, c, 1037);
     xb_crossentropy(r, c, 7, 17);

@@ -45,13 +45,16 @@ typedef struct loom_backend {
     void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout,
                             const float *inp, const float *w, int N, int C, int OC);
 
-    /* Causal self-attention over qkv(B,T,3C) laid out [q | k | v], H heads of C/H.
-     * out(B,T,C); lse(B,H,T) is the log-sum-exp of each softmax row, kept for backward.
-     * Never materialises B*H*T*T scores: O(T) scratch per thread. */
-    void (*attention_forward)(float *out, float *lse, const float *qkv, int B, int T, int C, int H);
-    /* dqkv(B,T,3C) = gradient of out w.r.t. qkv given dout(B,T,C). */
+    /* Causal self-attention, grouped-query: each row of qkv(B,T,(H+2KVH)hs) is laid out
+     * [q: H heads | k: KVH heads | v: KVH heads] of hs each, and query head h attends
+     * with key/value head h / (H/KVH) (KVH divides H; KVH = H is multi-head attention),
+     * scaled by 1/sqrt(hs). out(B,T,H*hs); lse(B,H,T) is the log-sum-exp of each
+     * softmax row, kept for backward. Never materialises B*H*T*T scores. */
+    void (*attention_forward)(float *out, float *lse, const float *qkv, int B, int T, int H, int KVH, int hs);
+    /* dqkv(B,T,(H+2KVH)hs) = gradient of out w.r.t. qkv given dout(B,T,H*hs); the k and v
+     * parts sum over the query heads of their group, in head order. */
     void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *out,
-                               const float *lse, int B, int T, int C, int H);
+                               const float *lse, int B, int T, int H, int KVH, int hs);
 
     /* GELU, tanh approximation. */
     void (*gelu_forward)(float *out, const float *inp, size_t n);

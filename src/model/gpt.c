@@ -270,7 +270,7 @@ float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *target
                                                       LP(l, LOOM_LN1_B), BT, C));
         OP(LOOM_PROF_MATMUL,
            be->matmul_forward(a.qkv, a.ln1, LP(l, LOOM_QKV_W), LP(l, LOOM_QKV_B), BT, C, 3 * C));
-        OP(LOOM_PROF_ATTENTION, be->attention_forward(a.atty, a.lse, a.qkv, B, T, C, H));
+        OP(LOOM_PROF_ATTENTION, be->attention_forward(a.atty, a.lse, a.qkv, B, T, H, H, C / H));
         OP(LOOM_PROF_MATMUL,
            be->matmul_forward(ga.scratch, a.atty, LP(l, LOOM_ATTPROJ_W), LP(l, LOOM_ATTPROJ_B), BT, C, C));
         OP(LOOM_PROF_RESIDUAL, be->residual_forward(a.res2, res, ga.scratch, (size_t)BT * C));
@@ -342,7 +342,7 @@ void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
         /* attention: res2 = res + attproj(attn(qkv(ln1(res)))) */
         OP(LOOM_PROF_MATMUL_B, be->matmul_backward(dbuf, LG(l, LOOM_ATTPROJ_W), LG(l, LOOM_ATTPROJ_B), dres,
                                                    a.atty, LP(l, LOOM_ATTPROJ_W), BT, C, C));
-        OP(LOOM_PROF_ATTENTION_B, be->attention_backward(dqkv, dbuf, a.qkv, a.atty, a.lse, B, T, C, H));
+        OP(LOOM_PROF_ATTENTION_B, be->attention_backward(dqkv, dbuf, a.qkv, a.atty, a.lse, B, T, H, H, C / H));
         OP(LOOM_PROF_MATMUL_B, be->matmul_backward(dbuf, LG(l, LOOM_QKV_W), LG(l, LOOM_QKV_B), dqkv, a.ln1,
                                                    LP(l, LOOM_QKV_W), BT, C, 3 * C));
         OP(LOOM_PROF_LAYERNORM_B,

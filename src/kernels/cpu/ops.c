@@ -175,9 +175,9 @@ static float *thread_workspace(size_t floats) {
  * off), which keeps the result independent of scheduling. */
 enum { QB = 64 };
 
-static void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
-                                  int H) {
-    const int hs = C / H, C3 = 3 * C;
+static void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int KVH,
+                                  int hs) {
+    const int W = (H + 2 * KVH) * hs, C = H * hs, G = H / KVH; /* row widths; query heads per group */
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel
     {
@@ -185,12 +185,13 @@ static void cpu_attention_forward(float *out, float *lse, const float *qkv, int 
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                const float *q = qkv + (size_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+                const float *q = qkv + (size_t)b * T * W + h * hs, *k = qkv + (size_t)b * T * W + C + (h / G) * hs;
+                const float *v = k + KVH * hs;
                 float *o = out + (size_t)b * T * C + h * hs;
                 float *l = lse + ((size_t)b * H + h) * T;
                 for (int t0 = 0; t0 < T; t0 += QB) {
                     const int rows = t0 + QB < T ? QB : T - t0, n = t0 + rows; /* keys [0, n) */
-                    cpu_gemm(0, 1, rows, n, hs, scale, q + (size_t)t0 * C3, C3, k, C3, 0.0f, S, n);
+                    cpu_gemm(0, 1, rows, n, hs, scale, q + (size_t)t0 * W, W, k, W, 0.0f, S, n);
                     for (int r = 0; r < rows; r++) {
                         float *row = S + (size_t)r * n, mx = -INFINITY, sum = 0.0f;
                         const int valid = t0 + r + 1;
@@ -207,7 +208,7 @@ static void cpu_attention_forward(float *out, float *lse, const float *qkv, int 
                         for (int j = valid; j < n; j++) row[j] = 0.0f; /* causal mask */
                         l[t0 + r] = mx + logf(sum);
                     }
-                    cpu_gemm(0, 0, rows, hs, n, 1.0f, S, n, v, C3, 0.0f, o + (size_t)t0 * C, C);
+                    cpu_gemm(0, 0, rows, hs, n, 1.0f, S, n, v, W, 0.0f, o + (size_t)t0 * C, C);
                 }
             }
     }
@@ -215,48 +216,54 @@ static void cpu_attention_forward(float *out, float *lse, const float *qkv, int 
 
 /* Backward by the same blocks, recomputing P from the saved log-sum-exp:
  * dP = dO V^T, dS = P * (dP - rowsum(dO * O)) * scale, dQ = dS K, dK += dS^T Q,
- * dV += P^T dO. Workspace: 2 x QB x T floats per thread. */
-static void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv,
-                                   const float *out, const float *lse, int B, int T, int C, int H) {
-    const int hs = C / H, C3 = 3 * C;
+ * dV += P^T dO. One task per (batch, key/value head): its query heads add into the
+ * shared dK, dV one after another, in head order. Workspace: 2 x QB x T floats per thread. */
+static void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                   const float *lse, int B, int T, int H, int KVH, int hs) {
+    const int W = (H + 2 * KVH) * hs, C = H * hs, G = H / KVH;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel
     {
         float *P = thread_workspace((size_t)2 * QB * T), *dS = P + (size_t)QB * T;
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                const size_t base = (size_t)b * T * C3 + h * hs;
-                const float *q = qkv + base, *k = q + C, *v = q + 2 * C;
-                float *dq = dqkv + base, *dk = dq + C, *dv = dq + 2 * C;
-                const float *dO = dout + (size_t)b * T * C + h * hs, *O = out + (size_t)b * T * C + h * hs;
-                const float *l = lse + ((size_t)b * H + h) * T;
+            for (int kh = 0; kh < KVH; kh++) {
+                const size_t kbase = (size_t)b * T * W + C + (size_t)kh * hs;
+                const float *k = qkv + kbase, *v = k + KVH * hs;
+                float *dk = dqkv + kbase, *dv = dk + KVH * hs;
                 for (int j = 0; j < T; j++) {
-                    memset(dk + (size_t)j * C3, 0, hs * sizeof(float));
-                    memset(dv + (size_t)j * C3, 0, hs * sizeof(float));
+                    memset(dk + (size_t)j * W, 0, hs * sizeof(float));
+                    memset(dv + (size_t)j * W, 0, hs * sizeof(float));
                 }
-                for (int t0 = 0; t0 < T; t0 += QB) {
-                    const int rows = t0 + QB < T ? QB : T - t0, n = t0 + rows;
-                    cpu_gemm(0, 1, rows, n, hs, scale, q + (size_t)t0 * C3, C3, k, C3, 0.0f, P, n);
-                    cpu_gemm(0, 1, rows, n, hs, 1.0f, dO + (size_t)t0 * C, C, v, C3, 0.0f, dS, n);
-                    for (int r = 0; r < rows; r++) {
-                        const int t = t0 + r, valid = t + 1;
-                        const float *dOr = dO + (size_t)t * C, *Or = O + (size_t)t * C;
-                        float *pr = P + (size_t)r * n, *dr = dS + (size_t)r * n, D = 0.0f;
+                for (int h = kh * G; h < (kh + 1) * G; h++) {
+                    const size_t qbase = (size_t)b * T * W + (size_t)h * hs;
+                    const float *q = qkv + qbase;
+                    float *dq = dqkv + qbase;
+                    const float *dO = dout + (size_t)b * T * C + h * hs, *O = out + (size_t)b * T * C + h * hs;
+                    const float *l = lse + ((size_t)b * H + h) * T;
+                    for (int t0 = 0; t0 < T; t0 += QB) {
+                        const int rows = t0 + QB < T ? QB : T - t0, n = t0 + rows;
+                        cpu_gemm(0, 1, rows, n, hs, scale, q + (size_t)t0 * W, W, k, W, 0.0f, P, n);
+                        cpu_gemm(0, 1, rows, n, hs, 1.0f, dO + (size_t)t0 * C, C, v, W, 0.0f, dS, n);
+                        for (int r = 0; r < rows; r++) {
+                            const int t = t0 + r, valid = t + 1;
+                            const float *dOr = dO + (size_t)t * C, *Or = O + (size_t)t * C;
+                            float *pr = P + (size_t)r * n, *dr = dS + (size_t)r * n, D = 0.0f;
 #pragma omp simd reduction(+ : D)
-                        for (int i = 0; i < hs; i++) D += dOr[i] * Or[i];
-                        const float lt = l[t];
+                            for (int i = 0; i < hs; i++) D += dOr[i] * Or[i];
+                            const float lt = l[t];
 #pragma omp simd
-                        for (int j = 0; j < valid; j++) {
-                            float p = loom_expf(pr[j] - lt);
-                            pr[j] = p;
-                            dr[j] = p * (dr[j] - D) * scale;
+                            for (int j = 0; j < valid; j++) {
+                                float p = loom_expf(pr[j] - lt);
+                                pr[j] = p;
+                                dr[j] = p * (dr[j] - D) * scale;
+                            }
+                            for (int j = valid; j < n; j++) pr[j] = dr[j] = 0.0f;
                         }
-                        for (int j = valid; j < n; j++) pr[j] = dr[j] = 0.0f;
+                        cpu_gemm(0, 0, rows, hs, n, 1.0f, dS, n, k, W, 0.0f, dq + (size_t)t0 * W, W);
+                        cpu_gemm(1, 0, n, hs, rows, 1.0f, dS, n, q + (size_t)t0 * W, W, 1.0f, dk, W);
+                        cpu_gemm(1, 0, n, hs, rows, 1.0f, P, n, dO + (size_t)t0 * C, C, 1.0f, dv, W);
                     }
-                    cpu_gemm(0, 0, rows, hs, n, 1.0f, dS, n, k, C3, 0.0f, dq + (size_t)t0 * C3, C3);
-                    cpu_gemm(1, 0, n, hs, rows, 1.0f, dS, n, q + (size_t)t0 * C3, C3, 1.0f, dk, C3);
-                    cpu_gemm(1, 0, n, hs, rows, 1.0f, P, n, dO + (size_t)t0 * C, C, 1.0f, dv, C3);
                 }
             }
     }

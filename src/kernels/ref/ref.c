@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "loom/core.h"
 
@@ -135,17 +136,24 @@ static void ref_matmul_backward(float *dinp, float *dw, float *dbias, const floa
         }
 }
 
+/* Where head h's q (part 0) or its group's k (1) and v (2) of row (b, t) are in qkv,
+ * rows of (H + 2 KVH) hs. */
+static size_t qkv_at(int b, int t, int part, int h, int T, int H, int KVH, int hs) {
+    const size_t row = ((size_t)b * T + t) * (size_t)(H + 2 * KVH) * hs;
+    const int kh = h / (H / KVH);
+    return row + (part == 0 ? (size_t)h * hs : (size_t)H * hs + (size_t)(part - 1) * KVH * hs + (size_t)kh * hs);
+}
+
 /* Softmax probabilities P (T,T, lower triangle; zero above) of head h in batch b. */
-static void ref_attention_probs(double *P, double *lse_row, const float *qkv, int b, int h, int T,
-                                int C, int H) {
-    int hs = C / H;
+static void ref_attention_probs(double *P, double *lse_row, const float *qkv, int b, int h, int T, int H,
+                                int KVH, int hs) {
     double scale = 1.0 / sqrt((double)hs);
     for (int t = 0; t < T; t++) {
-        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+        const float *q = qkv + qkv_at(b, t, 0, h, T, H, KVH, hs);
         double *p = P + (size_t)t * T;
         double mx = -INFINITY;
         for (int j = 0; j <= t; j++) {
-            const float *k = qkv + ((size_t)b * T + j) * 3 * C + C + h * hs;
+            const float *k = qkv + qkv_at(b, j, 1, h, T, H, KVH, hs);
             double s = 0.0;
             for (int i = 0; i < hs; i++) s += (double)q[i] * k[i];
             p[j] = s * scale;
@@ -162,21 +170,21 @@ static void ref_attention_probs(double *P, double *lse_row, const float *qkv, in
     }
 }
 
-static void ref_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
-                                  int H) {
-    int hs = C / H;
+static void ref_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int KVH,
+                                  int hs) {
+    const size_t C = (size_t)H * hs;
     double *P = malloc(sizeof(double) * (size_t)T * T);
     double *l = malloc(sizeof(double) * (size_t)T);
     if (!P || !l) LOOM_PANIC("ref attention: out of memory (T=%d)", T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            ref_attention_probs(P, l, qkv, b, h, T, C, H);
+            ref_attention_probs(P, l, qkv, b, h, T, H, KVH, hs);
             for (int t = 0; t < T; t++) {
-                float *o = out + ((size_t)b * T + t) * C + h * hs;
+                float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
                 for (int i = 0; i < hs; i++) {
                     double acc = 0.0;
                     for (int j = 0; j <= t; j++)
-                        acc += P[(size_t)t * T + j] * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * hs + i];
+                        acc += P[(size_t)t * T + j] * qkv[qkv_at(b, j, 2, h, T, H, KVH, hs) + i];
                     o[i] = (float)acc;
                 }
                 lse[((size_t)b * H + h) * T + t] = (float)l[t];
@@ -188,23 +196,26 @@ static void ref_attention_forward(float *out, float *lse, const float *qkv, int 
 
 /* Recomputes the probabilities from qkv (ignoring out and lse, which it does not need):
  * with dP = dout v^T and dS = P * (dP - rowsum(P * dP)),
- * dq = scale dS k, dk = scale dS^T q, dv = P^T dout. */
-static void ref_attention_backward(float *dqkv, const float *dout, const float *qkv,
-                                   const float *out, const float *lse, int B, int T, int C, int H) {
+ * dq = scale dS k, dk = scale dS^T q, dv = P^T dout; dk and dv summed in double over
+ * the query heads of their group. */
+static void ref_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                   const float *lse, int B, int T, int H, int KVH, int hs) {
     (void)out;
     (void)lse;
-    int hs = C / H;
+    const int G = H / KVH;
+    const size_t C = (size_t)H * hs;
     double scale = 1.0 / sqrt((double)hs);
     double *P = malloc(sizeof(double) * (size_t)T * T);
     double *dS = malloc(sizeof(double) * (size_t)T * T);
     double *l = malloc(sizeof(double) * (size_t)T);
-    if (!P || !dS || !l) LOOM_PANIC("ref attention: out of memory (T=%d)", T);
-#define QKV(bb, tt, part, ii) qkv[((size_t)(bb) * T + (tt)) * 3 * C + (part) * C + h * hs + (ii)]
-#define DQKV(bb, tt, part, ii) dqkv[((size_t)(bb) * T + (tt)) * 3 * C + (part) * C + h * hs + (ii)]
-#define DOUT(bb, tt, ii) dout[((size_t)(bb) * T + (tt)) * C + h * hs + (ii)]
+    double *dkv = malloc(sizeof(double) * 2 * (size_t)T * hs); /* the group's dk, then dv */
+    if (!P || !dS || !l || !dkv) LOOM_PANIC("ref attention: out of memory (T=%d)", T);
+#define QKV(bb, tt, part, ii) qkv[qkv_at(bb, tt, part, h, T, H, KVH, hs) + (ii)]
+#define DOUT(bb, tt, ii) dout[((size_t)(bb) * T + (tt)) * C + (size_t)h * hs + (ii)]
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
-            ref_attention_probs(P, l, qkv, b, h, T, C, H);
+            if (h % G == 0) memset(dkv, 0, sizeof(double) * 2 * (size_t)T * hs);
+            ref_attention_probs(P, l, qkv, b, h, T, H, KVH, hs);
             for (int t = 0; t < T; t++) {
                 double rowdot = 0.0;
                 for (int j = 0; j <= t; j++) {
@@ -224,17 +235,23 @@ static void ref_attention_backward(float *dqkv, const float *dout, const float *
                         dk += dS[(size_t)s * T + t] * QKV(b, s, 0, i);
                         dv += P[(size_t)s * T + t] * DOUT(b, s, i);
                     }
-                    DQKV(b, t, 0, i) = (float)(scale * dq);
-                    DQKV(b, t, 1, i) = (float)(scale * dk);
-                    DQKV(b, t, 2, i) = (float)dv;
+                    dqkv[qkv_at(b, t, 0, h, T, H, KVH, hs) + i] = (float)(scale * dq);
+                    dkv[(size_t)t * hs + i] += scale * dk;
+                    dkv[(size_t)(T + t) * hs + i] += dv;
                 }
+            if (h % G == G - 1)
+                for (int t = 0; t < T; t++)
+                    for (int i = 0; i < hs; i++) {
+                        dqkv[qkv_at(b, t, 1, h, T, H, KVH, hs) + i] = (float)dkv[(size_t)t * hs + i];
+                        dqkv[qkv_at(b, t, 2, h, T, H, KVH, hs) + i] = (float)dkv[(size_t)(T + t) * hs + i];
+                    }
         }
 #undef QKV
-#undef DQKV
 #undef DOUT
     free(P);
     free(dS);
     free(l);
+    free(dkv);
 }
 
 #define GELU_S 0.7978845608028654f /* sqrt(2/pi) */

@@ -37,6 +37,27 @@ typedef struct loom_backend {
                                    const float *inp, const float *w, const float *mean,
                                    const float *rstd, int N, int C);
 
+    /* RMSNorm (Llama) per row of inp(N,C): out = x * rstd * w, rstd = 1/sqrt(mean(x^2) +
+     * eps), computed in float as Hugging Face does; saves rstd (N). */
+    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
+    /* dinp(N,C) += ..., dw(C) += ... (dw summed over rows in row order) */
+    void (*rmsnorm_backward_acc)(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                 const float *rstd, int N, int C);
+
+    /* Rotary position embedding, in place, in Hugging Face's rotate-half convention: for
+     * each of N rows (row r at x + r*stride, position p = pos ? pos[r] : r % T) and each of
+     * its nh heads of hs, pairs (i, i + hs/2) for i < hs/2 turn by the angle of (p, i):
+     * x_i <- x_i cos - x_{i+hs/2} sin, x_{i+hs/2} <- x_{i+hs/2} cos + x_i sin, with cos and sin
+     * read at [p * hs/2 + i]. inverse = 1 turns by minus the angle: the rotation is
+     * orthogonal, so that is the backward of the gradient. */
+    void (*rope)(float *x, int N, int T, const int32_t *pos, int nh, int hs, int stride, const float *cos,
+                 const float *sin, int inverse);
+
+    /* SwiGLU: out(N,F) = silu(gate) * up for rows gu(N,2F) = [gate | up]. */
+    void (*swiglu_forward)(float *out, const float *gu, int N, int F);
+    /* dgu(N,2F) = gradient of out w.r.t. gu given dout(N,F) (overwrite). */
+    void (*swiglu_backward)(float *dgu, const float *dout, const float *gu, int N, int F);
+
     /* out(N,OC) = inp(N,C) @ w(C,OC) + bias(OC) (bias may be NULL). */
     void (*matmul_forward)(float *out, const float *inp, const float *w, const float *bias,
                            int N, int C, int OC);

@@ -131,6 +131,93 @@ static void cpu_layernorm_backward_acc(float *dinp, float *dw, float *db, const 
     }
 }
 
+static void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                                float eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C, ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        const float r = 1.0f / sqrtf(ss / C + eps);
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = x[c] * r * w[c];
+        rstd[n] = r;
+    }
+}
+
+static void cpu_rmsnorm_backward_acc(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                     const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+        float *di = dinp + (size_t)n * C;
+        const float r = rstd[n];
+        float gx = 0.0f;
+#pragma omp simd reduction(+ : gx)
+        for (int c = 0; c < C; c++) gx += w[c] * d[c] * x[c];
+        const float k = r * r * r * gx / C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) di[c] += r * w[c] * d[c] - k * x[c];
+    }
+    /* the weight's gradient: column sums, split by column */
+#pragma omp parallel
+    {
+        int c0, c1;
+        my_columns(C, &c0, &c1);
+        for (int n = 0; n < N && c0 < c1; n++) {
+            const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+            const float r = rstd[n];
+#pragma omp simd
+            for (int c = c0; c < c1; c++) dw[c] += d[c] * x[c] * r;
+        }
+    }
+}
+
+static void cpu_rope(float *x, int N, int T, const int32_t *pos, int nh, int hs, int stride, const float *cos,
+                     const float *sin, int inverse) {
+    const int half = hs / 2;
+    const float sign = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        const size_t p = (size_t)(pos ? pos[r] : r % T);
+        const float *cr = cos + p * half, *sr = sin + p * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + (size_t)r * stride + (size_t)h * hs;
+#pragma omp simd
+            for (int i = 0; i < half; i++) {
+                const float c = cr[i], s = sign * sr[i], a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+static void cpu_swiglu_forward(float *out, const float *gu, int N, int F) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        const float *g = gu + (size_t)r * 2 * F, *u = g + F;
+        float *o = out + (size_t)r * F;
+#pragma omp simd
+        for (int i = 0; i < F; i++) o[i] = g[i] / (1.0f + loom_expf(-g[i])) * u[i];
+    }
+}
+
+static void cpu_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        const float *g = gu + (size_t)r * 2 * F, *u = g + F, *d = dout + (size_t)r * F;
+        float *dg = dgu + (size_t)r * 2 * F, *du = dg + F;
+#pragma omp simd
+        for (int i = 0; i < F; i++) {
+            const float sg = 1.0f / (1.0f + loom_expf(-g[i]));
+            dg[i] = d[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+            du[i] = d[i] * g[i] * sg;
+        }
+    }
+}
+
 static void cpu_matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                                int N, int C, int OC) {
     float beta = 0.0f;
@@ -362,6 +449,11 @@ static const loom_backend cpu_backend = {
     .encoder_backward = cpu_encoder_backward,
     .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward_acc = cpu_layernorm_backward_acc,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward_acc = cpu_rmsnorm_backward_acc,
+    .rope = cpu_rope,
+    .swiglu_forward = cpu_swiglu_forward,
+    .swiglu_backward = cpu_swiglu_backward,
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
     .attention_forward = cpu_attention_forward,

@@ -254,6 +254,69 @@ static void ref_attention_backward(float *dqkv, const float *dout, const float *
     free(dkv);
 }
 
+static void ref_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                                float eps) {
+    for (int r = 0; r < N; r++) {
+        const float *x = inp + (size_t)r * C;
+        double ss = 0.0;
+        for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
+        float rs = 1.0f / sqrtf((float)(ss / C) + eps);
+        for (int i = 0; i < C; i++) out[(size_t)r * C + i] = x[i] * rs * w[i];
+        rstd[r] = rs;
+    }
+}
+
+/* with g = dout * w: dx = rstd g - rstd^3 x mean(g x), dw += dout x rstd */
+static void ref_rmsnorm_backward_acc(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                                     const float *rstd, int N, int C) {
+    for (int r = 0; r < N; r++) {
+        const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
+        const double rs = rstd[r];
+        double gx = 0.0;
+        for (int i = 0; i < C; i++) gx += (double)dy[i] * w[i] * x[i];
+        gx /= C;
+        for (int i = 0; i < C; i++) {
+            dinp[(size_t)r * C + i] += (float)(rs * dy[i] * w[i] - rs * rs * rs * x[i] * gx);
+            dw[i] += (float)((double)dy[i] * x[i] * rs);
+        }
+    }
+}
+
+static void ref_rope(float *x, int N, int T, const int32_t *pos, int nh, int hs, int stride, const float *cos,
+                     const float *sin, int inverse) {
+    const int half = hs / 2;
+    for (int r = 0; r < N; r++) {
+        const size_t p = (size_t)(pos ? pos[r] : r % T);
+        for (int h = 0; h < nh; h++) {
+            float *v = x + (size_t)r * stride + (size_t)h * hs;
+            for (int i = 0; i < half; i++) {
+                const float c = cos[p * half + i], s = inverse ? -sin[p * half + i] : sin[p * half + i];
+                const float a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+static void ref_swiglu_forward(float *out, const float *gu, int N, int F) {
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < F; i++) {
+            const double g = gu[(size_t)r * 2 * F + i], u = gu[(size_t)r * 2 * F + F + i];
+            out[(size_t)r * F + i] = (float)(g / (1.0 + exp(-g)) * u);
+        }
+}
+
+static void ref_swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int F) {
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < F; i++) {
+            const double g = gu[(size_t)r * 2 * F + i], u = gu[(size_t)r * 2 * F + F + i], d = dout[(size_t)r * F + i];
+            const double sg = 1.0 / (1.0 + exp(-g));
+            dgu[(size_t)r * 2 * F + i] = (float)(d * u * sg * (1.0 + g * (1.0 - sg)));
+            dgu[(size_t)r * 2 * F + F + i] = (float)(d * g * sg);
+        }
+}
+
 #define GELU_S 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
 
@@ -324,6 +387,11 @@ static const loom_backend ref_backend = {
     .layernorm_backward_acc = ref_layernorm_backward_acc,
     .matmul_forward = ref_matmul_forward,
     .matmul_backward = ref_matmul_backward,
+    .rmsnorm_forward = ref_rmsnorm_forward,
+    .rmsnorm_backward_acc = ref_rmsnorm_backward_acc,
+    .rope = ref_rope,
+    .swiglu_forward = ref_swiglu_forward,
+    .swiglu_backward = ref_swiglu_backward,
     .attention_forward = ref_attention_forward,
     .attention_backward = ref_attention_backward,
     .gelu_forward = ref_gelu_forward,

@@ -12,7 +12,7 @@
 #include "check.h"
 
 int main(void) {
-    const loom_gpt_config cfg = {97, 24, 2, 32, 4};
+    const loom_gpt_config cfg = {.vocab_size = 97, .block_size = 24, .n_layer = 2, .n_embd = 32, .n_head = 4};
     const int B = 3, T = 20, V = cfg.vocab_size;
     loom_gpt *g;
     if (loom_gpt_init(&g, &cfg, B, T, 0, "cpu")) return 1;

@@ -69,8 +69,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("fixture: %s (torch %s, %s)\n", path, loom_st_meta(f, "torch_version"), loom_st_meta(f, "dtype"));
-    loom_gpt_config cfg = {(int)meta(f, "vocab_size"), (int)meta(f, "block_size"), (int)meta(f, "n_layer"),
-                           (int)meta(f, "n_embd"), (int)meta(f, "n_head")};
+    loom_gpt_config cfg = {.vocab_size = (int)meta(f, "vocab_size"), .block_size = (int)meta(f, "block_size"),
+                           .n_layer = (int)meta(f, "n_layer"), .n_embd = (int)meta(f, "n_embd"),
+                           .n_head = (int)meta(f, "n_head")};
     const int B = (int)meta(f, "batch"), T = (int)meta(f, "seq_len"), accum = (int)meta(f, "accum");
     const int steps = (int)meta(f, "steps");
     loom_gpt *g;

@@ -1,7 +1,8 @@
-/* GPT-2 model: config and presets, the parameter layout (one contiguous buffer, tensors
- * in Hugging Face GPT-2 order, names and (in, out) layouts), the activation arena, and
- * hand-written forward and backward passes over a kernel backend. No autograd, no
- * allocation after loom_gpt_init. */
+/* The model: config and presets of each architecture (GPT-2, Llama), the description
+ * (every parameter tensor with its Hugging Face name, shape, layer, role and tensor-
+ * parallel split; every activation buffer), which gives the sizes, the one allocation
+ * and the pointers; hand-written forward and backward passes over a kernel backend. No
+ * autograd, no allocation after loom_gpt_init. */
 #ifndef LOOM_MODEL_H
 #define LOOM_MODEL_H
 
@@ -14,43 +15,74 @@
 extern "C" {
 #endif
 
+typedef enum loom_arch { LOOM_ARCH_GPT2 = 0, LOOM_ARCH_LLAMA = 1 } loom_arch;
+
+/* The first five fields are GPT-2's whole config; a zeroed rest means GPT-2. */
 typedef struct loom_gpt_config {
     int vocab_size; /* V */
-    int block_size; /* maximum sequence length: rows of wpe */
+    int block_size; /* maximum sequence length: rows of wpe; Llama: max_position_embeddings */
     int n_layer;    /* L */
     int n_embd;     /* C */
     int n_head;     /* H, divides C */
+    int arch;       /* loom_arch */
+    /* Llama only (0 for GPT-2): */
+    int n_kv_head;      /* key/value heads, dividing H (grouped-query attention) */
+    int ffn_dim;        /* intermediate_size of the SwiGLU MLP */
+    int untied;         /* 1: lm_head.weight of its own; 0: the LM head is the embedding */
+    float rope_theta;   /* rotary base */
+    float norm_eps;     /* rms_norm_eps */
+    /* rope_scaling of type llama3 when rope_factor > 0 */
+    float rope_factor, rope_low_freq, rope_high_freq;
+    int rope_orig_ctx;  /* original_max_position_embeddings */
 } loom_gpt_config;
 
-/* Fills `cfg` from a preset name: tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl. */
+/* Fills `cfg` from a preset name: tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl,
+ * llama-tiny, smollm-135m, tinyllama-1.1b, llama-3.2-1b. */
 loom_status loom_gpt_preset(const char *name, loom_gpt_config *cfg);
 const char *loom_gpt_preset_names(void); /* "tiny, small, ..." for help texts */
 /* Checks that the config is possible; the message names the offending flag. */
 loom_status loom_gpt_config_validate(const loom_gpt_config *cfg);
 
-/* Per-layer parameter tensors, in Hugging Face state_dict order. */
-typedef enum loom_layer_param {
-    LOOM_LN1_W, LOOM_LN1_B, LOOM_QKV_W, LOOM_QKV_B, LOOM_ATTPROJ_W, LOOM_ATTPROJ_B,
-    LOOM_LN2_W, LOOM_LN2_B, LOOM_FC_W, LOOM_FC_B, LOOM_FCPROJ_W, LOOM_FCPROJ_B,
-    LOOM_LAYER_PARAMS
-} loom_layer_param;
+/* What a parameter is, for initialisation and for the parallel layers. */
+typedef enum loom_param_role {
+    LOOM_ROLE_EMBED,    /* token embedding (V, C): rows gathered by the input */
+    LOOM_ROLE_POS,      /* learned position embedding (GPT-2's wpe) */
+    LOOM_ROLE_NORM_W,   /* LayerNorm / RMSNorm weight: starts at 1 */
+    LOOM_ROLE_NORM_B,   /* LayerNorm bias: starts at 0 */
+    LOOM_ROLE_LINEAR,   /* a projection's weight */
+    LOOM_ROLE_RESID,    /* a projection into the residual stream (GPT-2 scales its init) */
+    LOOM_ROLE_BIAS,     /* a projection's bias: starts at 0 */
+    LOOM_ROLE_HEAD,     /* an untied LM head (V, C) */
+} loom_param_role;
+/* How a tensor splits under tensor parallelism. */
+typedef enum loom_tp_split {
+    LOOM_TP_REPLICATED, /* every rank holds it whole (norms, row-parallel biases) */
+    LOOM_TP_COLUMN,     /* split along the output features */
+    LOOM_TP_ROW,        /* split along the input features */
+    LOOM_TP_VOCAB,      /* split along the vocabulary rows */
+} loom_tp_split;
 
-/* One parameter tensor of the flat buffer. Tensor order: wte, wpe, then 12 per layer
- * (so each layer's parameters are contiguous: one gradient bucket per layer), then
- * ln_f.weight, ln_f.bias. */
+/* One parameter tensor of the flat buffer, in the architecture's order. Each layer's
+ * tensors are contiguous (one gradient bucket per layer); the token embedding comes
+ * first, the tensors after the last layer (final norm, an untied head) last. */
 typedef struct loom_param_info {
-    char name[48];     /* Hugging Face name, e.g. "h.3.attn.c_attn.weight" */
+    char name[64];     /* Hugging Face name, e.g. "h.3.attn.c_attn.weight", "model.norm.weight" */
     size_t offset;     /* in floats from the start of the buffer */
     size_t numel;
     int ndim;
-    int64_t shape[2];
+    int64_t shape[2];  /* as stored: GPT-2's Conv1D weights (in, out), Llama's Linear (out, in) */
     int decay;         /* 1 for tensors of 2 or more dims (AdamW weight decay) */
+    int layer;         /* its layer, or -1 */
+    int role;          /* loom_param_role */
+    int split;         /* loom_tp_split */
 } loom_param_info;
 
 /* Sizes of everything, computed from (config, B, T) alone: the trainer and the planner
  * call this one function. */
 typedef struct loom_gpt_sizes {
     int n_tensors;
+    int first_layer_tensor, layer_tensors; /* layer l's tensors: first + l*layer_tensors ... */
+    size_t n_rope;          /* floats of the rotary cos and sin tables (block_size x hs/2 each) */
     size_t n_params;      /* floats in params (and in grads, m, v) */
     size_t n_acts;        /* floats in the activation arena */
     size_t n_grad_acts;   /* floats in the activation-gradient scratch */
@@ -79,6 +111,8 @@ struct loom_gpt {
     float *logits;          /* (B, T, V) after forward; holds dlogits after a training forward */
     float *losses;          /* (B, T) per-position losses after forward */
     float *acts, *grad_acts;
+    float *rope_cos, *rope_sin; /* Llama: (block_size, hs/2) each, from rope_theta and the scaling */
+    void *act_layout;       /* where each activation lives in acts (model/arch.h) */
     const void *backend;    /* const loom_backend * */
     int profile;            /* set to 1 to accumulate prof_s (a clock read per op) */
     double prof_s[LOOM_PROF_COUNT]; /* seconds per op kind since the last reset */
@@ -109,11 +143,9 @@ void loom_gpt_free(loom_gpt *g);
  * weights 1, biases 0. Element values depend only on (seed, tensor, index). */
 void loom_gpt_init_weights(loom_gpt *g, uint64_t seed);
 
-/* Pointer to a tensor: tensor index from loom_gpt_layer_tensor or 0 (wte), 1 (wpe),
- * n_tensors-2 (ln_f.weight), n_tensors-1 (ln_f.bias). */
-static inline int loom_gpt_layer_tensor(int layer, loom_layer_param p) {
-    return 2 + layer * LOOM_LAYER_PARAMS + (int)p;
-}
+/* Where layer l's parameters start in the flat buffer; l = n_layer: where the tensors
+ * after the last layer (final norm, an untied head) start. */
+size_t loom_gpt_layer_offset(const loom_gpt *g, int l);
 int loom_gpt_find_param(const loom_gpt *g, const char *name); /* index or -1 */
 /* The tensor holding the first non-finite value (NaN, Inf) of buf[lo, hi), a buffer laid
  * out as the parameters (absolute indices), or -1 when all are finite. */

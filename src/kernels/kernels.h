@@ -22,10 +22,11 @@ typedef struct loom_backend {
     void (*gemm)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-    /* out(B,T,C) = wte[inp[b,t]] + wpe[t]. Token ids are validated by the loader. */
+    /* out(B,T,C) = wte[inp[b,t]] + wpe[t] (wpe NULL: no position embedding). Token ids are
+     * validated by the loader. */
     void (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe,
                             int B, int T, int C);
-    /* dwte(V,C) += scatter(dout), dwpe(T,C) += sum over b of dout. */
+    /* dwte(V,C) += scatter(dout), dwpe(T,C) += sum over b of dout (skipped if NULL). */
     void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
                              int B, int T, int C);
 

@@ -1,5 +1,5 @@
-/* GPT-2 configs: presets, validation, and the one sizing function that the trainer and
- * the planner share. */
+/* Model configs: the presets of each architecture and validation (the sizes come from
+ * the description, desc.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,16 +10,25 @@ typedef struct preset {
     loom_gpt_config cfg;
 } preset;
 
+/* GPT-2: {V, block, L, C, H}; the Llama fields zero */
+#define GPT2(V, Tm, L, C, H) {V, Tm, L, C, H, LOOM_ARCH_GPT2, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 static const preset presets[] = {
-    {"tiny", {50257, 256, 2, 128, 4}},
-    {"small", {50257, 1024, 6, 384, 6}},
-    {"gpt2", {50257, 1024, 12, 768, 12}},
-    {"gpt2-medium", {50257, 1024, 24, 1024, 16}},
-    {"gpt2-large", {50257, 1024, 36, 1280, 20}},
-    {"gpt2-xl", {50257, 1024, 48, 1600, 25}},
+    {"tiny", GPT2(50257, 256, 2, 128, 4)},
+    {"small", GPT2(50257, 1024, 6, 384, 6)},
+    {"gpt2", GPT2(50257, 1024, 12, 768, 12)},
+    {"gpt2-medium", GPT2(50257, 1024, 24, 1024, 16)},
+    {"gpt2-large", GPT2(50257, 1024, 36, 1280, 20)},
+    {"gpt2-xl", GPT2(50257, 1024, 48, 1600, 25)},
+    /* Llama: {V, block, L, C, H, arch, KVH, F, untied, theta, eps, rope_scaling llama3: factor, low, high, ctx} */
+    {"llama-tiny", {50257, 256, 2, 128, 4, LOOM_ARCH_LLAMA, 2, 352, 0, 10000.0f, 1e-5f, 0, 0, 0, 0}},
+    {"smollm-135m", {49152, 2048, 30, 576, 9, LOOM_ARCH_LLAMA, 3, 1536, 0, 100000.0f, 1e-5f, 0, 0, 0, 0}},
+    {"tinyllama-1.1b", {32000, 2048, 22, 2048, 32, LOOM_ARCH_LLAMA, 4, 5632, 1, 10000.0f, 1e-5f, 0, 0, 0, 0}},
+    {"llama-3.2-1b", {128256, 131072, 16, 2048, 32, LOOM_ARCH_LLAMA, 8, 8192, 0, 500000.0f, 1e-5f, 32.0f, 1.0f, 4.0f, 8192}},
 };
 
-const char *loom_gpt_preset_names(void) { return "tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl"; }
+const char *loom_gpt_preset_names(void) {
+    return "tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl, llama-tiny, smollm-135m, tinyllama-1.1b, llama-3.2-1b";
+}
 
 loom_status loom_gpt_preset(const char *name, loom_gpt_config *cfg) {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
@@ -34,29 +43,32 @@ loom_status loom_gpt_preset(const char *name, loom_gpt_config *cfg) {
 loom_status loom_gpt_config_validate(const loom_gpt_config *c) {
     if (c->vocab_size < 1 || c->vocab_size > 1 << 24)
         return loom_error(LOOM_ERR_ARG, "--vocab-size: %d is out of range [1, 16777216]", c->vocab_size);
-    if (c->block_size < 1 || c->block_size > 1 << 16)
-        return loom_error(LOOM_ERR_ARG, "--block-size: %d is out of range [1, 65536]", c->block_size);
+    const int llama = c->arch == LOOM_ARCH_LLAMA, max_block = llama ? 1 << 17 : 1 << 16;
+    if (c->arch != LOOM_ARCH_GPT2 && !llama) return loom_error(LOOM_ERR_ARG, "--arch: unknown architecture %d", c->arch);
+    if (c->block_size < 1 || c->block_size > max_block)
+        return loom_error(LOOM_ERR_ARG, "--block-size: %d is out of range [1, %d]", c->block_size, max_block);
     if (c->n_layer < 1 || c->n_layer > 1024)
         return loom_error(LOOM_ERR_ARG, "--n-layer: %d is out of range [1, 1024]", c->n_layer);
     if (c->n_embd < 1 || c->n_embd > 1 << 16)
         return loom_error(LOOM_ERR_ARG, "--n-embd: %d is out of range [1, 65536]", c->n_embd);
     if (c->n_head < 1 || c->n_embd % c->n_head != 0)
         return loom_error(LOOM_ERR_ARG, "--n-head: %d heads do not divide --n-embd %d", c->n_head, c->n_embd);
+    if (!llama) return LOOM_OK;
+    if (c->n_kv_head < 1 || c->n_head % c->n_kv_head != 0)
+        return loom_error(LOOM_ERR_ARG, "--n-kv-head: %d key/value heads do not divide --n-head %d", c->n_kv_head,
+                          c->n_head);
+    if ((c->n_embd / c->n_head) % 2)
+        return loom_error(LOOM_ERR_ARG, "--n-head: the head size %d is odd (rotary embeddings turn pairs)",
+                          c->n_embd / c->n_head);
+    if (c->ffn_dim < 1 || c->ffn_dim > 1 << 20)
+        return loom_error(LOOM_ERR_ARG, "--ffn-dim: %d is out of range [1, 1048576]", c->ffn_dim);
+    if (!(c->rope_theta > 1.0f)) return loom_error(LOOM_ERR_ARG, "--rope-theta: %g must be above 1", c->rope_theta);
+    if (!(c->norm_eps > 0.0f) || c->norm_eps > 1.0f)
+        return loom_error(LOOM_ERR_ARG, "rms_norm_eps: %g is out of range (0, 1]", c->norm_eps);
+    if (c->rope_factor != 0 && (!(c->rope_factor >= 1.0f) || !(c->rope_high_freq > c->rope_low_freq) ||
+                                !(c->rope_low_freq > 0) || c->rope_orig_ctx < 1))
+        return loom_error(LOOM_ERR_ARG, "rope_scaling: factor %g, low_freq_factor %g, high_freq_factor %g, "
+                          "original_max_position_embeddings %d are not a valid llama3 scaling", c->rope_factor,
+                          c->rope_low_freq, c->rope_high_freq, c->rope_orig_ctx);
     return LOOM_OK;
-}
-
-void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, loom_gpt_sizes *s) {
-    const size_t V = cfg->vocab_size, L = cfg->n_layer, C = cfg->n_embd, H = cfg->n_head;
-    const size_t BT = (size_t)B * T, Tmax = cfg->block_size;
-    s->n_tensors = 2 + (int)L * LOOM_LAYER_PARAMS + 2;
-    size_t per_layer = 2 * C + C * 3 * C + 3 * C + C * C + C + 2 * C + C * 4 * C + 4 * C + 4 * C * C + C;
-    s->n_params = V * C + Tmax * C + L * per_layer + 2 * C;
-    /* per layer: ln1, qkv, atty, res2, ln2, fch, fch_gelu, res3 + 4 LN stats + lse */
-    size_t act_layer = BT * (C + 3 * C + C + C + C + 4 * C + 4 * C + C) + 4 * BT + (size_t)B * H * T;
-    /* encoded, lnf, lnf stats, logits, losses, scratch (BT,C) */
-    s->n_acts = L * act_layer + BT * C + BT * C + 2 * BT + BT * V + BT + BT * C;
-    /* dres, dbuf (BT,C), dqkv (BT,3C), dfch (BT,4C) */
-    s->n_grad_acts = BT * (C + C + 3 * C + 4 * C);
-    double n_no_wpe = (double)(s->n_params - Tmax * C);
-    s->flops_per_token = 6.0 * n_no_wpe + 12.0 * (double)L * (double)T * (double)C;
 }

@@ -74,7 +74,9 @@ loom_status loom_generate(const loom_gpt *g, int B, const int32_t *const *prompt
         return loom_error(LOOM_ERR_ARG, "a prompt of %d tokens leaves no room in the block size %d", max_prompt, Tm);
     loom_gpt_kv *kv = NULL;
     loom_gpt *full = NULL;
-    loom_status st = o->use_kv_cache ? loom_gpt_kv_init(&kv, g, B) : loom_gpt_init(&full, &g->cfg, B, Tm, 0, "cpu");
+    /* the KV cache decodes GPT-2; Llama recomputes the prefix (a cache for it: later) */
+    const int cached = o->use_kv_cache && g->cfg.arch == LOOM_ARCH_GPT2;
+    loom_status st = cached ? loom_gpt_kv_init(&kv, g, B) : loom_gpt_init(&full, &g->cfg, B, Tm, 0, "cpu");
     if (st) return st;
     if (full) memcpy(full->params, g->params, g->sizes.n_params * sizeof(float));
     int32_t *tok = malloc(sizeof(int32_t) * B), *hist = malloc(sizeof(int32_t) * (size_t)B * Tm);

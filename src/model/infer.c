@@ -6,8 +6,7 @@
 #include <omp.h>
 #include <string.h>
 
-#include "kernels/kernels.h"
-#include "loom/model.h"
+#include "model/arch.h"
 
 struct loom_gpt_kv {
     int B, Tmax, nthreads;
@@ -25,6 +24,8 @@ struct loom_gpt_kv {
 loom_status loom_gpt_kv_init(loom_gpt_kv **out, const loom_gpt *g, int B) {
     *out = NULL;
     if (B < 1) return loom_error(LOOM_ERR_ARG, "generation needs at least one row (got %d)", B);
+    if (g->cfg.arch != LOOM_ARCH_GPT2)
+        return loom_error(LOOM_ERR_ARG, "--kv-cache: the KV cache decodes GPT-2 only so far (use --no-kv-cache)");
     const size_t C = g->cfg.n_embd, L = g->cfg.n_layer, V = g->cfg.vocab_size, Tm = g->cfg.block_size;
     const int nt = omp_get_max_threads();
     const size_t n = 2 * L * B * Tm * C + 3 * B * C + 3 * B * C + B * C + 8 * B * C + 2 * B + B * V + nt * Tm;
@@ -62,8 +63,6 @@ void loom_gpt_kv_free(loom_gpt_kv *kv) {
     loom_free(kv);
 }
 
-#define P(idx) (g->params + g->params_info[idx].offset)
-#define LP(l, k) P(loom_gpt_layer_tensor(l, k))
 
 const float *loom_gpt_kv_step(const loom_gpt *g, loom_gpt_kv *kv, const int32_t *tokens, const int *positions) {
     const loom_backend *be = g->backend;
@@ -76,8 +75,8 @@ const float *loom_gpt_kv_step(const loom_gpt *g, loom_gpt_kv *kv, const int32_t 
         for (int c = 0; c < C; c++) kv->x[(size_t)b * C + c] = e[c] + pe[c];
     }
     for (int l = 0; l < L; l++) {
-        be->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, LP(l, LOOM_LN1_W), LP(l, LOOM_LN1_B), B, C);
-        be->matmul_forward(kv->qkv, kv->ln, LP(l, LOOM_QKV_W), LP(l, LOOM_QKV_B), B, C, 3 * C);
+        be->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, LP(l, G_LN1_W), LP(l, G_LN1_B), B, C);
+        be->matmul_forward(kv->qkv, kv->ln, LP(l, G_QKV_W), LP(l, G_QKV_B), B, C, 3 * C);
         float *K = kv->k + (size_t)l * B * Tm * C, *Vc = kv->v + (size_t)l * B * Tm * C;
         for (int b = 0; b < B; b++) {
             memcpy(K + ((size_t)b * Tm + positions[b]) * C, kv->qkv + (size_t)b * 3 * C + C, C * sizeof(float));
@@ -110,12 +109,12 @@ const float *loom_gpt_kv_step(const loom_gpt *g, loom_gpt_kv *kv, const int32_t 
                     for (int i = 0; i < hs; i++) o[i] += p * v[i];
                 }
             }
-        be->matmul_forward(kv->tmp, kv->atty, LP(l, LOOM_ATTPROJ_W), LP(l, LOOM_ATTPROJ_B), B, C, C);
+        be->matmul_forward(kv->tmp, kv->atty, LP(l, G_ATTPROJ_W), LP(l, G_ATTPROJ_B), B, C, C);
         be->residual_forward(kv->x, kv->x, kv->tmp, (size_t)B * C);
-        be->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, LP(l, LOOM_LN2_W), LP(l, LOOM_LN2_B), B, C);
-        be->matmul_forward(kv->fch, kv->ln, LP(l, LOOM_FC_W), LP(l, LOOM_FC_B), B, C, 4 * C);
+        be->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, LP(l, G_LN2_W), LP(l, G_LN2_B), B, C);
+        be->matmul_forward(kv->fch, kv->ln, LP(l, G_FC_W), LP(l, G_FC_B), B, C, 4 * C);
         be->gelu_forward(kv->fchg, kv->fch, (size_t)B * 4 * C);
-        be->matmul_forward(kv->tmp, kv->fchg, LP(l, LOOM_FCPROJ_W), LP(l, LOOM_FCPROJ_B), B, 4 * C, C);
+        be->matmul_forward(kv->tmp, kv->fchg, LP(l, G_FCPROJ_W), LP(l, G_FCPROJ_B), B, 4 * C, C);
         be->residual_forward(kv->x, kv->x, kv->tmp, (size_t)B * C);
     }
     be->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, P(nt - 2), P(nt - 1), B, C);

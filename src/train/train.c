@@ -147,10 +147,9 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
             !(c->gather_need = loom_alloc(sizeof(int) * (g->cfg.n_layer + 2), "all-gather plan")) ||
             !(c->all_inputs = loom_alloc(sizeof(int32_t) * R * per_rank, "every rank's inputs")))
             goto fail;
-        /* wte (V rows of C), then wpe, then the layers */
+        /* the token embedding (V rows of C), then (GPT-2) wpe, then the layers */
         c->early = c->late + V;
-        c->layout = (loom_comm_layout){V, (size_t)g->cfg.n_embd, g->params_info[loom_gpt_layer_tensor(0, 0)].offset,
-                                       c->late};
+        c->layout = (loom_comm_layout){V, (size_t)g->cfg.n_embd, loom_gpt_layer_offset(g, 0), c->late};
     }
     st = LOOM_ERR_NOMEM;
     if (!(c->losses = loom_alloc(sizeof(float) * 2 * accum, "losses"))) goto fail;
@@ -284,7 +283,7 @@ static void mark_rows(loom_step_ctx *c, unsigned char *mask, int j, size_t bt) {
  * input rows of wte and wpe, each layer, then ln_f and the rest of wte (LM head). */
 static void start_param_gather(loom_step_ctx *c, loom_gpt *g, size_t bt) {
     const loom_comm_layout *l = &c->layout;
-    const int L = g->cfg.n_layer, nt = g->sizes.n_tensors;
+    const int L = g->cfg.n_layer;
     mark_rows(c, c->early, 0, bt);
     loom_comm_plan_begin(c->comm);
     for (size_t r = 0; r < l->rows; r++)
@@ -292,12 +291,10 @@ static void start_param_gather(loom_step_ctx *c, loom_gpt *g, size_t bt) {
     loom_comm_plan_add(c->comm, l->rows * l->width, l->late_end);
     c->gather_need[0] = loom_comm_plan_cut(c->comm);
     for (int i = 0; i < L; i++) {
-        size_t a = g->params_info[loom_gpt_layer_tensor(i, 0)].offset;
-        size_t b = i + 1 < L ? g->params_info[loom_gpt_layer_tensor(i + 1, 0)].offset : g->params_info[nt - 2].offset;
-        loom_comm_plan_add(c->comm, a, b);
+        loom_comm_plan_add(c->comm, loom_gpt_layer_offset(g, i), loom_gpt_layer_offset(g, i + 1));
         c->gather_need[i + 1] = loom_comm_plan_cut(c->comm);
     }
-    loom_comm_plan_add(c->comm, g->params_info[nt - 2].offset, g->sizes.n_params);
+    loom_comm_plan_add(c->comm, loom_gpt_layer_offset(g, L), g->sizes.n_params); /* final norm, head */
     for (size_t r = 0; r < l->rows; r++)
         if (!c->early[r]) loom_comm_plan_add(c->comm, r * l->width, (r + 1) * l->width);
     c->gather_need[L + 1] = loom_comm_plan_cut(c->comm);

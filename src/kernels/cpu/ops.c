@@ -47,8 +47,13 @@ static void cpu_encoder_forward(float *out, const int32_t *inp, const float *wte
                                 int B, int T, int C) {
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
-        const float *e = wte + (size_t)inp[bt] * C, *p = wpe + (size_t)(bt % T) * C;
+        const float *e = wte + (size_t)inp[bt] * C;
         float *o = out + (size_t)bt * C;
+        if (!wpe) {
+            memcpy(o, e, sizeof(float) * (size_t)C);
+            continue;
+        }
+        const float *p = wpe + (size_t)(bt % T) * C;
 #pragma omp simd
         for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
     }
@@ -62,7 +67,13 @@ static void cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, co
         my_columns(C, &c0, &c1);
         for (int bt = 0; bt < B * T && c0 < c1; bt++) {
             const float *d = dout + (size_t)bt * C;
-            float *e = dwte + (size_t)inp[bt] * C, *p = dwpe + (size_t)(bt % T) * C;
+            float *e = dwte + (size_t)inp[bt] * C;
+            if (!dwpe) {
+#pragma omp simd
+                for (int c = c0; c < c1; c++) e[c] += d[c];
+                continue;
+            }
+            float *p = dwpe + (size_t)(bt % T) * C;
 #pragma omp simd
             for (int c = c0; c < c1; c++) {
                 e[c] += d[c];

@@ -34,6 +34,10 @@ static void ref_encoder_forward(float *out, const int32_t *inp, const float *wte
         for (int t = 0; t < T; t++) {
             float *o = out + ((size_t)b * T + t) * C;
             const float *we = wte + (size_t)inp[b * T + t] * C;
+            if (!wpe) {
+                for (int c = 0; c < C; c++) o[c] = we[c];
+                continue;
+            }
             const float *wp = wpe + (size_t)t * C;
             for (int c = 0; c < C; c++) o[c] = we[c] + wp[c];
         }
@@ -45,11 +49,9 @@ static void ref_encoder_backward(float *dwte, float *dwpe, const float *dout, co
         for (int t = 0; t < T; t++) {
             const float *d = dout + ((size_t)b * T + t) * C;
             float *dwe = dwte + (size_t)inp[b * T + t] * C;
-            float *dwp = dwpe + (size_t)t * C;
-            for (int c = 0; c < C; c++) {
-                dwe[c] += d[c];
-                dwp[c] += d[c];
-            }
+            for (int c = 0; c < C; c++) dwe[c] += d[c];
+            if (dwpe)
+                for (int c = 0; c < C; c++) dwpe[(size_t)t * C + c] += d[c];
         }
 }
 

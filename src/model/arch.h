@@ -1,0 +1,89 @@
+/* Inside the model layer: the parameter order of each architecture's layer, the
+ * activation slots its forward saves, and the description that sizes and lays out both
+ * (desc.c). gpt.c runs GPT-2, llama.c runs Llama, infer.c decodes GPT-2. */
+#ifndef LOOM_MODEL_ARCH_H
+#define LOOM_MODEL_ARCH_H
+
+#include "kernels/kernels.h"
+#include "loom/model.h"
+
+/* GPT-2's tensors per layer, in Hugging Face state_dict order. */
+enum {
+    G_LN1_W, G_LN1_B, G_QKV_W, G_QKV_B, G_ATTPROJ_W, G_ATTPROJ_B,
+    G_LN2_W, G_LN2_B, G_FC_W, G_FC_B, G_FCPROJ_W, G_FCPROJ_B, G_LAYER_PARAMS
+};
+/* Llama's tensors per layer: q, k, v back to back (one (H+2KVH)hs x C weight for the
+ * fused projection), gate and up back to back (one 2F x C weight). */
+enum {
+    L_NORM1_W, L_Q_W, L_K_W, L_V_W, L_O_W, L_NORM2_W, L_GATE_W, L_UP_W, L_DOWN_W, L_LAYER_PARAMS
+};
+
+/* Activation slots of one layer, saved by the forward for the backward. */
+enum { /* GPT-2 */
+    GA_LN1, GA_LN1_MEAN, GA_LN1_RSTD, GA_QKV, GA_ATTY, GA_LSE, GA_RES2, GA_LN2, GA_LN2_MEAN, GA_LN2_RSTD,
+    GA_FCH, GA_FCH_GELU, GA_RES3, GA_LAYER_SLOTS
+};
+enum { /* Llama */
+    LA_XN1, LA_RSTD1, LA_QKV, LA_ATTY, LA_LSE, LA_RES2, LA_XN2, LA_RSTD2, LA_GU, LA_ACT, LA_RES3, LA_LAYER_SLOTS
+};
+/* Activation slots after the layers (both architectures; Llama's norm has no mean). */
+enum { AG_ENCODED, AG_LNF, AG_LNF_MEAN, AG_LNF_RSTD, AG_LOGITS, AG_LOSSES, AG_SCRATCH, AG_SLOTS };
+#define LOOM_MAX_LAYER_SLOTS 16
+
+/* The activation arena of a config at capacity (B, T): the layers' slots (each layer
+ * the same span), then the global ones. */
+typedef struct act_layout {
+    int n_layer_slots;
+    size_t layer_off[LOOM_MAX_LAYER_SLOTS], layer_span;
+    size_t global_off[AG_SLOTS];
+    size_t total;      /* floats of the arena */
+    size_t grad_total; /* floats of the activation-gradient scratch */
+} act_layout;
+void model_act_layout(const loom_gpt_config *cfg, int B, int T, act_layout *a);
+
+/* The parameter tensors in order (out may be NULL: count only); returns their number
+ * and sets *n_params. */
+int model_describe_params(const loom_gpt_config *cfg, loom_param_info *out, size_t *n_params);
+
+/* A slot of layer l, and a slot after the layers (AG_*), of a model's arena. */
+static inline float *model_act(const loom_gpt *g, int layer, int slot) {
+    const act_layout *a = (const act_layout *)g->act_layout;
+    return g->acts + (size_t)layer * a->layer_span + a->layer_off[slot];
+}
+static inline float *model_act_global(const loom_gpt *g, int slot) {
+    return g->acts + ((const act_layout *)g->act_layout)->global_off[slot];
+}
+
+/* Layer l's k-th tensor and its gradient. */
+static inline int model_layer_tensor(const loom_gpt *g, int l, int k) {
+    return g->sizes.first_layer_tensor + l * g->sizes.layer_tensors + k;
+}
+
+/* Runs one backend call, timing it into g->prof_s[kind] when profiling is on. */
+#define OP(kind, call)                                                                                       \
+    do {                                                                                                     \
+        double t0_ = g->profile ? loom_now() : 0.0;                                                          \
+        call;                                                                                                \
+        if (g->profile) g->prof_s[kind] += loom_now() - t0_;                                                 \
+    } while (0)
+#define P(idx) (g->params + g->params_info[idx].offset)
+#define G(idx) (g->grads + g->params_info[idx].offset)
+#define LP(l, k) P(model_layer_tensor(g, l, k))
+#define LG(l, k) G(model_layer_tensor(g, l, k))
+
+/* The LM head and the loss after the final norm (its output in AG_LNF): logits =
+ * lnf @ head^T, then (targets given) the mean cross-entropy, leaving grad_scale *
+ * dlogits in the logits when grad_scale != 0. */
+float model_head_forward(loom_gpt *g, const float *head, const int32_t *targets, int BT, float grad_scale);
+/* Its backward: dlnf(BT,C) = dlogits @ head (overwrite), dhead += dlogits^T lnf; then
+ * grad_ready(LOOM_GRAD_HEAD_DONE). */
+void model_head_backward(loom_gpt *g, const float *head, float *dhead, float *dlnf, int BT);
+
+/* Llama's forward and backward (llama.c), as loom_gpt_forward and loom_gpt_backward. */
+float llama_forward(loom_gpt *g, const int32_t *inputs, const int32_t *targets, int B, int T, float grad_scale);
+void llama_backward(loom_gpt *g, const int32_t *inputs, int B, int T);
+/* Llama's rotary tables for positions [0, block_size) (Hugging Face's float32
+ * arithmetic, with llama3 scaling when the config has it). */
+void llama_rope_tables(const loom_gpt_config *cfg, float *cos, float *sin);
+
+#endif

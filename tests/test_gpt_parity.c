@@ -2,7 +2,9 @@
  * float64 from the same weights and batches and dumps logits, loss, every gradient, and
  * the losses, grad norms, weights and AdamW moments after 10 steps (warmup, cosine,
  * clipping, accumulation over 2 micro-batches). We run loom's own kernels and training
- * step on the same inputs and compare. Usage: test_gpt_parity [FIXTURE]. */
+ * step on the same inputs and compare. Usage: test_gpt_parity [FIXTURE [MODEL]]: with MODEL
+ * (a Hugging Face model file, as tests/pytorch/llama_ref.py saves one) the config and the
+ * weights come from it, else from the fixture. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,13 +71,20 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("fixture: %s (torch %s, %s)\n", path, loom_st_meta(f, "torch_version"), loom_st_meta(f, "dtype"));
-    loom_gpt_config cfg = {.vocab_size = (int)meta(f, "vocab_size"), .block_size = (int)meta(f, "block_size"),
-                           .n_layer = (int)meta(f, "n_layer"), .n_embd = (int)meta(f, "n_embd"),
-                           .n_head = (int)meta(f, "n_head")};
+    const char *model = argc > 2 ? argv[2] : path;
+    loom_gpt_config cfg = {0};
+    if (argc > 2 ? loom_model_file_config(model, &cfg, &cfg) != LOOM_OK : 0) {
+        fprintf(stderr, "%s\n", loom_error_msg());
+        return 1;
+    }
+    if (argc <= 2)
+        cfg = (loom_gpt_config){.vocab_size = (int)meta(f, "vocab_size"), .block_size = (int)meta(f, "block_size"),
+                                .n_layer = (int)meta(f, "n_layer"), .n_embd = (int)meta(f, "n_embd"),
+                                .n_head = (int)meta(f, "n_head")};
     const int B = (int)meta(f, "batch"), T = (int)meta(f, "seq_len"), accum = (int)meta(f, "accum");
     const int steps = (int)meta(f, "steps");
     loom_gpt *g;
-    if (loom_gpt_init(&g, &cfg, B, T, 1, "cpu") || loom_model_load(g, path)) {
+    if (loom_gpt_init(&g, &cfg, B, T, 1, "cpu") || loom_model_load(g, model)) {
         fprintf(stderr, "%s\n", loom_error_msg());
         return 1;
     }
@@ -137,11 +146,15 @@ int main(int argc, char **argv) {
         compare_scalar(name, lr, ref_lrs[s], 1e-6);
     }
     /* weights move by up to ~0.05 per element over the run; float32 vs float64 noise
-     * in the (mathematically zero) key-bias gradient is amplified by Adam to ~1e-5 */
+     * in the (mathematically zero) key-bias gradient is amplified by Adam to ~1e-5. In
+     * the Llama cases (weights of std 0.2, so larger gradients) an element whose
+     * gradient sits within float32 noise of zero in some step takes a different Adam
+     * step there: up to 4e-4, a twenty-fifth of one step at the peak lr of 1e-2. */
+    const double wtol = argc > 2 ? 5e-4 : 1e-4;
     for (int i = 0; i < g->sizes.n_tensors; i++) {
         const loom_param_info *pi = &g->params_info[i];
         snprintf(name, sizeof name, "final.%s", pi->name);
-        compare(name, g->params + pi->offset, tensor(f, name, NULL), pi->numel, 0, 1e-4);
+        compare(name, g->params + pi->offset, tensor(f, name, NULL), pi->numel, 0, wtol);
         snprintf(name, sizeof name, "final.m.%s", pi->name);
         compare(name, opt.m + pi->offset, tensor(f, name, NULL), pi->numel, 1e-3, 1e-7);
         snprintf(name, sizeof name, "final.v.%s", pi->name);

@@ -42,6 +42,18 @@ loom_status loom_gpt_preset(const char *name, loom_gpt_config *cfg);
 const char *loom_gpt_preset_names(void); /* "tiny, small, ..." for help texts */
 /* Checks that the config is possible; the message names the offending flag. */
 loom_status loom_gpt_config_validate(const loom_gpt_config *cfg);
+/* The config as the metadata of loom's model files and checkpoints: GPT-2's five keys
+ * (vocab_size, block_size, n_layer, n_embd, n_head), and for Llama also "arch" and its
+ * own; returns the count (at most LOOM_CONFIG_KEYS). */
+#define LOOM_CONFIG_KEYS 16
+int loom_gpt_config_to_meta(const loom_gpt_config *c, const char *keys[], char vals[][32]);
+/* Back from metadata (get(ctx, key): the value or NULL); errors start with `what`. */
+loom_status loom_gpt_config_from_meta(const char *(*get)(const void *ctx, const char *key), const void *ctx,
+                                      const char *what, loom_gpt_config *c);
+/* Appends to buf (NUL-terminated, capacity cap) every field that differs, as "n_layer 2
+ * (la) vs 3 (lb)", comma-separated; returns how many differ. */
+int loom_gpt_config_diff(const loom_gpt_config *a, const loom_gpt_config *b, const char *la, const char *lb,
+                         char *buf, size_t cap);
 
 /* What a parameter is, for initialisation and for the parallel layers. */
 typedef enum loom_param_role {

@@ -137,10 +137,13 @@ int cli_data_format(const char *s, loom_data_format *out) {
 void cli_model_defaults(cli_model *m, const char *preset) {
     m->preset = preset;
     m->preset_given = 0;
-    for (int i = 0; i < 5; i++) m->overrides[i] = -1;
+    for (int i = 0; i < 7; i++) m->overrides[i] = -1;
+    m->arch = m->tie = -1;
+    m->rope_theta = -1;
 }
 
-static const char *const model_flags[5] = {"--n-layer", "--n-embd", "--n-head", "--vocab-size", "--block-size"};
+static const char *const model_flags[] = {"--n-layer",   "--n-embd",  "--n-head", "--vocab-size", "--block-size",
+                                          "--n-kv-head", "--ffn-dim", "--arch",   "--rope-theta", "--tie"};
 
 int cli_model_opt(cli_model *m, int c, const char *arg) {
     if (c == CLI_MODEL_OPT_BASE) {
@@ -149,21 +152,54 @@ int cli_model_opt(cli_model *m, int c, const char *arg) {
         return 1;
     }
     int k = c - CLI_MODEL_OPT_BASE - 1;
-    if (k < 0 || k >= 5) return 0;
-    return cli_int(model_flags[k], arg, 1, 1L << 24, &m->overrides[k]) ? -1 : 1;
+    if (k < 0 || k >= 10) return 0;
+    if (k < 7) return cli_int(model_flags[k], arg, 1, 1L << 24, &m->overrides[k]) ? -1 : 1;
+    if (k == 7) {
+        if (!strcmp(arg, "gpt2")) m->arch = LOOM_ARCH_GPT2;
+        else if (!strcmp(arg, "llama")) m->arch = LOOM_ARCH_LLAMA;
+        else return loom_error(LOOM_ERR_ARG, "--arch: '%s' must be gpt2 or llama", arg), -1;
+        return 1;
+    }
+    if (k == 8) return cli_float("--rope-theta", arg, 1.0000001, 1e12, &m->rope_theta) ? -1 : 1;
+    return cli_onoff("--tie", arg, &m->tie) ? -1 : 1;
 }
 
 int cli_model_config(const cli_model *m, loom_gpt_config *cfg) {
     if (loom_gpt_preset(m->preset, cfg)) return -1;
-    int *fields[5] = {&cfg->n_layer, &cfg->n_embd, &cfg->n_head, &cfg->vocab_size, &cfg->block_size};
+    if (m->arch == LOOM_ARCH_GPT2 && cfg->arch != LOOM_ARCH_GPT2) { /* a Llama preset's shape, as GPT-2 */
+        loom_gpt_config g = {.vocab_size = cfg->vocab_size, .block_size = cfg->block_size, .n_layer = cfg->n_layer,
+                             .n_embd = cfg->n_embd, .n_head = cfg->n_head};
+        *cfg = g;
+    }
+    int *fields[7] = {&cfg->n_layer, &cfg->n_embd, &cfg->n_head, &cfg->vocab_size, &cfg->block_size,
+                      &cfg->n_kv_head, &cfg->ffn_dim};
     for (int i = 0; i < 5; i++)
         if (m->overrides[i] >= 0) *fields[i] = (int)m->overrides[i];
+    if (m->arch == LOOM_ARCH_LLAMA && cfg->arch != LOOM_ARCH_LLAMA) { /* a GPT-2 preset's shape, as Llama */
+        cfg->arch = LOOM_ARCH_LLAMA;
+        cfg->n_kv_head = cfg->n_head;
+        cfg->ffn_dim = (8 * cfg->n_embd / 3 + 31) / 32 * 32; /* Llama's 8C/3, rounded up to 32 */
+        cfg->rope_theta = 10000.0f;
+        cfg->norm_eps = 1e-5f;
+    }
+    const int llama = cfg->arch == LOOM_ARCH_LLAMA;
+    for (int i = 5; i < 7; i++)
+        if (m->overrides[i] >= 0) {
+            if (!llama) return loom_error(LOOM_ERR_ARG, "%s: only Llama models have it (--arch llama)", model_flags[i]), -1;
+            *fields[i] = (int)m->overrides[i];
+        }
+    if ((m->rope_theta >= 0 || m->tie >= 0) && !llama)
+        return loom_error(LOOM_ERR_ARG, "%s: only Llama models have it (--arch llama)",
+                          m->rope_theta >= 0 ? "--rope-theta" : "--tie"), -1;
+    if (m->rope_theta >= 0) cfg->rope_theta = (float)m->rope_theta;
+    if (m->tie >= 0) cfg->untied = !m->tie;
     return loom_gpt_config_validate(cfg) ? -1 : 0;
 }
 
 int cli_model_check_init(const cli_model *m, const char *init_from, const loom_gpt_config *file_cfg) {
-    const char *given = m->preset_given ? "--model" : NULL;
-    for (int i = 0; i < 5 && !given; i++)
+    const char *given = m->preset_given ? "--model" : m->arch >= 0 ? "--arch" : m->tie >= 0 ? "--tie"
+                      : m->rope_theta >= 0 ? "--rope-theta" : NULL;
+    for (int i = 0; i < 7 && !given; i++)
         if (m->overrides[i] >= 0 && i != 2) given = model_flags[i];
     /* the head count is not in every file: --n-head may supply it, but not change it */
     if (!given && m->overrides[2] >= 0 && file_cfg && file_cfg->n_head != m->overrides[2]) given = "--n-head";

@@ -40,16 +40,25 @@ enum { CLI_MODEL_OPT_BASE = 1000 };
     {"n-embd", required_argument, 0, CLI_MODEL_OPT_BASE + 2},               \
     {"n-head", required_argument, 0, CLI_MODEL_OPT_BASE + 3},               \
     {"vocab-size", required_argument, 0, CLI_MODEL_OPT_BASE + 4},           \
-    {"block-size", required_argument, 0, CLI_MODEL_OPT_BASE + 5}
-#define CLI_MODEL_HELP                                                                  \
-    "  --model NAME         preset: tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl\n" \
-    "  --n-layer N, --n-embd N, --n-head N, --vocab-size N, --block-size N\n"            \
+    {"block-size", required_argument, 0, CLI_MODEL_OPT_BASE + 5},            \
+    {"n-kv-head", required_argument, 0, CLI_MODEL_OPT_BASE + 6},             \
+    {"ffn-dim", required_argument, 0, CLI_MODEL_OPT_BASE + 7},               \
+    {"arch", required_argument, 0, CLI_MODEL_OPT_BASE + 8},                  \
+    {"rope-theta", required_argument, 0, CLI_MODEL_OPT_BASE + 9},            \
+    {"tie", required_argument, 0, CLI_MODEL_OPT_BASE + 10}
+#define CLI_MODEL_HELP                                                                          \
+    "  --model NAME         preset: tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl (GPT-2);\n"      \
+    "                       llama-tiny, smollm-135m, tinyllama-1.1b, llama-3.2-1b (Llama)\n"           \
+    "  --n-layer N, --n-embd N, --n-head N, --vocab-size N, --block-size N\n"                    \
+    "  --arch gpt2|llama, --n-kv-head N, --ffn-dim N, --rope-theta X, --tie on|off\n"           \
     "                       override any field of the preset\n"
 
 typedef struct cli_model {
     const char *preset;
     int preset_given;  /* --model was on the command line */
-    long overrides[5]; /* -1 = not given; order: layer, embd, head, vocab, block */
+    long overrides[7]; /* -1 = not given; order: layer, embd, head, vocab, block, kv heads, ffn */
+    int arch, tie;     /* -1 = not given */
+    double rope_theta; /* < 0: not given */
 } cli_model;
 void cli_model_defaults(cli_model *m, const char *preset);
 /* Handles option `c` if it is a model option: returns 1 (handled), 0 (not one), -1 (error). */

@@ -73,8 +73,8 @@ static int list_steps(const char *dir, long **steps) {
  * can carry a checksum of itself. */
 typedef struct meta_list {
     int n;
-    const char *key[32];
-    char val[32][40];
+    const char *key[48];
+    char val[48][40];
 } meta_list;
 
 static void meta_int(meta_list *m, const char *key, long long v) {
@@ -155,11 +155,13 @@ static loom_status ckpt_writer(const loom_gpt *g, const float *const bufs[3], co
     loom_json_buf_puts(&crcs, "}");
     if (!st && crcs.failed) st = loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
     meta_list m = {0};
-    meta_int(&m, "vocab_size", g->cfg.vocab_size);
-    meta_int(&m, "block_size", g->cfg.block_size);
-    meta_int(&m, "n_layer", g->cfg.n_layer);
-    meta_int(&m, "n_embd", g->cfg.n_embd);
-    meta_int(&m, "n_head", g->cfg.n_head);
+    const char *ckeys[LOOM_CONFIG_KEYS];
+    char cvals[LOOM_CONFIG_KEYS][32];
+    const int nc = loom_gpt_config_to_meta(&g->cfg, ckeys, cvals);
+    for (int i = 0; i < nc; i++) {
+        m.key[m.n] = ckeys[i];
+        snprintf(m.val[m.n++], sizeof m.val[0], "%s", cvals[i]);
+    }
     meta_int(&m, "step", s->step);
     meta_int(&m, "cursor", (long long)s->cursor);
     meta_int(&m, "epoch", (long long)s->epoch);
@@ -511,10 +513,11 @@ static loom_status meta_get(const loom_st_file *f, const char *key, int is_float
     return LOOM_OK;
 }
 
+static const char *st_meta_get(const void *f, const char *key) { return loom_st_meta(f, key); }
+
 loom_status loom_ckpt_read_state(const loom_st_file *f, loom_gpt_config *cfg, loom_ckpt_state *s) {
     memset(s, 0, sizeof *s);
     struct { const char *key; int is_float; double v; } m[] = {
-        {"vocab_size", 0, 0}, {"block_size", 0, 0}, {"n_layer", 0, 0}, {"n_embd", 0, 0}, {"n_head", 0, 0},
         {"step", 0, 0}, {"cursor", 0, 0}, {"epoch", 0, 0}, {"adam_t", 0, 0}, {"seed", 0, 0},
         {"batch", 0, 0}, {"seq_len", 0, 0}, {"total_batch_tokens", 0, 0}, {"steps", 0, 0}, {"shuffle", 0, 0},
         {"warmup", 0, 0}, {"lr", 1, 0}, {"min_lr", 1, 0}, {"beta1", 1, 0}, {"beta2", 1, 0}, {"eps", 1, 0},
@@ -525,25 +528,26 @@ loom_status loom_ckpt_read_state(const loom_st_file *f, loom_gpt_config *cfg, lo
     }
     /* seed and cursor may exceed a double's exact range: read them as integers */
     const char *seed = loom_st_meta(f, "seed"), *cursor = loom_st_meta(f, "cursor");
-    *cfg = (loom_gpt_config){(int)m[0].v, (int)m[1].v, (int)m[2].v, (int)m[3].v, (int)m[4].v};
-    s->step = (long)m[5].v;
+    loom_status st = loom_gpt_config_from_meta(st_meta_get, f, loom_st_path(f), cfg);
+    if (st) return st;
+    s->step = (long)m[0].v;
     s->cursor = strtoull(cursor, NULL, 10);
-    s->epoch = (uint64_t)m[7].v;
-    s->adam_t = (long)m[8].v;
+    s->epoch = (uint64_t)m[2].v;
+    s->adam_t = (long)m[3].v;
     s->seed = strtoull(seed, NULL, 10);
-    s->batch = (int)m[10].v;
-    s->seq_len = (int)m[11].v;
-    s->total_batch_tokens = (long)m[12].v;
-    s->steps = (int)m[13].v;
-    s->shuffle = (int)m[14].v;
-    s->optim.warmup = (int)m[15].v;
-    s->optim.lr = (float)m[16].v;
-    s->optim.min_lr = (float)m[17].v;
-    s->optim.beta1 = (float)m[18].v;
-    s->optim.beta2 = (float)m[19].v;
-    s->optim.eps = (float)m[20].v;
-    s->optim.weight_decay = (float)m[21].v;
-    s->optim.clip = (float)m[22].v;
+    s->batch = (int)m[5].v;
+    s->seq_len = (int)m[6].v;
+    s->total_batch_tokens = (long)m[7].v;
+    s->steps = (int)m[8].v;
+    s->shuffle = (int)m[9].v;
+    s->optim.warmup = (int)m[10].v;
+    s->optim.lr = (float)m[11].v;
+    s->optim.min_lr = (float)m[12].v;
+    s->optim.beta1 = (float)m[13].v;
+    s->optim.beta2 = (float)m[14].v;
+    s->optim.eps = (float)m[15].v;
+    s->optim.weight_decay = (float)m[16].v;
+    s->optim.clip = (float)m[17].v;
     s->optim.total_steps = s->steps;
     if (loom_gpt_config_validate(cfg))
         return loom_error(LOOM_ERR_FORMAT, "%s: checkpoint config: %s", loom_st_path(f), loom_error_msg());
@@ -562,11 +566,8 @@ loom_status loom_ckpt_check_match(const char *path, const loom_gpt_config *cc, c
     if ((a) != (b) && len < sizeof diff)                                                                \
         len += snprintf(diff + len, sizeof diff - len, "%s%s %.9g (checkpoint) vs %.9g (flags)",        \
                         len ? ", " : "", field, (double)(a), (double)(b));
-    CMP_INT("vocab_size", cc->vocab_size, c->vocab_size)
-    CMP_INT("block_size", cc->block_size, c->block_size)
-    CMP_INT("n_layer", cc->n_layer, c->n_layer)
-    CMP_INT("n_embd", cc->n_embd, c->n_embd)
-    CMP_INT("n_head", cc->n_head, c->n_head)
+    loom_gpt_config_diff(cc, c, "checkpoint", "flags", diff, sizeof diff);
+    len = strlen(diff);
     CMP_INT("batch", cs->batch, s->batch)
     CMP_INT("seq_len", cs->seq_len, s->seq_len)
     CMP_INT("total_batch_tokens", cs->total_batch_tokens, s->total_batch_tokens)

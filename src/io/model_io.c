@@ -57,6 +57,117 @@ static loom_status read_n_head_json(const char *path, int *heads, char *cfgpath,
     return st;
 }
 
+/* the path of config.json beside a model file */
+static void config_json_path(const char *path, char *out, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    snprintf(out, cap, "%.*sconfig.json", slash ? (int)(slash - path + 1) : 0, path);
+}
+
+static const char *st_meta_get(const void *f, const char *key) { return loom_st_meta(f, key); }
+
+/* Reads a number field of a Hugging Face config; `need` = 0 leaves *out (the default)
+ * when the key is absent or null. */
+static loom_status hf_num(const char *cfgpath, const loom_json *root, const char *key, int need, double *out) {
+    const loom_json *v = loom_json_get(root, key);
+    if (!v || v->type == LOOM_JSON_NULL) {
+        if (need) return loom_error(LOOM_ERR_FORMAT, "%s: \"%s\" is missing", cfgpath, key);
+        return LOOM_OK;
+    }
+    if (v->type == LOOM_JSON_BOOL) *out = v->boolean;
+    else if (v->type == LOOM_JSON_NUMBER) *out = v->number;
+    else return loom_error(LOOM_ERR_FORMAT, "%s: \"%s\" is not a number", cfgpath, key);
+    return LOOM_OK;
+}
+
+/* A LlamaConfig (config.json) into cfg. */
+static loom_status hf_llama_config(const char *cfgpath, const loom_json *root, loom_gpt_config *c) {
+    const loom_json *mt = loom_json_get(root, "model_type");
+    const char *type = mt && mt->type == LOOM_JSON_STRING ? mt->str : "";
+    if (strcmp(type, "llama"))
+        return loom_error(LOOM_ERR_FORMAT, "%s: model_type '%s' is not supported here (gpt2, llama)", cfgpath, type);
+    double V = 0, Cd = 0, F = 0, L = 0, H = 0, KVH = -1, Tm = 0, eps = 1e-6, theta = 10000, tie = 0, hd = 0;
+    double attn_bias = 0, mlp_bias = 0;
+    loom_status st;
+    if ((st = hf_num(cfgpath, root, "vocab_size", 1, &V)) || (st = hf_num(cfgpath, root, "hidden_size", 1, &Cd)) ||
+        (st = hf_num(cfgpath, root, "intermediate_size", 1, &F)) ||
+        (st = hf_num(cfgpath, root, "num_hidden_layers", 1, &L)) ||
+        (st = hf_num(cfgpath, root, "num_attention_heads", 1, &H)) ||
+        (st = hf_num(cfgpath, root, "num_key_value_heads", 0, &KVH)) ||
+        (st = hf_num(cfgpath, root, "max_position_embeddings", 1, &Tm)) ||
+        (st = hf_num(cfgpath, root, "rms_norm_eps", 0, &eps)) || (st = hf_num(cfgpath, root, "rope_theta", 0, &theta)) ||
+        (st = hf_num(cfgpath, root, "tie_word_embeddings", 0, &tie)) ||
+        (st = hf_num(cfgpath, root, "head_dim", 0, &hd)) || (st = hf_num(cfgpath, root, "attention_bias", 0, &attn_bias)) ||
+        (st = hf_num(cfgpath, root, "mlp_bias", 0, &mlp_bias)))
+        return st;
+    if (attn_bias || mlp_bias)
+        return loom_error(LOOM_ERR_FORMAT, "%s: attention_bias and mlp_bias are not supported (Llama has no biases)",
+                          cfgpath);
+    const loom_json *act = loom_json_get(root, "hidden_act");
+    if (act && (act->type != LOOM_JSON_STRING || strcmp(act->str, "silu")))
+        return loom_error(LOOM_ERR_FORMAT, "%s: hidden_act must be \"silu\"", cfgpath);
+    *c = (loom_gpt_config){.vocab_size = (int)V, .block_size = (int)Tm, .n_layer = (int)L, .n_embd = (int)Cd,
+                           .n_head = (int)H, .arch = LOOM_ARCH_LLAMA, .n_kv_head = KVH < 0 ? (int)H : (int)KVH,
+                           .ffn_dim = (int)F, .untied = !tie, .rope_theta = (float)theta, .norm_eps = (float)eps};
+    if (hd && H > 0 && (int)hd * (int)H != (int)Cd)
+        return loom_error(LOOM_ERR_FORMAT, "%s: head_dim %d is not hidden_size / num_attention_heads = %d", cfgpath,
+                          (int)hd, (int)(Cd / H));
+    const loom_json *rs = loom_json_get(root, "rope_scaling");
+    if (rs && rs->type != LOOM_JSON_NULL) {
+        const loom_json *t = rs->type == LOOM_JSON_OBJECT ? loom_json_get(rs, "rope_type") : NULL;
+        if (!t && rs->type == LOOM_JSON_OBJECT) t = loom_json_get(rs, "type");
+        if (!t || t->type != LOOM_JSON_STRING || strcmp(t->str, "llama3"))
+            return loom_error(LOOM_ERR_FORMAT, "%s: rope_scaling of type '%s' is not supported (llama3)", cfgpath,
+                              t && t->type == LOOM_JSON_STRING ? t->str : "?");
+        double fa = 0, lo = 0, hi = 0, ctx = 0;
+        if ((st = hf_num(cfgpath, rs, "factor", 1, &fa)) || (st = hf_num(cfgpath, rs, "low_freq_factor", 1, &lo)) ||
+            (st = hf_num(cfgpath, rs, "high_freq_factor", 1, &hi)) ||
+            (st = hf_num(cfgpath, rs, "original_max_position_embeddings", 1, &ctx)))
+            return st;
+        c->rope_factor = (float)fa, c->rope_low_freq = (float)lo, c->rope_high_freq = (float)hi;
+        c->rope_orig_ctx = (int)ctx;
+    }
+    return LOOM_OK;
+}
+
+/* A Llama model file: the config from loom's metadata, else from config.json beside it
+ * (Hugging Face's); then it must agree with the tensors. */
+static loom_status llama_file_config(const char *path, const loom_st_file *f, loom_gpt_config *cfg) {
+    loom_status st;
+    char cfgpath[4200];
+    config_json_path(path, cfgpath, sizeof cfgpath);
+    if (loom_st_meta(f, "arch")) {
+        if ((st = loom_gpt_config_from_meta(st_meta_get, f, path, cfg))) return st;
+    } else {
+        size_t n;
+        char *buf = loom_read_file(cfgpath, &n);
+        if (!buf)
+            return loom_error(LOOM_ERR_FORMAT, "%s: a Llama model needs its config: %s: %s", path, cfgpath,
+                              strerror(errno));
+        loom_json_error err;
+        loom_json_doc *doc = loom_json_parse(buf, n, NULL, &err);
+        free(buf);
+        if (!doc) return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: not valid JSON: %s", cfgpath, err.line, err.col, err.msg);
+        const loom_json *root = loom_json_root(doc);
+        st = root->type == LOOM_JSON_OBJECT ? hf_llama_config(cfgpath, root, cfg)
+                                            : loom_error(LOOM_ERR_FORMAT, "%s: expected a JSON object", cfgpath);
+        loom_json_free(doc);
+        if (st) return st;
+    }
+    if ((st = loom_gpt_config_validate(cfg))) return loom_error(st, "%s: %s", cfgpath, loom_error_msg());
+    const loom_st_tensor *e = loom_st_find(f, "model.embed_tokens.weight");
+    if (e->ndim != 2 || e->shape[0] != cfg->vocab_size || e->shape[1] != cfg->n_embd)
+        return loom_error(LOOM_ERR_FORMAT, "%s: model.embed_tokens.weight is not [%d, %d] (vocab_size, hidden_size)",
+                          path, cfg->vocab_size, cfg->n_embd);
+    char name[96];
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", cfg->n_layer - 1);
+    const int has_last = loom_st_find(f, name) != NULL;
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", cfg->n_layer);
+    if (!has_last || loom_st_find(f, name))
+        return loom_error(LOOM_ERR_FORMAT, "%s: the file's layers are not the config's num_hidden_layers %d", path,
+                          cfg->n_layer);
+    return LOOM_OK;
+}
+
 loom_status loom_model_file_config(const char *path, const loom_gpt_config *fallback,
                                    loom_gpt_config *cfg) {
     loom_st_file *f;
@@ -64,6 +175,11 @@ loom_status loom_model_file_config(const char *path, const loom_gpt_config *fall
     if (st) return st;
     const loom_gpt_config flags = *fallback; /* cfg may be fallback */
     *cfg = flags;
+    if (loom_st_find(f, "model.embed_tokens.weight")) {
+        st = llama_file_config(path, f, cfg);
+        loom_st_close(f);
+        return st;
+    }
     const loom_st_tensor *wte = find_tensor(f, "wte.weight"), *wpe = find_tensor(f, "wpe.weight");
     if (!wte || !wpe || wte->ndim != 2 || wpe->ndim != 2 || wte->shape[1] != wpe->shape[1]) {
         loom_st_close(f);
@@ -193,14 +309,10 @@ loom_status loom_model_save(const loom_gpt *g, const char *path) {
         const loom_param_info *pi = &g->params_info[i];
         st = loom_st_writer_add(w, pi->name, LOOM_DTYPE_F32, pi->ndim, pi->shape, g->params + pi->offset);
     }
-    char v[5][24];
-    snprintf(v[0], sizeof v[0], "%d", g->cfg.vocab_size);
-    snprintf(v[1], sizeof v[1], "%d", g->cfg.block_size);
-    snprintf(v[2], sizeof v[2], "%d", g->cfg.n_layer);
-    snprintf(v[3], sizeof v[3], "%d", g->cfg.n_embd);
-    snprintf(v[4], sizeof v[4], "%d", g->cfg.n_head);
-    const char *keys[5] = {"vocab_size", "block_size", "n_layer", "n_embd", "n_head"};
-    for (int k = 0; k < 5 && !st; k++) st = loom_st_writer_meta(w, keys[k], v[k]);
+    const char *keys[LOOM_CONFIG_KEYS];
+    char v[LOOM_CONFIG_KEYS][32];
+    const int nk = loom_gpt_config_to_meta(&g->cfg, keys, v);
+    for (int k = 0; k < nk && !st; k++) st = loom_st_writer_meta(w, keys[k], v[k]);
     if (!st) st = loom_st_writer_meta(w, "format", "pt");
     if (!st) st = loom_st_writer_meta(w, "producer", "loom " LOOM_VERSION);
     /* write beside the target and rename, so a failed or interrupted save never
@@ -220,7 +332,23 @@ loom_status loom_model_write_hf_config(const loom_gpt_config *c, const char *pat
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     FILE *fp = fopen(tmp, "w");
     if (!fp) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    fprintf(fp,
+    if (c->arch == LOOM_ARCH_LLAMA) {
+        char scaling[256] = "null";
+        if (c->rope_factor > 0)
+            snprintf(scaling, sizeof scaling, "{\"rope_type\": \"llama3\", \"factor\": %.9g, \"low_freq_factor\": %.9g, "
+                     "\"high_freq_factor\": %.9g, \"original_max_position_embeddings\": %d}", c->rope_factor,
+                     c->rope_low_freq, c->rope_high_freq, c->rope_orig_ctx);
+        fprintf(fp,
+                "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+                "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n"
+                "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n"
+                "  \"head_dim\": %d,\n  \"max_position_embeddings\": %d,\n  \"rms_norm_eps\": %.9g,\n"
+                "  \"rope_theta\": %.9g,\n  \"rope_scaling\": %s,\n  \"tie_word_embeddings\": %s,\n"
+                "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
+                "  \"initializer_range\": 0.02,\n  \"torch_dtype\": \"float32\"\n}\n",
+                c->vocab_size, c->n_embd, c->ffn_dim, c->n_layer, c->n_head, c->n_kv_head, c->n_embd / c->n_head,
+                c->block_size, c->norm_eps, c->rope_theta, scaling, c->untied ? "false" : "true");
+    } else fprintf(fp,
             "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
             "  \"vocab_size\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n"
             "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_inner\": null,\n"

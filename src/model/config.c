@@ -1,6 +1,9 @@
 /* Model configs: the presets of each architecture and validation (the sizes come from
  * the description, desc.c). */
+#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "loom/model.h"
@@ -71,4 +74,75 @@ loom_status loom_gpt_config_validate(const loom_gpt_config *c) {
                           "original_max_position_embeddings %d are not a valid llama3 scaling", c->rope_factor,
                           c->rope_low_freq, c->rope_high_freq, c->rope_orig_ctx);
     return LOOM_OK;
+}
+
+/* The config's fields by their metadata keys: GPT-2's five, then Llama's. */
+typedef struct cfg_field {
+    const char *key;
+    int is_float;
+    size_t off;
+} cfg_field;
+#define F_INT(k, f) {k, 0, offsetof(loom_gpt_config, f)}
+#define F_FLT(k, f) {k, 1, offsetof(loom_gpt_config, f)}
+static const cfg_field fields[] = {
+    F_INT("vocab_size", vocab_size),   F_INT("block_size", block_size),     F_INT("n_layer", n_layer),
+    F_INT("n_embd", n_embd),           F_INT("n_head", n_head),             F_INT("arch", arch),
+    F_INT("n_kv_head", n_kv_head),     F_INT("ffn_dim", ffn_dim),           F_INT("untied", untied),
+    F_FLT("rope_theta", rope_theta),   F_FLT("norm_eps", norm_eps),         F_FLT("rope_factor", rope_factor),
+    F_FLT("rope_low_freq", rope_low_freq), F_FLT("rope_high_freq", rope_high_freq),
+    F_INT("rope_orig_ctx", rope_orig_ctx)};
+enum { N_GPT2_FIELDS = 5, N_FIELDS = sizeof fields / sizeof fields[0] };
+
+static double field_get(const loom_gpt_config *c, const cfg_field *f) {
+    const char *p = (const char *)c + f->off;
+    return f->is_float ? (double)*(const float *)p : (double)*(const int *)p;
+}
+
+static void field_set(loom_gpt_config *c, const cfg_field *f, double v) {
+    char *p = (char *)c + f->off;
+    if (f->is_float) *(float *)p = (float)v;
+    else *(int *)p = (int)v;
+}
+
+int loom_gpt_config_to_meta(const loom_gpt_config *c, const char *keys[], char vals[][32]) {
+    const int n = c->arch == LOOM_ARCH_GPT2 ? N_GPT2_FIELDS : N_FIELDS; /* GPT-2 files stay as they were */
+    for (int i = 0; i < n; i++) {
+        keys[i] = fields[i].key;
+        if (fields[i].is_float) snprintf(vals[i], 32, "%.9g", field_get(c, &fields[i])); /* round-trips a float */
+        else snprintf(vals[i], 32, "%d", (int)field_get(c, &fields[i]));
+    }
+    return n;
+}
+
+loom_status loom_gpt_config_from_meta(const char *(*get)(const void *ctx, const char *key), const void *ctx,
+                                      const char *what, loom_gpt_config *c) {
+    memset(c, 0, sizeof *c);
+    const char *arch = get(ctx, "arch");
+    const int n = arch && strcmp(arch, "0") ? N_FIELDS : N_GPT2_FIELDS; /* no "arch": GPT-2 */
+    for (int i = 0; i < n; i++) {
+        const char *v = get(ctx, fields[i].key);
+        if (!v) return loom_error(LOOM_ERR_FORMAT, "%s: metadata '%s' is missing", what, fields[i].key);
+        char *end;
+        errno = 0;
+        double d = fields[i].is_float ? strtod(v, &end) : (double)strtol(v, &end, 10);
+        if (!*v || *end || errno)
+            return loom_error(LOOM_ERR_FORMAT, "%s: metadata '%s' = '%s' is not a number", what, fields[i].key, v);
+        field_set(c, &fields[i], d);
+    }
+    return LOOM_OK;
+}
+
+int loom_gpt_config_diff(const loom_gpt_config *a, const loom_gpt_config *b, const char *la, const char *lb,
+                         char *buf, size_t cap) {
+    int n = 0;
+    size_t len = strlen(buf);
+    for (int i = 0; i < N_FIELDS; i++) {
+        double x = field_get(a, &fields[i]), y = field_get(b, &fields[i]);
+        if (x == y) continue;
+        n++;
+        if (len < cap)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s %.9g (%s) vs %.9g (%s)", len ? ", " : "",
+                                    fields[i].key, x, la, y, lb);
+    }
+    return n;
 }

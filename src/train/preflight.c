@@ -130,6 +130,12 @@ static void run_fields(const loom_train_opts *o, const loom_gpt_config *c, const
     loom_agree_put(f, "--n-head", "%d", c->n_head);
     loom_agree_put(f, "--vocab-size", "%d", c->vocab_size);
     loom_agree_put(f, "--block-size", "%d", c->block_size);
+    loom_agree_put(f, "--arch", "%d", c->arch);
+    loom_agree_put(f, "--n-kv-head", "%d", c->n_kv_head);
+    loom_agree_put(f, "--ffn-dim", "%d", c->ffn_dim);
+    loom_agree_put(f, "--tie", "%d", !c->untied);
+    loom_agree_put(f, "--rope-theta", "%.9g %.9g %.9g %.9g %d %.9g", c->rope_theta, c->rope_factor, c->rope_low_freq,
+                   c->rope_high_freq, c->rope_orig_ctx, c->norm_eps);
     loom_agree_put(f, "--init-from", "%s", str_or(o->init_from, "none"));
     put_data(f, "--data", train_desc);
     put_data(f, "--val-data", val_desc);

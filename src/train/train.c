@@ -634,8 +634,14 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     const double flops_tok = g->sizes.flops_per_token;
     if (!quiet) {
         if (R > 1) printf("ranks: %d (%d per node), %d micro-batch(es) each, %d threads per rank\n", R, dist->local_size, local, threads);
-        printf("model: %d layers, %d channels, %d heads, vocab %d, block %d: %.2fM parameters\n",
-               cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.block_size, g->sizes.n_params / 1e6);
+        if (cfg.arch == LOOM_ARCH_LLAMA)
+            printf("model: Llama, %d layers, %d channels, %d heads (%d key/value), FFN %d, vocab %d, block %d, rope "
+                   "theta %g%s, %s head: %.2fM parameters\n", cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_kv_head,
+                   cfg.ffn_dim, cfg.vocab_size, cfg.block_size, cfg.rope_theta, cfg.rope_factor > 0 ? " (llama3 scaling)" : "",
+                   cfg.untied ? "untied" : "tied", g->sizes.n_params / 1e6);
+        else
+            printf("model: %d layers, %d channels, %d heads, vocab %d, block %d: %.2fM parameters\n",
+                   cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.block_size, g->sizes.n_params / 1e6);
         printf("data: %llu tokens in %d file(s), %llu windows of %d; batch %d x %d, %d micro-batch(es) "
                "per step = %ld tokens\n",
                (unsigned long long)loom_dataset_tokens(train), loom_dataset_files(train),

@@ -81,6 +81,28 @@ timeout 120 "${RUN[@]}" -np 2 "$LOOM" train $M --out "$TMP/r21" --ckpt-dir "$TMP
 "$LOOM" train $M --out "$TMP/r21" --ckpt-dir "$TMP/r21/ck" --resume
 check "resume 2 -> 1 continues bitwise" cmp -s "$TMP/single/ck/step_00000008.safetensors" "$TMP/r21/ck/step_00000008.safetensors"
 
+# Llama (grouped-query attention, untied head): 2 and 4 ranks with ZeRO 0, 1 and 2 give
+# the single process's losses and checkpoint bitwise; resume 4 -> 2 -> 1 continues bitwise
+LM="--model llama-tiny --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --ffn-dim 96 --tie off --block-size 64
+    --data data/tinyshakespeare_train.bin --batch 2 --seq-len 32 --total-batch-tokens 256 --steps 6 --warmup 2
+    --lr 3e-3 --clip 0.5 --threads 1 --peak-gflops 200 --quiet"
+"$LOOM" train $LM --out "$TMP/lsingle" --ckpt-dir "$TMP/lsingle/ck"
+for cfg in "2 --zero 0" "2 --zero 1" "4 --zero 2 --bucket-mb 0.05"; do
+  set -- $cfg
+  np=$1
+  shift
+  d="$TMP/l$(echo "$cfg" | tr -d ' .-')"
+  timeout 120 "${RUN[@]}" -np $np "$LOOM" train $LM "$@" --out "$d" --ckpt-dir "$d/ck"
+  check "Llama np $cfg: losses bitwise" cmp -s <(losses "$TMP/lsingle/metrics.jsonl") <(losses "$d/metrics.jsonl")
+  check "Llama np $cfg: final checkpoint bitwise" \
+    cmp -s "$TMP/lsingle/ck/step_00000006.safetensors" "$d/ck/step_00000006.safetensors"
+done
+timeout 120 "${RUN[@]}" -np 4 "$LOOM" train $LM --zero 1 --out "$TMP/lr" --ckpt-dir "$TMP/lr/ck" --stop-at 2
+timeout 120 "${RUN[@]}" -np 2 "$LOOM" train $LM --zero 2 --out "$TMP/lr" --ckpt-dir "$TMP/lr/ck" --stop-at 4 --resume
+"$LOOM" train $LM --out "$TMP/lr" --ckpt-dir "$TMP/lr/ck" --resume
+check "Llama resume 4 (ZeRO-1) -> 2 (ZeRO-2) -> 1 continues bitwise" \
+  cmp -s "$TMP/lsingle/ck/step_00000006.safetensors" "$TMP/lr/ck/step_00000006.safetensors"
+
 # one rank with a corrupt shard: the job ends non-zero, fast, naming the rank
 head -c 5000 data/tinyshakespeare_train.bin >"$TMP/corrupt.bin"
 cat >"$TMP/per_rank.sh" <<EOS

@@ -74,6 +74,28 @@ expect_error "resume and init-from" "--resume and --init-from" \
 expect_error "empty checkpoint dir" "no intact checkpoint in $TMP/empty" \
   "$LOOM" train $M --out "$TMP/e" --ckpt-dir "$TMP/empty" --resume
 
+# Llama resumes bitwise as well, and a kill -9 in the middle of a run leaves a checkpoint
+# from which the run ends where the uninterrupted one does
+LM="--model llama-tiny --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --ffn-dim 96 --block-size 64
+    --data data/tinyshakespeare_train.bin --batch 2 --seq-len 32 --total-batch-tokens 128 --steps 12 --warmup 3
+    --lr 3e-3 --clip 0.5 --seed 11 --threads 2 --peak-gflops 400 --quiet"
+"$LOOM" train $LM --out "$TMP/la" --ckpt-dir "$TMP/la/ck"
+"$LOOM" train $LM --out "$TMP/lb" --ckpt-dir "$TMP/lb/ck" --stop-at 5
+"$LOOM" train $LM --out "$TMP/lb" --ckpt-dir "$TMP/lb/ck" --resume
+check "Llama: 5 + resume + 7 steps give the straight run's final checkpoint" \
+  cmp -s "$TMP/la/ck/step_00000012.safetensors" "$TMP/lb/ck/step_00000012.safetensors"
+check "Llama: losses bitwise after the resume" cmp -s <(losses "$TMP/la/metrics.jsonl") <(losses "$TMP/lb/metrics.jsonl")
+"$LOOM" train ${LM/--steps 12/--steps 100000} --out "$TMP/lk" --ckpt-dir "$TMP/lk/ck" --ckpt-every 1 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 200); do [ -s "$TMP/lk/ck/latest" ] && break; sleep 0.05; done
+sleep 0.3
+kill -KILL $pid
+wait $pid 2>/dev/null
+"$LOOM" train ${LM/--steps 12/--steps 100000} --out "$TMP/lk" --ckpt-dir "$TMP/lk/ck" --resume --stop-at 300 >/dev/null 2>&1
+"$LOOM" train ${LM/--steps 12/--steps 100000} --out "$TMP/lk2" --ckpt-dir "$TMP/lk2/ck" --stop-at 300 >/dev/null 2>&1
+check "Llama: kill -9, resume: the step-300 checkpoint is the uninterrupted run's" \
+  cmp -s "$TMP/lk/ck/step_00000300.safetensors" "$TMP/lk2/ck/step_00000300.safetensors"
+
 # a checkpoint is also a model for export and eval
 "$LOOM" export --init-from "$TMP/a/ck/step_00000016.safetensors" --out "$TMP/x" >/dev/null
 check "export from a checkpoint equals the trainer's model" cmp -s "$TMP/x/model.safetensors" "$TMP/a/model.safetensors"

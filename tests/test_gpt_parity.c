@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
     compare("logits", g->logits, ref_logits, nl, 1e-5, 0);
 
     /* 2. backward: every gradient of that micro-batch's mean loss */
-    loom_gpt_zero_grad(g);
+    loom_gpt_zero_grad(g, NULL);
     loom_gpt_forward(g, inputs, targets, B, T, 1.0f / (B * T));
     loom_gpt_backward(g, inputs, B, T);
     char name[96];

@@ -119,7 +119,7 @@ struct loom_gpt {
     int max_B, max_T;       /* the activation arena's capacity */
     loom_param_info *params_info; /* (n_tensors) */
     float *params;          /* (n_params) */
-    float *grads;           /* (n_params), NULL when built without training buffers */
+    float *grads;           /* (n_params): the model's own gradient buffer (NULL without training buffers) */
     float *logits;          /* (B, T, V) after forward; holds dlogits after a training forward */
     float *losses;          /* (B, T) per-position losses after forward */
     float *acts, *grad_acts;
@@ -128,21 +128,6 @@ struct loom_gpt {
     const void *backend;    /* const loom_backend * */
     int profile;            /* set to 1 to accumulate prof_s (a clock read per op) */
     double prof_s[LOOM_PROF_COUNT]; /* seconds per op kind since the last reset */
-    /* Set by the caller (may be NULL): loom_gpt_backward calls grad_ready(ctx, from) as
-     * soon as grads[from, n_params) are final for this backward (after each layer, last
-     * layer first, then 0 after the embeddings), so their reduction over ranks can start
-     * while the rest of the backward runs; and first, after the LM head, with from =
-     * LOOM_GRAD_HEAD_DONE: then the rows of wte whose token is not among this backward's
-     * inputs are final (only the embedding backward adds to wte after the LM head). */
-    void (*grad_ready)(void *ctx, size_t from);
-    void *grad_ready_ctx;
-    /* Set by the caller (may be NULL): loom_gpt_forward calls param_wait(ctx, where)
-     * before it reads parameters: where = -1 before the embeddings (the input tokens'
-     * rows of wte and wpe), l before layer l, n_layer before ln_f and the LM head (all
-     * of wte), so parameters still arriving from other ranks can be waited for piece by
-     * piece. */
-    void (*param_wait)(void *ctx, int where);
-    void *param_wait_ctx;
 };
 
 /* Builds a model with capacity for micro-batches of max_B x max_T (T <= block_size).
@@ -163,14 +148,41 @@ int loom_gpt_find_param(const loom_gpt *g, const char *name); /* index or -1 */
  * out as the parameters (absolute indices), or -1 when all are finite. */
 int loom_gpt_first_nonfinite(const loom_gpt *g, const float *buf, size_t lo, size_t hi);
 
+/* What one forward or backward works with besides the model: the buffer (laid out as
+ * the parameters) into which the backward ADDS the parameter gradients, and the hooks
+ * through which the parallel layers overlap their communication with the pass (each
+ * may be NULL):
+ *  - grad_ready(ctx, from), in the backward, as soon as grads[from, n_params) are final
+ *    (after each layer, last layer first, then 0 after the embeddings), so their
+ *    reduction over ranks can start while the rest of the backward runs; and first,
+ *    after the LM head, with from = LOOM_GRAD_HEAD_DONE: then the rows of the token
+ *    embedding whose token is not among this backward's inputs are final;
+ *  - param_wait(ctx, where), in the forward, before it reads parameters: where = -1
+ *    before the embeddings (the input tokens' rows, and GPT-2's wpe), l before layer l,
+ *    n_layer before the final norm and the LM head, so parameters still arriving from
+ *    other ranks can be waited for piece by piece. */
+typedef struct loom_pass {
+    float *grads;
+    void (*grad_ready)(void *ctx, size_t from);
+    void *grad_ready_ctx;
+    void (*param_wait)(void *ctx, int where);
+    void *param_wait_ctx;
+} loom_pass;
+
 /* Forward over inputs/targets (B,T). Returns the mean loss over the B*T positions
  * (targets may be NULL: logits only, returns 0). If grad_scale != 0 the logits are
- * replaced by grad_scale * dloss/dlogits per position, ready for loom_gpt_backward. */
+ * replaced by grad_scale * dloss/dlogits per position, ready for the backward. pass may
+ * be NULL (no hooks). */
+float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, const int32_t *targets,
+                            int B, int T, float grad_scale);
+/* Backward after a training forward: ADDS parameter gradients into pass->grads. */
+void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, int B, int T);
+/* The same without hooks, into the model's own g->grads. */
 float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *targets, int B, int T,
                        float grad_scale);
-/* Backward after a training forward: ADDS parameter gradients into g->grads. */
 void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T);
-void loom_gpt_zero_grad(loom_gpt *g);
+/* grads = 0 over the n_params of a buffer laid out as the parameters (g->grads if NULL). */
+void loom_gpt_zero_grad(loom_gpt *g, float *grads);
 
 /* Generation with a KV cache: B independent rows, each fed one token per step at its
  * own position; keys and values of earlier positions are kept, so a step costs O(pos)

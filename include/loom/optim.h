@@ -42,7 +42,7 @@ void loom_adamw_free(loom_adamw *opt);
 float loom_lr_at(const loom_adamw_config *cfg, long step);
 
 /* Global L2 norm of the gradients (double, fixed block order). */
-double loom_grad_norm(const loom_gpt *g);
+double loom_grad_norm(const loom_gpt *g, const float *grads);
 /* Sum of squares of the gradient elements [lo, hi) (block-aligned lo; grad[0] is
  * element lo) over the blocks inside, into partials[block index] (others untouched). */
 void loom_grad_sumsq_blocks(const float *grad, size_t lo, size_t hi, double *partials);

@@ -76,7 +76,7 @@ typedef struct loom_step_ctx {
     int strided;                 /* ZeRO-2: rank r computes the global micro-batches r, r+R, ... */
     size_t lo, hi;               /* this rank's shard of the flat buffer (all of it when not sharded) */
     size_t tree_n;               /* floats in each tree buffer: n_params, or the shard with ZeRO-2 */
-    float *orig_grads;           /* the model's own gradient buffer, restored at free */
+    float *orig_grads;           /* the model's own gradient buffer, lent as the first tree buffer */
     float *work;                 /* ZeRO-2: the full gradient of the micro-batch being computed */
     float *pool[LOOM_TREE_MAX];  /* (tree_n) buffers: tree levels and the current micro-batch */
     int n_pool, n_free;

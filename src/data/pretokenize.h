@@ -1,7 +1,15 @@
-/* GPT-2's pre-tokenizer as a hand-written scanner: one call returns the next match of
- *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * (leftmost-first alternation, \s = White_Space, as tiktoken's Rust regex). Invalid
- * UTF-8 bytes are barriers that no match crosses (as PCRE2's MATCH_INVALID_UTF). */
+/* The pre-tokenizers as hand-written scanners (no regex library at run time). One call
+ * returns the next match of a pattern:
+ *   GPT-2 (tiktoken's r50k_base, and Hugging Face's ByteLevel pre-tokenizer):
+ *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *   Llama 3 (a Hugging Face Split pre-tokenizer; cl100k-like):
+ *     (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+ *     \s*[\r\n]+|\s+(?!\S)|\s+
+ * (leftmost-first alternation, \s = White_Space), plus the piece ends of Hugging Face's
+ * Digits pre-tokenizer. Invalid UTF-8 bytes are barriers that no match crosses (as
+ * PCRE2's MATCH_INVALID_UTF). The character classes come from tables (see below): the
+ * tiktoken path uses unicode_tables.c as it is; a tokenizer.json uses a copy made to
+ * classify as Hugging Face tokenizers' Oniguruma does (tokenizer_json.c). */
 #ifndef LOOM_DATA_PRETOKENIZE_H
 #define LOOM_DATA_PRETOKENIZE_H
 
@@ -61,23 +69,54 @@ static inline int loom_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
     return 0;
 }
 
-/* Class and byte length of the character at s[i] (i < end). */
-static inline int loom_pretok_char(const uint8_t *s, size_t end, size_t i, size_t *clen) {
+/* A pair of class tables laid out as loom_uc_stage1/loom_uc_stage2 (block 0 = ASCII). */
+typedef struct loom_uc_tables {
+    const uint8_t *stage1, *stage2;
+} loom_uc_tables;
+
+/* The tables as generated (tiktoken's classes). */
+static const loom_uc_tables loom_uc_default = {loom_uc_stage1, loom_uc_stage2};
+
+/* Class and byte length of the character at s[i] (i < end), by tables uc. */
+static inline int loom_pretok_char_uc(const loom_uc_tables *uc, const uint8_t *s, size_t end, size_t i,
+                                      size_t *clen) {
     uint8_t b = s[i];
-    if (b < 0x80) { *clen = 1; return loom_uc_stage2[b]; }
+    if (b < 0x80) { *clen = 1; return uc->stage2[b]; }
     uint32_t cp;
     int n = loom_utf8_decode(s + i, end - i, &cp);
     if (!n) { *clen = 1; return LOOM_UC_INVALID; }
     *clen = (size_t)n;
-    return loom_uc_class(cp);
+    return uc->stage2[(size_t)uc->stage1[cp >> 8] * 256 + (cp & 255)];
 }
 
-/* The next piece of s[0..end) that starts at i (i < end): returns its end j > i. The
- * caller starts at 0 and continues at j; `end` acts as the end of the text for the
- * lookahead (tiktoken runs the regex on each text between special tokens alone).
- * *invalid is set to 1 when the piece is a single invalid byte, else 0. */
-static inline size_t loom_pretok_next(const uint8_t *s, size_t end, size_t i, int *invalid) {
-    const uint8_t *asc = loom_uc_stage2; /* ASCII classes */
+/* Class and byte length of the character at s[i] (i < end). */
+static inline int loom_pretok_char(const uint8_t *s, size_t end, size_t i, size_t *clen) {
+    return loom_pretok_char_uc(&loom_uc_default, s, end, i, clen);
+}
+
+/* The end of the run of characters of class cls that starts at j (j <= end). */
+static inline size_t loom_pretok_run(const loom_uc_tables *uc, const uint8_t *s, size_t end, size_t j, int cls) {
+    const uint8_t *asc = uc->stage2; /* ASCII classes */
+    while (j < end) {
+        uint8_t c = s[j];
+        if (c < 0x80) {
+            if (asc[c] != cls) break;
+            j++;
+            continue;
+        }
+        size_t n;
+        if (loom_pretok_char_uc(uc, s, end, j, &n) != cls) break;
+        j += n;
+    }
+    return j;
+}
+
+/* The next GPT-2 piece of s[0..end) that starts at i (i < end), by tables uc: returns
+ * its end j > i. The caller starts at 0 and continues at j; `end` acts as the end of
+ * the text for the lookahead (tiktoken runs the regex on each text between special
+ * tokens alone). *invalid is set to 1 when the piece is a single invalid byte, else 0. */
+static inline size_t loom_pretok_next_uc(const loom_uc_tables *uc, const uint8_t *s, size_t end, size_t i,
+                                         int *invalid) {
     uint8_t b = s[i];
     *invalid = 0;
     if (b == '\'' && i + 1 < end) {
@@ -89,34 +128,22 @@ static inline size_t loom_pretok_next(const uint8_t *s, size_t end, size_t i, in
         }
     }
     size_t clen;
-    int cls = loom_pretok_char(s, end, i, &clen);
+    int cls = loom_pretok_char_uc(uc, s, end, i, &clen);
     size_t j = i + clen;
     if (cls == LOOM_UC_INVALID) { *invalid = 1; return j; }
     if (b == ' ' && j < end) { /* " ?" joins a following letter, number or other run */
         size_t n2;
-        int c2 = loom_pretok_char(s, end, j, &n2);
+        int c2 = loom_pretok_char_uc(uc, s, end, j, &n2);
         if (c2 <= LOOM_UC_NUMBER) { cls = c2; j += n2; }
     }
-    if (cls != LOOM_UC_SPACE) { /* \p{L}+, \p{N}+ or [^\s\p{L}\p{N}]+: the longest run */
-        while (j < end) {
-            uint8_t c = s[j];
-            if (c < 0x80) {
-                if (asc[c] != cls) break;
-                j++;
-                continue;
-            }
-            size_t n;
-            if (loom_pretok_char(s, end, j, &n) != cls) break;
-            j += n;
-        }
-        return j;
-    }
+    /* \p{L}+, \p{N}+ or [^\s\p{L}\p{N}]+: the longest run */
+    if (cls != LOOM_UC_SPACE) return loom_pretok_run(uc, s, end, j, cls);
     /* \s+(?!\S): the whitespace run, less its last character when a non-space follows
      * (that character then starts the next piece); \s+: a lone whitespace character. */
     size_t last = i;
     while (j < end) {
         size_t n;
-        int k = loom_pretok_char(s, end, j, &n);
+        int k = loom_pretok_char_uc(uc, s, end, j, &n);
         if (k != LOOM_UC_SPACE) {
             if (k == LOOM_UC_INVALID) return j; /* (?!\S) holds before an invalid byte */
             return last > i ? last : j;
@@ -124,6 +151,101 @@ static inline size_t loom_pretok_next(const uint8_t *s, size_t end, size_t i, in
         last = j;
         j += n;
     }
+    return j;
+}
+
+/* The next GPT-2 piece by the generated tables (exactly as tiktoken). */
+static inline size_t loom_pretok_next(const uint8_t *s, size_t end, size_t i, int *invalid) {
+    return loom_pretok_next_uc(&loom_uc_default, s, end, i, invalid);
+}
+
+/* The next Llama 3 piece of s[0..end) at i (i < end), as loom_pretok_next_uc. The
+ * alternatives, tried in order:
+ *   (?i:'s|...)      an ASCII apostrophe and a contraction in any case; under Unicode
+ *                    case folding 's' also matches U+017F (long s), as Oniguruma does
+ *   [^\r\n\p{L}\p{N}]?\p{L}+   one optional character (a space, a tab, punctuation...)
+ *                    and the letter run after it
+ *   \p{N}{1,3}       up to three numbers
+ *   ' ?[^\s\p{L}\p{N}]+[\r\n]*'  an optional space, a run of others, then any CR/LF
+ *   \s*[\r\n]+       a whitespace run up to and including its last CR or LF
+ *   \s+(?!\S), \s+   as GPT-2's */
+static inline size_t loom_pretok_next_llama3(const loom_uc_tables *uc, const uint8_t *s, size_t end, size_t i,
+                                             int *invalid) {
+    uint8_t b = s[i];
+    *invalid = 0;
+    if (b == '\'' && i + 1 < end) {
+        uint8_t c = s[i + 1] | 0x20; /* lower case for ASCII letters; no other byte becomes one of these */
+        if (c == 's' || c == 't' || c == 'm' || c == 'd') return i + 2;
+        if (i + 2 < end) {
+            uint8_t d = s[i + 2] | 0x20;
+            if (s[i + 1] == 0xC5 && s[i + 2] == 0xBF) return i + 3; /* U+017F folds to 's' */
+            if (((c == 'r' || c == 'v') && d == 'e') || (c == 'l' && d == 'l')) return i + 3;
+        }
+    }
+    size_t clen, n2;
+    int cls = loom_pretok_char_uc(uc, s, end, i, &clen);
+    size_t j = i + clen;
+    if (cls == LOOM_UC_INVALID) { *invalid = 1; return j; }
+    int nl = b == '\r' || b == '\n';
+    if (cls == LOOM_UC_LETTER) return loom_pretok_run(uc, s, end, j, LOOM_UC_LETTER);
+    if (cls != LOOM_UC_NUMBER && !nl && j < end && loom_pretok_char_uc(uc, s, end, j, &n2) == LOOM_UC_LETTER)
+        return loom_pretok_run(uc, s, end, j + n2, LOOM_UC_LETTER);
+    if (cls == LOOM_UC_NUMBER) {
+        for (int k = 0; k < 2 && j < end && loom_pretok_char_uc(uc, s, end, j, &n2) == LOOM_UC_NUMBER; k++) j += n2;
+        return j;
+    }
+    if (b == ' ' && j < end && loom_pretok_char_uc(uc, s, end, j, &n2) == LOOM_UC_OTHER) {
+        cls = LOOM_UC_OTHER;
+        j += n2;
+    }
+    if (cls == LOOM_UC_OTHER) {
+        j = loom_pretok_run(uc, s, end, j, LOOM_UC_OTHER);
+        while (j < end && (s[j] == '\r' || s[j] == '\n')) j++;
+        return j;
+    }
+    /* whitespace at i */
+    size_t last = i, after_nl = nl ? j : 0;
+    while (j < end) {
+        size_t n;
+        int k = loom_pretok_char_uc(uc, s, end, j, &n);
+        if (k != LOOM_UC_SPACE) {
+            if (after_nl) return after_nl;      /* \s*[\r\n]+ */
+            if (k == LOOM_UC_INVALID) return j; /* (?!\S) holds before an invalid byte */
+            return last > i ? last : j;         /* \s+(?!\S) or \s+ */
+        }
+        if (s[j] == '\r' || s[j] == '\n') after_nl = j + 1;
+        last = j;
+        j += n;
+    }
+    return after_nl ? after_nl : j;
+}
+
+/* Whether the character at s[i] (i < end) is numeric for Rust's char::is_numeric in
+ * Hugging Face tokenizers 0.20 (Unicode 15; its Oniguruma knows Unicode 14): the
+ * NUMBER class of tables uc, or a number added in Unicode 15 (Kawi digits, Kaktovik
+ * numerals, Nag Mundari digits). Sets *clen. Invalid bytes are not numeric. */
+static inline int loom_pretok_numeric(const loom_uc_tables *uc, const uint8_t *s, size_t end, size_t i,
+                                      size_t *clen) {
+    uint8_t b = s[i];
+    if (b < 0x80) { *clen = 1; return b >= '0' && b <= '9'; }
+    uint32_t cp;
+    int n = loom_utf8_decode(s + i, end - i, &cp);
+    if (!n) { *clen = 1; return 0; }
+    *clen = (size_t)n;
+    if (uc->stage2[(size_t)uc->stage1[cp >> 8] * 256 + (cp & 255)] == LOOM_UC_NUMBER) return 1;
+    return (cp >= 0x11F50 && cp <= 0x11F59) || (cp >= 0x1D2C0 && cp <= 0x1D2D3) || (cp >= 0x1E4F0 && cp <= 0x1E4F9);
+}
+
+/* The end of Hugging Face's Digits piece at i (i < end): one numeric character when
+ * `individual`, else the run of numeric characters; or the run of other characters.
+ * Each piece is then split by the GPT-2 scanner with the piece's end as `end`. */
+static inline size_t loom_pretok_digits_end(const loom_uc_tables *uc, const uint8_t *s, size_t end, size_t i,
+                                            int individual) {
+    size_t n;
+    int num = loom_pretok_numeric(uc, s, end, i, &n);
+    size_t j = i + n;
+    if (num && individual) return j;
+    while (j < end && loom_pretok_numeric(uc, s, end, j, &n) == num) j += n;
     return j;
 }
 

@@ -67,7 +67,7 @@ static inline int model_layer_tensor(const loom_gpt *g, int l, int k) {
         if (g->profile) g->prof_s[kind] += loom_now() - t0_;                                                 \
     } while (0)
 #define P(idx) (g->params + g->params_info[idx].offset)
-#define G(idx) (g->grads + g->params_info[idx].offset)
+#define G(idx) (pass->grads + g->params_info[idx].offset)
 #define LP(l, k) P(model_layer_tensor(g, l, k))
 #define LG(l, k) G(model_layer_tensor(g, l, k))
 
@@ -77,11 +77,12 @@ static inline int model_layer_tensor(const loom_gpt *g, int l, int k) {
 float model_head_forward(loom_gpt *g, const float *head, const int32_t *targets, int BT, float grad_scale);
 /* Its backward: dlnf(BT,C) = dlogits @ head (overwrite), dhead += dlogits^T lnf; then
  * grad_ready(LOOM_GRAD_HEAD_DONE). */
-void model_head_backward(loom_gpt *g, const float *head, float *dhead, float *dlnf, int BT);
+void model_head_backward(loom_gpt *g, const loom_pass *pass, const float *head, float *dhead, float *dlnf, int BT);
 
 /* Llama's forward and backward (llama.c), as loom_gpt_forward and loom_gpt_backward. */
-float llama_forward(loom_gpt *g, const int32_t *inputs, const int32_t *targets, int B, int T, float grad_scale);
-void llama_backward(loom_gpt *g, const int32_t *inputs, int B, int T);
+float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, const int32_t *targets, int B, int T,
+                    float grad_scale);
+void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, int B, int T);
 /* Llama's rotary tables for positions [0, block_size) (Hugging Face's float32
  * arithmetic, with llama3 scaling when the config has it). */
 void llama_rope_tables(const loom_gpt_config *cfg, float *cos, float *sin);

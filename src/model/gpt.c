@@ -138,17 +138,29 @@ const char *loom_prof_name(loom_prof_kind k) {
 
 float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *targets, int B, int T,
                        float grad_scale) {
+    return loom_gpt_forward_pass(g, NULL, inputs, targets, B, T, grad_scale);
+}
+
+void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
+    const loom_pass own = {.grads = g->grads};
+    loom_gpt_backward_pass(g, &own, inputs, B, T);
+}
+
+float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, const int32_t *targets,
+                            int B, int T, float grad_scale) {
     LOOM_CHECK(B <= g->max_B && T <= g->max_T);
-    if (g->cfg.arch == LOOM_ARCH_LLAMA) return llama_forward(g, inputs, targets, B, T, grad_scale);
+    const loom_pass none = {.grads = g->grads};
+    if (!pass) pass = &none;
+    if (g->cfg.arch == LOOM_ARCH_LLAMA) return llama_forward(g, pass, inputs, targets, B, T, grad_scale);
     const loom_backend *be = g->backend;
     const int C = g->cfg.n_embd, H = g->cfg.n_head, L = g->cfg.n_layer;
     const int BT = B * T;
     const int nt = g->sizes.n_tensors;
-    if (g->param_wait) g->param_wait(g->param_wait_ctx, -1);
+    if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
     OP(LOOM_PROF_EMBED, be->encoder_forward(AG(AG_ENCODED), inputs, P(0), P(1), B, T, C));
     const float *res = AG(AG_ENCODED);
     for (int l = 0; l < L; l++) {
-        if (g->param_wait) g->param_wait(g->param_wait_ctx, l);
+        if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
         OP(LOOM_PROF_LAYERNORM, be->layernorm_forward(A(l, GA_LN1), A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), res, LP(l, G_LN1_W),
                                                       LP(l, G_LN1_B), BT, C));
         OP(LOOM_PROF_MATMUL,
@@ -167,7 +179,7 @@ float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *target
         OP(LOOM_PROF_RESIDUAL, be->residual_forward(A(l, GA_RES3), A(l, GA_RES2), AG(AG_SCRATCH), (size_t)BT * C));
         res = A(l, GA_RES3);
     }
-    if (g->param_wait) g->param_wait(g->param_wait_ctx, L);
+    if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, L);
     OP(LOOM_PROF_LAYERNORM,
        be->layernorm_forward(AG(AG_LNF), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), res, P(nt - 2), P(nt - 1), BT, C));
     return model_head_forward(g, P(0), targets, BT, grad_scale); /* tied: the head is wte */
@@ -187,20 +199,20 @@ float model_head_forward(loom_gpt *g, const float *head, const int32_t *targets,
     return (float)(sum / BT);
 }
 
-void model_head_backward(loom_gpt *g, const float *head, float *dhead, float *dlnf, int BT) {
+void model_head_backward(loom_gpt *g, const loom_pass *pass, const float *head, float *dhead, float *dlnf, int BT) {
     const loom_backend *be = g->backend;
     const int C = g->cfg.n_embd, V = g->cfg.vocab_size;
     const float *dlogits = AG(AG_LOGITS); /* the training forward left dlogits there */
     OP(LOOM_PROF_LMHEAD_B, be->gemm(0, 0, BT, C, V, 1.0f, dlogits, V, head, C, 0.0f, dlnf, C));
     OP(LOOM_PROF_LMHEAD_B, be->gemm(1, 0, V, C, BT, 1.0f, dlogits, V, AG(AG_LNF), C, 1.0f, dhead, C));
     /* the embedding's rows of tokens that are not inputs here get nothing more */
-    if (g->grad_ready) g->grad_ready(g->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
+    if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
 }
 
-void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
-    LOOM_CHECK(g->grads && B <= g->max_B && T <= g->max_T);
+void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, int B, int T) {
+    LOOM_CHECK(pass && pass->grads && g->grad_acts && B <= g->max_B && T <= g->max_T);
     if (g->cfg.arch == LOOM_ARCH_LLAMA) {
-        llama_backward(g, inputs, B, T);
+        llama_backward(g, pass, inputs, B, T);
         return;
     }
     const loom_backend *be = g->backend;
@@ -213,7 +225,7 @@ void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
     float *dqkv = dbuf + BTm * C;     /* (B,T,3C) */
     float *dfch = dqkv + BTm * 3 * C; /* (B,T,4C) */
 
-    model_head_backward(g, P(0), G(0), dbuf, BT); /* tied: the head is wte */
+    model_head_backward(g, pass, P(0), G(0), dbuf, BT); /* tied: the head is wte */
     OP(LOOM_PROF_ZERO, memset(dres, 0, (size_t)BT * C * sizeof(float)));
     OP(LOOM_PROF_LAYERNORM_B, be->layernorm_backward_acc(dres, G(nt - 2), G(nt - 1), dbuf, A(L - 1, GA_RES3),
                                                          P(nt - 2), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), BT, C));
@@ -238,12 +250,13 @@ void loom_gpt_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
            be->layernorm_backward_acc(dres, LG(l, G_LN1_W), LG(l, G_LN1_B), dbuf, res_in,
                                       LP(l, G_LN1_W), A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), BT, C));
         /* layer l and everything after it (later layers, ln_f) are final */
-        if (g->grad_ready) g->grad_ready(g->grad_ready_ctx, loom_gpt_layer_offset(g, l));
+        if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
     OP(LOOM_PROF_EMBED_B, be->encoder_backward(G(0), G(1), dres, inputs, B, T, C));
-    if (g->grad_ready) g->grad_ready(g->grad_ready_ctx, 0);
+    if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, 0);
 }
 
-void loom_gpt_zero_grad(loom_gpt *g) {
-    if (g->grads) OP(LOOM_PROF_ZERO, memset(g->grads, 0, g->sizes.n_params * sizeof(float)));
+void loom_gpt_zero_grad(loom_gpt *g, float *grads) {
+    if (!grads) grads = g->grads;
+    if (grads) OP(LOOM_PROF_ZERO, memset(grads, 0, g->sizes.n_params * sizeof(float)));
 }

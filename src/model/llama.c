@@ -43,18 +43,19 @@ void llama_rope_tables(const loom_gpt_config *c, float *cos_t, float *sin_t) {
 /* the LM head: an untied lm_head.weight (the last tensor), else the embedding */
 static int head_tensor(const loom_gpt *g) { return g->cfg.untied ? g->sizes.n_tensors - 1 : 0; }
 
-float llama_forward(loom_gpt *g, const int32_t *inputs, const int32_t *targets, int B, int T, float grad_scale) {
+float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, const int32_t *targets, int B, int T,
+                    float grad_scale) {
     const loom_backend *be = g->backend;
     const loom_gpt_config *c = &g->cfg;
     const int C = c->n_embd, H = c->n_head, KVH = c->n_kv_head, hs = C / H, L = c->n_layer, F = c->ffn_dim;
     const int BT = B * T, W = (H + 2 * KVH) * hs, norm_t = model_layer_tensor(g, L, 0);
     const float eps = c->norm_eps;
     float *scratch = AG(AG_SCRATCH);
-    if (g->param_wait) g->param_wait(g->param_wait_ctx, -1);
+    if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
     OP(LOOM_PROF_EMBED, be->encoder_forward(AG(AG_ENCODED), inputs, P(0), NULL, B, T, C));
     const float *res = AG(AG_ENCODED);
     for (int l = 0; l < L; l++) {
-        if (g->param_wait) g->param_wait(g->param_wait_ctx, l);
+        if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
         float *xn = A(l, LA_XN1), *qkv = A(l, LA_QKV), *atty = A(l, LA_ATTY);
         OP(LOOM_PROF_LAYERNORM, be->rmsnorm_forward(xn, A(l, LA_RSTD1), res, LP(l, L_NORM1_W), BT, C, eps));
         /* q, k, v: one GEMM against the (W, C) weight that q_proj, k_proj, v_proj form */
@@ -73,12 +74,12 @@ float llama_forward(loom_gpt *g, const int32_t *inputs, const int32_t *targets, 
         OP(LOOM_PROF_RESIDUAL, be->residual_forward(A(l, LA_RES3), A(l, LA_RES2), scratch, (size_t)BT * C));
         res = A(l, LA_RES3);
     }
-    if (g->param_wait) g->param_wait(g->param_wait_ctx, L);
+    if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, L);
     OP(LOOM_PROF_LAYERNORM, be->rmsnorm_forward(AG(AG_LNF), AG(AG_LNF_RSTD), res, P(norm_t), BT, C, eps));
     return model_head_forward(g, P(head_tensor(g)), targets, BT, grad_scale);
 }
 
-void llama_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
+void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, int B, int T) {
     const loom_backend *be = g->backend;
     const loom_gpt_config *c = &g->cfg;
     const int C = c->n_embd, H = c->n_head, KVH = c->n_kv_head, hs = C / H, L = c->n_layer, F = c->ffn_dim;
@@ -90,7 +91,7 @@ void llama_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
     float *dgu = dqkv + BTm * W;           /* (BT,2F) */
     float *dact = dgu + BTm * 2 * F;       /* (BT,F) and, later in the layer, datty (BT,Q) */
     const int ht = head_tensor(g);
-    model_head_backward(g, P(ht), G(ht), dbuf, BT);
+    model_head_backward(g, pass, P(ht), G(ht), dbuf, BT);
     OP(LOOM_PROF_ZERO, memset(dres, 0, (size_t)BT * C * sizeof(float)));
     OP(LOOM_PROF_LAYERNORM_B, be->rmsnorm_backward_acc(dres, G(norm_t), dbuf, A(L - 1, LA_RES3), P(norm_t),
                                                        AG(AG_LNF_RSTD), BT, C));
@@ -118,8 +119,8 @@ void llama_backward(loom_gpt *g, const int32_t *inputs, int B, int T) {
         OP(LOOM_PROF_LAYERNORM_B, be->rmsnorm_backward_acc(dres, LG(l, L_NORM1_W), dbuf, res_in, LP(l, L_NORM1_W),
                                                            A(l, LA_RSTD1), BT, C));
         /* layer l and everything after it (later layers, the norm, an untied head) are final */
-        if (g->grad_ready) g->grad_ready(g->grad_ready_ctx, loom_gpt_layer_offset(g, l));
+        if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
     OP(LOOM_PROF_EMBED_B, be->encoder_backward(G(0), NULL, dres, inputs, B, T, C));
-    if (g->grad_ready) g->grad_ready(g->grad_ready_ctx, 0);
+    if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, 0);
 }

@@ -53,11 +53,11 @@ void loom_grad_sumsq_blocks(const float *grad, size_t lo, size_t hi, double *par
     }
 }
 
-double loom_grad_norm(const loom_gpt *g) {
+double loom_grad_norm(const loom_gpt *g, const float *grads) {
     const size_t n = g->sizes.n_params, nb = (n + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
     double stack[256], *partials = nb <= 256 ? stack : malloc(sizeof(double) * nb);
     LOOM_CHECK(partials != NULL);
-    loom_grad_sumsq_blocks(g->grads, 0, n, partials);
+    loom_grad_sumsq_blocks(grads, 0, n, partials);
     double s = 0.0;
     for (size_t b = 0; b < nb; b++) s += partials[b];
     if (partials != stack) free(partials);

@@ -79,7 +79,6 @@ fail:
 void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g) {
     for (int i = 0; i < LOOM_TREE_MAX; i++)
         if (c->pool[i] && c->pool[i] != c->orig_grads) loom_free(c->pool[i]);
-    if (c->orig_grads) g->grads = c->orig_grads; /* hand the model back the buffer it allocated */
     loom_comm_free(c->comm);
     loom_free(c->late);
     loom_free(c->gather_need);
@@ -179,12 +178,11 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
         const int last = micro == c->local - 1;
         double tm = loom_now();
         float *cur = c->pool[--c->n_free];
-        g->grads = c->strided ? c->work : cur;
-        loom_gpt_zero_grad(g);
-        if (c->params_stale) g->param_wait = sync_param_wait, g->param_wait_ctx = c;
-        mine[micro] = loom_gpt_forward(g, in, tg, B, T, grad_scale);
+        loom_pass pass = {.grads = c->strided ? c->work : cur};
+        loom_gpt_zero_grad(g, pass.grads);
+        if (c->params_stale) pass.param_wait = sync_param_wait, pass.param_wait_ctx = c;
+        mine[micro] = loom_gpt_forward_pass(g, &pass, in, tg, B, T, grad_scale);
         if (c->params_stale) { /* the forward has waited for every bucket */
-            g->param_wait = NULL;
             loom_comm_finish(c->comm);
             sync_trace_buckets(c, "bucket all-gather", micro);
             c->params_stale = 0;
@@ -195,9 +193,8 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
              * the shard; the tree over micro-batches then runs on shards */
             sync_mark_rows(c, c->late, micro, bt);
             loom_comm_begin(c->comm, c->work, &c->layout);
-            g->grad_ready = sync_micro_backward_ready, g->grad_ready_ctx = c->comm;
-            loom_gpt_backward(g, in, B, T);
-            g->grad_ready = NULL;
+            pass.grad_ready = sync_micro_backward_ready, pass.grad_ready_ctx = c->comm;
+            loom_gpt_backward_pass(g, &pass, in, B, T);
             loom_comm_finish(c->comm);
             loom_trace_add(c->trace, "forward + backward + reduce-scatter", micro, tm);
             sync_trace_buckets(c, "bucket reduce-scatter", micro);
@@ -210,9 +207,8 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
             float *target = step_tree_fold(c, cur, 0, 0); /* an empty range: only which buffer */
             sync_mark_rows(c, c->late, c->local - 1, bt);
             loom_comm_begin(c->comm, target, &c->layout);
-            g->grad_ready = sync_last_backward_ready, g->grad_ready_ctx = c;
-            loom_gpt_backward(g, in, B, T);
-            g->grad_ready = NULL;
+            pass.grad_ready = sync_last_backward_ready, pass.grad_ready_ctx = c;
+            loom_gpt_backward_pass(g, &pass, in, B, T);
             loom_trace_add(c->trace, "forward + backward", micro, tm);
             double tc = loom_now();
             loom_comm_finish(c->comm);
@@ -221,7 +217,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
             sum = target;
             continue;
         } else {
-            loom_gpt_backward(g, in, B, T);
+            loom_gpt_backward_pass(g, &pass, in, B, T);
             loom_trace_add(c->trace, "forward + backward", micro, tm);
         }
         tm = loom_now();
@@ -235,7 +231,6 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     }
     /* the optimizer's gradients: grad[0] is element opt->lo */
     const float *grad = c->strided ? sum : sum + c->lo;
-    if (!c->strided) g->grads = sum;
     if (c->dist) loom_dist_allgather(c->dist, mine, c->local, c->losses);
     else memcpy(c->losses, mine, sizeof(float) * c->local);
     double loss_sum = 0.0;
@@ -252,7 +247,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
         for (size_t b = 0; b < nb; b++) ss += c->norm_partials[b];
         norm = sqrt(ss);
     } else {
-        norm = loom_grad_norm(g);
+        norm = loom_grad_norm(g, sum);
     }
     double t1 = loom_now();
     loom_trace_add(c->trace, "grad norm", -1, t0);

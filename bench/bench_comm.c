@@ -58,8 +58,8 @@ int main(int argc, char **argv) {
                "loom AR GB/s", "MPI AR GB/s", "ratio", "loom RS GB/s", "MPI RS GB/s", "ratio");
     for (size_t bytes = 1024; bytes <= (max_mib << 20); bytes *= 4) {
         job j = {&d, buf, out, bytes / 4, NULL, NULL};
-        if (loom_comm_init(&j.ar, &d, j.n, j.n, LOOM_COMM_ALLREDUCE, 16, 0, 0) ||
-            loom_comm_init(&j.rs, &d, j.n, j.n, LOOM_COMM_REDUCE_SCATTER, 16, 0, 0)) {
+        if (loom_comm_init(&j.ar, &d.world, j.n, j.n, LOOM_COMM_ALLREDUCE, 16, 0, 0) ||
+            loom_comm_init(&j.rs, &d.world, j.n, j.n, LOOM_COMM_REDUCE_SCATTER, 16, 0, 0)) {
             fprintf(stderr, "%s\n", loom_error_msg());
             return 1;
         }

@@ -14,11 +14,29 @@
 extern "C" {
 #endif
 
+/* A process group: this process's rank in it, its size, and its communicator (an index
+ * into dist.c's table of MPI communicators). Every collective runs on one group. */
+typedef struct loom_group {
+    int rank, size;
+    int comm;
+} loom_group;
+
 typedef struct loom_dist {
     int rank, size;             /* in the world communicator */
     int local_rank, local_size; /* on this node */
     int mpi;                    /* 1 when MPI was initialised */
+    loom_group world;           /* every process */
+    /* The layout: data-parallel, tensor-parallel and pipeline groups (loom_dist_layout);
+     * until a layout is made, dp is the world and tp and pp are this process alone. */
+    loom_group dp, tp, pp;
 } loom_dist;
+
+/* One process, no MPI: what a caller without a launcher passes. */
+loom_dist loom_dist_single(void);
+/* Splits the world into tp x dp x pp (MPI_Comm_split), ranks numbered tensor-parallel
+ * fastest, then data-parallel, then pipeline stage: world rank = (pp_rank * dp + dp_rank)
+ * * tp + tp_rank. tp * pp must divide the world size. */
+loom_status loom_dist_layout(loom_dist *d, int tp, int pp);
 
 /* Initialises MPI when the build has it (MPI_Init_thread, SERIALIZED). Refuses a world of 1
  * when the launcher says there are more tasks (SLURM_NTASKS, OMPI_COMM_WORLD_SIZE,
@@ -63,7 +81,7 @@ typedef struct loom_comm_layout {
 } loom_comm_layout;
 /* bucket: floats per bucket (<= 2^28); block: shard granularity (REDUCE_SCATTER);
  * max_rows: the most rows a layout will have (0: no layouts). */
-loom_status loom_comm_init(loom_comm **out, const loom_dist *d, size_t n, size_t bucket, loom_comm_mode mode,
+loom_status loom_comm_init(loom_comm **out, const loom_group *d, size_t n, size_t bucket, loom_comm_mode mode,
                            size_t block, int overlap, size_t max_rows);
 void loom_comm_free(loom_comm *c);
 /* Starts a reduction of buf (every rank with the same layout, or NULL: the buffer is
@@ -95,18 +113,18 @@ size_t loom_comm_buffer_bytes(const loom_comm *c); /* its send and receive buffe
 const loom_comm_span *loom_comm_spans(const loom_comm *c);
 
 /* Element-wise sum of v over ranks; exact when at most one rank is non-zero per element. */
-void loom_dist_sum_doubles(const loom_dist *d, double *v, int count);
+void loom_dist_sum_doubles(const loom_group *d, double *v, int count);
 
 /* all[r*count ..] = mine of rank r. */
-void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all);
-void loom_dist_allgather_i32(const loom_dist *d, const int32_t *mine, int count, int32_t *all);
-void loom_dist_allgather_bytes(const loom_dist *d, const void *mine, int bytes, void *all, const char *what);
+void loom_dist_allgather(const loom_group *d, const float *mine, int count, float *all);
+void loom_dist_allgather_i32(const loom_group *d, const int32_t *mine, int count, int32_t *all);
+void loom_dist_allgather_bytes(const loom_group *d, const void *mine, int bytes, void *all, const char *what);
 /* Rank 0 receives every rank's `n` ids, concatenated in rank order, into *all
  * (malloc'd, *total ids); other ranks get *all = NULL. Collective. */
-loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total);
+loom_status loom_dist_gather_u32(const loom_group *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total);
 
 /* v from rank 0 to every rank. */
-void loom_dist_bcast_u64(const loom_dist *d, uint64_t *v);
+void loom_dist_bcast_u64(const loom_group *d, uint64_t *v);
 
 /* One file written by all ranks at once with MPI-IO (collective writes at explicit
  * offsets), then synced to the device and closed: each rank writes its n pieces. The
@@ -117,7 +135,7 @@ typedef struct loom_file_piece {
     size_t bytes;
     uint64_t offset;
 } loom_file_piece;
-loom_status loom_dist_write_file(const loom_dist *d, const char *path, const loom_file_piece *p, int n);
+loom_status loom_dist_write_file(const loom_group *d, const char *path, const loom_file_piece *p, int n);
 
 /* What every rank of a job must have been given alike (flags, config, a summary of the
  * data), as named short values; a value longer than LOOM_AGREE_CHARS - 1 is cut and
@@ -134,7 +152,7 @@ void loom_agree_put(loom_agree *a, const char *name, const char *fmt, ...) __att
  * field that differs, its value on rank 0 and on the first rank that differs ("the ranks
  * were given different WHAT: --seed is '1' on rank 0 but '2' on rank 1"). Call it
  * before any other collective. Every rank returns the same status. */
-loom_status loom_dist_agree(const loom_dist *d, const loom_agree *a, const char *what);
+loom_status loom_dist_agree(const loom_group *d, const loom_agree *a, const char *what);
 
 /* Marks the error about to be returned as one that every rank reached alike, at the same
  * point, with the same message (a failed agreement, a check every rank makes), so that
@@ -143,7 +161,7 @@ void loom_dist_set_failed_together(void);
 int loom_dist_failed_together(void);
 
 /* Logical OR of `flag` over all ranks (collective). */
-int loom_dist_any(const loom_dist *d, int flag);
+int loom_dist_any(const loom_group *d, int flag);
 
 #ifdef __cplusplus
 }

@@ -87,7 +87,14 @@ typedef struct loom_param_info {
     int layer;         /* its layer, or -1 */
     int role;          /* loom_param_role */
     int split;         /* loom_tp_split */
+    int split_dim;     /* the dimension the split cuts (-1: replicated) */
 } loom_param_info;
+
+/* Rank r's slice of a tensor split over `size` tensor-parallel ranks: along split_dim
+ * (which size must divide), rows or columns [off, off + len); the other dimension
+ * whole; a replicated tensor whole on every rank. -1 (message set) when size does not
+ * divide the split dimension. */
+int loom_param_slice(const loom_param_info *pi, int rank, int size, int64_t off[2], int64_t len[2]);
 
 /* Sizes of everything, computed from (config, B, T) alone: the trainer and the planner
  * call this one function. */

@@ -398,7 +398,7 @@ static loom_status prep_run(const loom_prep_opts *o, const loom_dist *dist, cons
                             loom_prep_stats *stats) {
     const int rank = dist->rank, R = dist->size;
     loom_tokenizer *tok;
-    loom_status st = loom_tokenizer_load_tiktoken(o->tokenizer, &tok);
+    loom_status st = loom_tokenizer_load(o->tokenizer, &tok);
     if (st) return st;
     const uint32_t vocab = loom_tokenizer_vocab_size(tok);
     if (vocab > 65536) {
@@ -471,11 +471,11 @@ static loom_status prep_run(const loom_prep_opts *o, const loom_dist *dist, cons
                 for (size_t i = 0; i < docs[k].toks.len && !failed; i++) failed = tokens_push(&mine, docs[k].toks.ids[i]);
             }
         }
-        if (loom_dist_any(dist, failed) && !st)
+        if (loom_dist_any(&dist->world, failed) && !st)
             st = loom_error(LOOM_ERR_NOMEM, "%s: tokenizing failed on some rank (out of memory?)", path);
         uint32_t *all = NULL;
         size_t total = 0;
-        if (!st) st = loom_dist_gather_u32(dist, mine.ids, mine.len, &all, &total);
+        if (!st) st = loom_dist_gather_u32(&dist->world, mine.ids, mine.len, &all, &total);
         if (!st && rank == 0) st = sink_put(&sink, all, total);
         free(all);
         loom_tokens_free(&mine);
@@ -523,14 +523,14 @@ static loom_status prep_agree(const loom_prep_opts *o, const loom_dist *dist) {
     loom_agree_put(a, "--jsonl-field", "%s", o->jsonl_field);
     loom_agree_put(a, "--skip-bad", "%d", o->skip_bad);
     loom_agree_put(a, "--overwrite", "%d", o->overwrite);
-    loom_status st = loom_dist_agree(dist, a, "inputs and flags");
+    loom_status st = loom_dist_agree(&dist->world, a, "inputs and flags");
     free(a);
     return st;
 }
 
 loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_stats *stats) {
     memset(stats, 0, sizeof *stats);
-    const loom_dist one = {0, 1, 0, 1, 0};
+    const loom_dist one = loom_dist_single();
     if (!dist) dist = &one;
     const double t0 = loom_now();
     if (o->n_inputs < 1) return loom_error(LOOM_ERR_ARG, "prep: no input given");
@@ -542,7 +542,7 @@ loom_status loom_prep(const loom_prep_opts *o, const loom_dist *dist, loom_prep_
     signals_start(o);
     char dst[sizeof g_tmp] = ""; /* only rank 0 touches the file system */
     loom_status st = dist->rank == 0 ? out_begin(o, dst, sizeof dst) : LOOM_OK;
-    if (loom_dist_any(dist, st != LOOM_OK) && !st)
+    if (loom_dist_any(&dist->world, st != LOOM_OK) && !st)
         st = loom_error(LOOM_ERR_IO, "--out: rank 0 could not set up %s", o->out_dir);
     if (!st) st = prep_run(o, dist, g_tmp, t0, stats);
     if (!st && dist->rank == 0) st = out_commit(o, dst);

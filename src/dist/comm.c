@@ -28,7 +28,7 @@
 typedef struct seg { size_t a, b; } seg;
 
 struct loom_comm {
-    const loom_dist *d;
+    const loom_group *d;
     size_t n, bucket;   /* floats in the buffer; at most in a bucket */
     loom_comm_mode mode, red_mode; /* the current call's; the reductions' (from init) */
     int overlap;
@@ -211,8 +211,8 @@ static size_t exchange(loom_comm *c, int k, int partner, int tag, size_t sa, siz
     if (!src) src = c->send;
     MPI_Request r[2];
     int nreq = 0;
-    if (nr) MPI_Irecv(c->recv, (int)nr, MPI_FLOAT, partner, tag, MPI_COMM_WORLD, &r[nreq++]);
-    if (ns) MPI_Isend(src, (int)ns, MPI_FLOAT, partner, tag, MPI_COMM_WORLD, &r[nreq++]);
+    if (nr) MPI_Irecv(c->recv, (int)nr, MPI_FLOAT, partner, tag, loom_dist_mpi_comm(c->d), &r[nreq++]);
+    if (ns) MPI_Isend(src, (int)ns, MPI_FLOAT, partner, tag, loom_dist_mpi_comm(c->d), &r[nreq++]);
     wait_reqs(r, nreq, thread);
     return nr;
 }
@@ -291,7 +291,7 @@ static void *comm_thread(void *arg) {
     return NULL;
 }
 
-loom_status loom_comm_init(loom_comm **out, const loom_dist *d, size_t n, size_t bucket, loom_comm_mode mode,
+loom_status loom_comm_init(loom_comm **out, const loom_group *d, size_t n, size_t bucket, loom_comm_mode mode,
                            size_t block, int overlap, size_t max_rows) {
     *out = NULL;
     if (bucket == 0 || bucket > ((size_t)1 << 28))

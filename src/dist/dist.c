@@ -27,6 +27,21 @@ static int g_watch_rank;
 
 static int g_serialized;
 
+/* The communicators of the groups: 0 the world, 1 this process alone, then the layout's. */
+#define MAX_COMMS 8
+#ifdef LOOM_HAVE_MPI
+static MPI_Comm g_comms[MAX_COMMS];
+static int g_n_comms;
+#define COMM(g) g_comms[(g)->comm]
+MPI_Comm loom_dist_mpi_comm(const loom_group *g) { return COMM(g); }
+#endif
+
+loom_dist loom_dist_single(void) {
+    loom_dist d = {.size = 1, .local_size = 1};
+    d.world = d.dp = d.tp = d.pp = (loom_group){0, 1, 0};
+    return d;
+}
+
 int loom_dist_thread_serialized(void) { return g_serialized; }
 
 void loom_dist_coll_begin(const char *what, int bucket, int n_buckets, int stage, int partner) {
@@ -77,8 +92,7 @@ static int env_int(const char *name) {
 }
 
 loom_status loom_dist_init(int *argc, char ***argv, loom_dist *d) {
-    memset(d, 0, sizeof *d);
-    d->size = d->local_size = 1;
+    *d = loom_dist_single();
     int launcher = env_int("SLURM_NTASKS");
     const char *who = "SLURM_NTASKS";
     if (env_int("OMPI_COMM_WORLD_SIZE") > launcher) launcher = env_int("OMPI_COMM_WORLD_SIZE"), who = "OMPI_COMM_WORLD_SIZE";
@@ -99,6 +113,9 @@ loom_status loom_dist_init(int *argc, char ***argv, loom_dist *d) {
     MPI_Comm_free(&node);
     /* a process-level failure ends the job, it never hangs in a collective */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
+    g_comms[0] = MPI_COMM_WORLD, g_comms[1] = MPI_COMM_SELF, g_n_comms = 2;
+    d->world = d->dp = (loom_group){d->rank, d->size, 0};
+    d->tp = d->pp = (loom_group){0, 1, 1};
     if (d->size == 1 && launcher > 1)
         return loom_error(LOOM_ERR_ARG, "MPI sees 1 process but %s=%d: under srun use --mpi=pmix (Open MPI) or "
                           "--mpi=pmi2 (MPICH), or launch with mpirun", who, launcher);
@@ -109,6 +126,28 @@ loom_status loom_dist_init(int *argc, char ***argv, loom_dist *d) {
         return loom_error(LOOM_ERR_ARG, "%s=%d, but this loom was built without MPI: install an MPI "
                           "(libopenmpi-dev) and rebuild, or run one process", who, launcher);
 #endif
+    return LOOM_OK;
+}
+
+loom_status loom_dist_layout(loom_dist *d, int tp, int pp) {
+    if (tp < 1 || pp < 1 || d->size % (tp * pp))
+        return loom_error(LOOM_ERR_ARG, "--tp %d x --pp %d does not divide the %d ranks", tp, pp, d->size);
+    const int dp = d->size / (tp * pp), r = d->rank;
+    const int tp_rank = r % tp, dp_rank = (r / tp) % dp, pp_rank = r / (tp * dp);
+#ifdef LOOM_HAVE_MPI
+    if (d->mpi && d->size > 1) {
+        if (g_n_comms + 3 > MAX_COMMS) return loom_error(LOOM_ERR_ARG, "the process layout was made too often");
+        /* color: what the members share; key: the order inside the group */
+        MPI_Comm_split(MPI_COMM_WORLD, pp_rank * dp + dp_rank, tp_rank, &g_comms[g_n_comms]);
+        d->tp = (loom_group){tp_rank, tp, g_n_comms++};
+        MPI_Comm_split(MPI_COMM_WORLD, pp_rank * tp + tp_rank, dp_rank, &g_comms[g_n_comms]);
+        d->dp = (loom_group){dp_rank, dp, g_n_comms++};
+        MPI_Comm_split(MPI_COMM_WORLD, dp_rank * tp + tp_rank, pp_rank, &g_comms[g_n_comms]);
+        d->pp = (loom_group){pp_rank, pp, g_n_comms++};
+        return LOOM_OK;
+    }
+#endif
+    (void)tp_rank, (void)dp_rank, (void)pp_rank;
     return LOOM_OK;
 }
 
@@ -149,12 +188,12 @@ const char *loom_dist_library(void) {
 }
 
 /* all[r*count ..] = mine of rank r, for int32s (kind 0), floats (1) or bytes (2) */
-static void allgather(const loom_dist *d, const void *mine, int count, void *all, int kind, const char *what) {
+static void allgather(const loom_group *d, const void *mine, int count, void *all, int kind, const char *what) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {
         MPI_Datatype t = kind == 1 ? MPI_FLOAT : kind == 2 ? MPI_BYTE : MPI_INT32_T;
         coll_begin(what, 0, -1);
-        MPI_Allgather(mine, count, t, all, count, t, MPI_COMM_WORLD);
+        MPI_Allgather(mine, count, t, all, count, t, COMM(d));
         coll_end();
         return;
     }
@@ -163,19 +202,19 @@ static void allgather(const loom_dist *d, const void *mine, int count, void *all
     memcpy(all, mine, (size_t)count * (kind == 2 ? 1 : 4));
 }
 
-void loom_dist_allgather(const loom_dist *d, const float *mine, int count, float *all) {
+void loom_dist_allgather(const loom_group *d, const float *mine, int count, float *all) {
     allgather(d, mine, count, all, 1, "loss allgather");
 }
 
-void loom_dist_allgather_i32(const loom_dist *d, const int32_t *mine, int count, int32_t *all) {
+void loom_dist_allgather_i32(const loom_group *d, const int32_t *mine, int count, int32_t *all) {
     allgather(d, mine, count, all, 0, "input tokens allgather");
 }
 
-void loom_dist_allgather_bytes(const loom_dist *d, const void *mine, int bytes, void *all, const char *what) {
+void loom_dist_allgather_bytes(const loom_group *d, const void *mine, int bytes, void *all, const char *what) {
     allgather(d, mine, bytes, all, 2, what);
 }
 
-loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total) {
+loom_status loom_dist_gather_u32(const loom_group *d, const uint32_t *mine, size_t n, uint32_t **all, size_t *total) {
     *all = NULL;
     *total = 0;
 #ifdef LOOM_HAVE_MPI
@@ -187,7 +226,7 @@ loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_
             displs = malloc(sizeof(int) * d->size);
         }
         coll_begin("token gather", 0, -1);
-        MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        MPI_Gather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, 0, COMM(d));
         size_t sum = 0;
         if (d->rank == 0) {
             for (int r = 0; r < d->size; r++) displs[r] = (int)sum, sum += (size_t)counts[r];
@@ -195,7 +234,7 @@ loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_
             *all = malloc(sizeof(uint32_t) * (sum ? sum : 1));
             if (!*all) LOOM_PANIC("out of memory gathering %zu token ids", sum);
         }
-        MPI_Gatherv(mine, cnt, MPI_UINT32_T, *all, counts, displs, MPI_UINT32_T, 0, MPI_COMM_WORLD);
+        MPI_Gatherv(mine, cnt, MPI_UINT32_T, *all, counts, displs, MPI_UINT32_T, 0, COMM(d));
         coll_end();
         free(counts);
         free(displs);
@@ -211,11 +250,11 @@ loom_status loom_dist_gather_u32(const loom_dist *d, const uint32_t *mine, size_
     return LOOM_OK;
 }
 
-void loom_dist_bcast_u64(const loom_dist *d, uint64_t *v) {
+void loom_dist_bcast_u64(const loom_group *d, uint64_t *v) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {
         coll_begin("broadcast", 0, -1);
-        MPI_Bcast(v, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+        MPI_Bcast(v, 1, MPI_UINT64_T, 0, COMM(d));
         coll_end();
     }
 #else
@@ -224,12 +263,12 @@ void loom_dist_bcast_u64(const loom_dist *d, uint64_t *v) {
 }
 
 /* The lowest rank with `bad` set, or -1 (collective). */
-static int first_bad_rank(const loom_dist *d, int bad) {
+static int first_bad_rank(const loom_group *d, int bad) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {
         int who = bad ? d->rank : d->size, low = d->size;
         coll_begin("stop/error agreement allreduce", 0, -1);
-        MPI_Allreduce(&who, &low, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        MPI_Allreduce(&who, &low, 1, MPI_INT, MPI_MIN, COMM(d));
         coll_end();
         return low < d->size ? low : -1;
     }
@@ -254,13 +293,14 @@ static int mpi_err(char *msg, size_t cap, const char *path, const char *what, in
 /* The collective writes of loom_dist_write_file on the open file: rounds of at most
  * 1 GiB per rank (MPI counts are int), as many on every rank; after a failure a rank
  * goes on with empty writes so that no other rank waits for it. 1 on failure (msg). */
-static int write_pieces(MPI_File fh, const char *path, const loom_file_piece *p, int n, char *msg, size_t cap) {
+static int write_pieces(const loom_group *d, MPI_File fh, const char *path, const loom_file_piece *p, int n, char *msg,
+                        size_t cap) {
     int bad = 0, rc;
     if ((rc = MPI_File_set_size(fh, 0)) != MPI_SUCCESS) bad = mpi_err(msg, cap, path, "truncate", rc);
     const size_t chunk = (size_t)1 << 30;
     long mine = 0, rounds = 0;
     for (int i = 0; i < n; i++) mine += (long)((p[i].bytes + chunk - 1) / chunk);
-    MPI_Allreduce(&mine, &rounds, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&mine, &rounds, 1, MPI_LONG, MPI_MAX, COMM(d));
     int i = 0;
     size_t done = 0;
     for (long k = 0; k < rounds; k++) {
@@ -281,19 +321,19 @@ static int write_pieces(MPI_File fh, const char *path, const loom_file_piece *p,
 }
 #endif
 
-loom_status loom_dist_write_file(const loom_dist *d, const char *path, const loom_file_piece *p, int n) {
+loom_status loom_dist_write_file(const loom_group *d, const char *path, const loom_file_piece *p, int n) {
 #ifdef LOOM_HAVE_MPI
     char msg[1024] = "";
     int bad = 0, rc;
     MPI_File fh;
     coll_begin("checkpoint file open (MPI-IO)", 0, -1);
-    rc = MPI_File_open(MPI_COMM_WORLD, path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
+    rc = MPI_File_open(COMM(d), path, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
     coll_end();
     if (rc != MPI_SUCCESS) bad = mpi_err(msg, sizeof msg, path, "MPI_File_open", rc);
     int who = first_bad_rank(d, bad);
     if (who < 0) {
         coll_begin("checkpoint write (MPI-IO)", 0, -1);
-        bad = write_pieces(fh, path, p, n, msg, sizeof msg);
+        bad = write_pieces(d, fh, path, p, n, msg, sizeof msg);
         if ((rc = MPI_File_close(&fh)) != MPI_SUCCESS && !bad) bad = mpi_err(msg, sizeof msg, path, "close", rc);
         coll_end();
         who = first_bad_rank(d, bad);
@@ -325,7 +365,7 @@ void loom_agree_put(loom_agree *a, const char *name, const char *fmt, ...) {
     a->name[a->n++] = name;
 }
 
-loom_status loom_dist_agree(const loom_dist *d, const loom_agree *a, const char *what) {
+loom_status loom_dist_agree(const loom_group *d, const loom_agree *a, const char *what) {
     if (d->size < 2) return LOOM_OK;
     const size_t row = sizeof a->val;
     char *all = malloc((size_t)d->size * row);
@@ -345,7 +385,7 @@ loom_status loom_dist_agree(const loom_dist *d, const loom_agree *a, const char 
     return st;
 }
 
-int loom_dist_any(const loom_dist *d, int flag) { return first_bad_rank(d, flag != 0) >= 0; }
+int loom_dist_any(const loom_group *d, int flag) { return first_bad_rank(d, flag != 0) >= 0; }
 
 void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, size_t *hi) {
     size_t a = 0, b = n;
@@ -359,11 +399,11 @@ void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, siz
 }
 
 
-void loom_dist_sum_doubles(const loom_dist *d, double *v, int count) {
+void loom_dist_sum_doubles(const loom_group *d, double *v, int count) {
 #ifdef LOOM_HAVE_MPI
     if (d->size > 1) {
         coll_begin("grad-norm partials allreduce", 0, -1);
-        MPI_Allreduce(MPI_IN_PLACE, v, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, v, count, MPI_DOUBLE, MPI_SUM, COMM(d));
         coll_end();
     }
 #else

@@ -10,4 +10,11 @@ void loom_dist_coll_end(void);
 /* 1 when MPI was initialised with at least MPI_THREAD_SERIALIZED */
 int loom_dist_thread_serialized(void);
 
+#ifdef LOOM_HAVE_MPI
+#include <mpi.h>
+#include "loom/dist.h"
+/* the communicator of a group */
+MPI_Comm loom_dist_mpi_comm(const loom_group *g);
+#endif
+
 #endif

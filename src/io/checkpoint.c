@@ -317,7 +317,7 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
     return ckpt_commit(dir, tmp, keep, s->step, path_out, cap, bytes);
 }
 
-loom_status loom_ckpt_save_dist(const loom_dist *d, const char *dir, int keep, const loom_gpt *g,
+loom_status loom_ckpt_save_dist(const loom_group *d, const char *dir, int keep, const loom_gpt *g,
                                 const loom_adamw *opt, const loom_ckpt_state *s, char *path_out, size_t cap,
                                 double *bytes) {
     const size_t n = g->sizes.n_params;

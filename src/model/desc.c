@@ -11,6 +11,7 @@ typedef struct param_sink {
     loom_param_info *out; /* NULL: count only */
     int n;
     size_t off;
+    int out_dim; /* which dimension of a 2-D weight holds the output features */
 } param_sink;
 
 static void add(param_sink *s, const char *name, int layer, int role, int split, int ndim, int64_t d0, int64_t d1) {
@@ -27,6 +28,11 @@ static void add(param_sink *s, const char *name, int layer, int role, int split,
         pi->layer = layer;
         pi->role = role;
         pi->split = split;
+        /* GPT-2's Conv1D weights are (in, out), Llama's Linear (out, in) */
+        if (split == LOOM_TP_REPLICATED) pi->split_dim = -1;
+        else if (ndim < 2) pi->split_dim = 0; /* a column-parallel bias */
+        else if (split == LOOM_TP_VOCAB) pi->split_dim = 0;
+        else pi->split_dim = split == LOOM_TP_COLUMN ? s->out_dim : 1 - s->out_dim;
     }
     s->off += (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
     s->n++;
@@ -87,7 +93,7 @@ static void llama_params(const loom_gpt_config *c, param_sink *s) {
 }
 
 int model_describe_params(const loom_gpt_config *cfg, loom_param_info *out, size_t *n_params) {
-    param_sink s = {out, 0, 0};
+    param_sink s = {out, 0, 0, cfg->arch == LOOM_ARCH_LLAMA ? 0 : 1};
     if (cfg->arch == LOOM_ARCH_LLAMA) llama_params(cfg, &s);
     else gpt2_params(cfg, &s);
     if (n_params) *n_params = s.off;
@@ -149,4 +155,18 @@ void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, loom_gpt_s
     double lookup = llama ? (cfg->untied ? (double)cfg->vocab_size * C : 0.0) : (double)cfg->block_size * C;
     s->flops_per_token = 6.0 * ((double)s->n_params - lookup) +
                          12.0 * (double)cfg->n_layer * (double)T * (double)cfg->n_head * (double)hs;
+}
+
+int loom_param_slice(const loom_param_info *pi, int rank, int size, int64_t off[2], int64_t len[2]) {
+    for (int d = 0; d < 2; d++) off[d] = 0, len[d] = d < pi->ndim ? pi->shape[d] : 1;
+    if (pi->split_dim < 0 || size == 1) return 0;
+    const int64_t n = pi->shape[pi->split_dim];
+    if (n % size) {
+        loom_error(LOOM_ERR_ARG, "%s: dimension %d (%lld) does not split over %d tensor-parallel ranks", pi->name,
+                   pi->split_dim, (long long)n, size);
+        return -1;
+    }
+    off[pi->split_dim] = n / size * rank;
+    len[pi->split_dim] = n / size;
+    return 0;
 }

@@ -38,7 +38,7 @@ void sync_micro_backward_ready(void *ctx, size_t from) {
 /* mask[t] = 1 for the input tokens of this rank's j-th micro-batch on every rank (from
  * all_inputs: each rank's local micro-batches of bt ids, gathered) */
 void sync_mark_rows(loom_step_ctx *c, unsigned char *mask, int j, size_t bt) {
-    const int R = c->dist->size;
+    const int R = c->dist->dp.size;
     memset(mask, 0, c->layout.rows);
     for (int r = 0; r < R; r++) {
         const int32_t *ids = c->all_inputs + ((size_t)r * c->local + j) * bt;

@@ -69,11 +69,11 @@ static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const 
         return loom_error(LOOM_ERR_ARG, "step %d: the gradient norm is %f while the loss %.4f is finite (the backward "
                           "overflowed; nothing was saved from this step): lower --lr", step + 1, norm, loss);
     int32_t bad = loom_gpt_first_nonfinite(g, g->params, sc->lo, sc->hi), *all = &bad, buf[64];
-    if (dist->size > 1) {
-        all = dist->size <= 64 ? buf : malloc(sizeof(int32_t) * dist->size);
+    if (dist->dp.size > 1) {
+        all = dist->dp.size <= 64 ? buf : malloc(sizeof(int32_t) * dist->dp.size);
         LOOM_CHECK(all != NULL);
-        loom_dist_allgather_i32(dist, &bad, 1, all);
-        for (int r = 1; r < dist->size; r++)
+        loom_dist_allgather_i32(&dist->dp, &bad, 1, all);
+        for (int r = 1; r < dist->dp.size; r++)
             if (all[r] >= 0 && (all[0] < 0 || all[r] < all[0])) all[0] = all[r];
         bad = all[0];
         if (all != buf) free(all);
@@ -87,7 +87,7 @@ static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const 
 
 static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     loom_status st = LOOM_OK;
-    const loom_dist one = {0, 1, 0, 1, 0};
+    const loom_dist one = loom_dist_single();
     if (!dist) dist = &one;
     const int rank = dist->rank, R = dist->size, lead = rank == 0;
     const int quiet = o->quiet || !lead; /* only rank 0 prints and writes */
@@ -154,7 +154,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         if (!cs && lead) cs = loom_dir_lock(o->out_dir, "--out", &out_fd);
         if (!cs && lead && o->ckpt_dir) cs = loom_mkdir_p(o->ckpt_dir, "--ckpt-dir");
         if (!cs && lead && o->ckpt_dir) cs = loom_ckpt_dir_claim(o->ckpt_dir, o->resume, o->overwrite, &lock_fd);
-        if (loom_dist_any(dist, cs != LOOM_OK)) {
+        if (loom_dist_any(&dist->world, cs != LOOM_OK)) {
             st = cs ? cs : loom_error(LOOM_ERR_ARG, "rank 0 could not claim --out %s or --ckpt-dir %s", o->out_dir,
                                       o->ckpt_dir ? o->ckpt_dir : "(none)");
             loom_dist_set_failed_together();
@@ -303,7 +303,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         if (metrics && !isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.9g", val_loss);
         if (metrics) fprintf(metrics, "}\n");
         if (metrics) fflush(metrics);
-        int stop = loom_dist_any(dist, loom_signals_pending() != 0); /* every rank stops at the same step */
+        int stop = loom_dist_any(&dist->world, loom_signals_pending() != 0); /* every rank stops at the same step */
         if (o->ckpt_dir && (stop || step + 1 == end_step || (o->ckpt_every > 0 && (step + 1) % o->ckpt_every == 0))) {
             loom_ckpt_state cs = want;
             cs.step = step + 1;
@@ -313,7 +313,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             char cpath[4096];
             double bytes = 0, ts = loom_now();
             /* one process writes alone; several write their shards at once with MPI-IO */
-            loom_status cst = R > 1 ? loom_ckpt_save_dist(dist, o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes)
+            loom_status cst = R > 1 ? loom_ckpt_save_dist(&dist->dp, o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes)
                                     : loom_ckpt_save(o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes);
             double dts = loom_now() - ts;
             loom_trace_add(sc.trace, "checkpoint", step + 1, ts);

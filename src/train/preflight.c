@@ -179,7 +179,7 @@ loom_status loom_run_agree(const loom_dist *d, const loom_train_opts *o, const l
     loom_agree *f = calloc(1, sizeof *f);
     if (!f) return loom_error(LOOM_ERR_NOMEM, "out of memory comparing the ranks' flags"); /* the job aborts */
     run_fields(o, cfg, train_desc, val_desc, f);
-    loom_status st = loom_dist_agree(d, f, "flags and data");
+    loom_status st = loom_dist_agree(&d->world, f, "flags and data");
     free(f);
     return st;
 }

@@ -22,7 +22,7 @@ int loom_step_tree_pool(int local) {
 loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero,
                               size_t bucket, int overlap) {
     memset(c, 0, sizeof *c);
-    const int R = dist ? dist->size : 1;
+    const int R = dist ? dist->dp.size : 1; /* the data-parallel ranks */
     if (zero < 0 || zero > 2) return loom_error(LOOM_ERR_ARG, "--zero: must be 0, 1 or 2 (got %d)", zero);
     if (R > 1) {
         if (R & (R - 1))
@@ -40,7 +40,7 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
     c->sharded = zero > 0 && R > 1;
     c->strided = zero == 2 && R > 1;
     c->lo = 0, c->hi = n;
-    if (c->sharded) loom_dist_shard(dist->rank, R, n, LOOM_NORM_BLOCK, &c->lo, &c->hi);
+    if (c->sharded) loom_dist_shard(dist->dp.rank, R, n, LOOM_NORM_BLOCK, &c->lo, &c->hi);
     c->tree_n = c->strided ? c->hi - c->lo : n;
     c->orig_grads = g->grads;
     c->n_pool = loom_step_tree_pool(c->local);
@@ -54,7 +54,7 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
     c->n_free = c->n_pool;
     if (R > 1) {
         const size_t V = (size_t)g->cfg.vocab_size;
-        if ((st = loom_comm_init(&c->comm, dist, n, bucket, c->sharded ? LOOM_COMM_REDUCE_SCATTER : LOOM_COMM_ALLREDUCE,
+        if ((st = loom_comm_init(&c->comm, &dist->dp, n, bucket, c->sharded ? LOOM_COMM_REDUCE_SCATTER : LOOM_COMM_ALLREDUCE,
                                  LOOM_NORM_BLOCK, overlap, V)))
             goto fail;
         st = LOOM_ERR_NOMEM;
@@ -89,7 +89,7 @@ void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g) {
 }
 
 int loom_step_ctx_micro(const loom_step_ctx *c, int j) {
-    const int R = c->dist ? c->dist->size : 1, rank = c->dist ? c->dist->rank : 0;
+    const int R = c->dist ? c->dist->dp.size : 1, rank = c->dist ? c->dist->dp.rank : 0;
     return c->strided ? j * R + rank : rank * c->local + j;
 }
 
@@ -159,7 +159,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
                       const int32_t *targets, int B, int T, float lr, double *grad_norm) {
     const float grad_scale = 1.0f / ((float)B * T * c->accum);
     const size_t n = g->sizes.n_params;
-    const int R = c->dist ? c->dist->size : 1;
+    const int R = c->dist ? c->dist->dp.size : 1;
     /* the free buffers are pool[0 .. n_free) */
     c->n_free = c->n_pool;
     for (int i = 0; i < LOOM_TREE_MAX; i++) c->level[i] = NULL;
@@ -170,7 +170,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
      * (those arrive first in the all-gather) and which the embedding backward touches
      * (those are sent last; the others right after the LM head) */
     if (R > 1) {
-        loom_dist_allgather_i32(c->dist, inputs, (int)(c->local * bt), c->all_inputs);
+        loom_dist_allgather_i32(&c->dist->dp, inputs, (int)(c->local * bt), c->all_inputs);
         if (c->params_stale) sync_start_param_gather(c, g, bt);
     }
     for (int micro = 0; micro < c->local; micro++) {
@@ -231,7 +231,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     }
     /* the optimizer's gradients: grad[0] is element opt->lo */
     const float *grad = c->strided ? sum : sum + c->lo;
-    if (c->dist) loom_dist_allgather(c->dist, mine, c->local, c->losses);
+    if (c->dist) loom_dist_allgather(&c->dist->dp, mine, c->local, c->losses);
     else memcpy(c->losses, mine, sizeof(float) * c->local);
     double loss_sum = 0.0;
     for (int i = 0; i < c->accum; i++) /* in global micro-batch order */
@@ -242,7 +242,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
         const size_t nb = (n + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
         memset(c->norm_partials, 0, sizeof(double) * nb);
         loom_grad_sumsq_blocks(grad, c->lo, c->hi, c->norm_partials);
-        loom_dist_sum_doubles(c->dist, c->norm_partials, (int)nb);
+        loom_dist_sum_doubles(&c->dist->dp, c->norm_partials, (int)nb);
         double ss = 0.0;
         for (size_t b = 0; b < nb; b++) ss += c->norm_partials[b];
         norm = sqrt(ss);

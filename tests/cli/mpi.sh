@@ -103,6 +103,16 @@ timeout 120 "${RUN[@]}" -np 2 "$LOOM" train $LM --zero 2 --out "$TMP/lr" --ckpt-
 check "Llama resume 4 (ZeRO-1) -> 2 (ZeRO-2) -> 1 continues bitwise" \
   cmp -s "$TMP/lsingle/ck/step_00000006.safetensors" "$TMP/lr/ck/step_00000006.safetensors"
 
+# process groups: tp x dp x pp from MPI_Comm_split, each collective on its own group
+GROUP_TEST=$(dirname "$LOOM")/tests/test_groups
+if [ -x "$GROUP_TEST" ]; then
+  for lay in "4 2 1" "8 2 2" "4 1 4"; do
+    set -- $lay
+    timeout 120 "${RUN[@]}" -np $1 "$GROUP_TEST" $2 $3 >"$TMP/groups.out" 2>&1
+    check "groups on $1 ranks, tp $2 pp $3 ($(grep -m2 FAIL "$TMP/groups.out"))" grep -q "test_groups: [0-9]* passed, 0 failed" "$TMP/groups.out"
+  done
+fi
+
 # one rank with a corrupt shard: the job ends non-zero, fast, naming the rank
 head -c 5000 data/tinyshakespeare_train.bin >"$TMP/corrupt.bin"
 cat >"$TMP/per_rank.sh" <<EOS

@@ -1,6 +1,7 @@
 /* Model save/load over the safetensors reader and writer. Training checkpoints
  * (optimizer state, RNG, loader position) are not here. */
 #include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +12,91 @@
 #include "loom/io.h"
 #include "loom/safetensors.h"
 
-static const loom_st_tensor *find_tensor(const loom_st_file *f, const char *name) {
-    const loom_st_tensor *t = loom_st_find(f, name);
-    if (!t) {
-        char buf[96];
-        snprintf(buf, sizeof buf, "transformer.%s", name);
-        t = loom_st_find(f, buf);
-    }
-    return t;
+/* A model's safetensors: one file, or the shards that a Hugging Face
+ * model.safetensors.index.json names (its weight_map; a directory means its
+ * model.safetensors, else its index). */
+#define MAX_SHARDS 256
+typedef struct model_files {
+    int n;
+    loom_st_file *f[MAX_SHARDS];
+} model_files;
+
+static void mf_close(model_files *m) {
+    for (int i = 0; i < m->n; i++) loom_st_close(m->f[i]);
+    m->n = 0;
 }
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* path -> the file to read: a directory's model.safetensors, else its index */
+static void resolve(const char *path, char *out, size_t cap) {
+    struct stat sb;
+    snprintf(out, cap, "%s", path);
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return;
+    snprintf(out, cap, "%s/model.safetensors", path);
+    if (access(out, R_OK) == 0) return;
+    snprintf(out, cap, "%s/model.safetensors.index.json", path);
+    if (access(out, R_OK) != 0) snprintf(out, cap, "%s", path); /* neither: the directory's own error */
+}
+
+static loom_status mf_open(const char *path, model_files *m) {
+    m->n = 0;
+    if (!ends_with(path, ".index.json")) {
+        loom_status st = loom_st_open(path, &m->f[0]);
+        if (!st) m->n = 1;
+        return st;
+    }
+    size_t len;
+    char *buf = loom_read_file(path, &len);
+    if (!buf) return loom_error(LOOM_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    loom_json_error err;
+    loom_json_doc *doc = loom_json_parse(buf, len, NULL, &err);
+    free(buf);
+    if (!doc) return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: not valid JSON: %s", path, err.line, err.col, err.msg);
+    const loom_json *root = loom_json_root(doc), *wm = root->type == LOOM_JSON_OBJECT ? loom_json_get(root, "weight_map") : NULL;
+    loom_status st = LOOM_OK;
+    if (!wm || wm->type != LOOM_JSON_OBJECT || loom_json_len(wm) == 0)
+        st = loom_error(LOOM_ERR_FORMAT, "%s: no \"weight_map\" object naming the shards", path);
+    const char *slash = strrchr(path, '/');
+    const int dl = slash ? (int)(slash - path + 1) : 0;
+    for (size_t i = 0; !st && i < loom_json_len(wm); i++) {
+        const loom_json *v = loom_json_at(wm, i);
+        if (v->type != LOOM_JSON_STRING || strchr(v->str, '/')) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s: weight_map entry %zu is not a file name beside the index", path, i);
+            break;
+        }
+        char file[4200];
+        snprintf(file, sizeof file, "%.*s%s", dl, path, v->str);
+        int seen = 0;
+        for (int k = 0; k < m->n && !seen; k++) seen = !strcmp(loom_st_path(m->f[k]), file);
+        if (seen) continue;
+        if (m->n == MAX_SHARDS) st = loom_error(LOOM_ERR_FORMAT, "%s: more than %d shards", path, MAX_SHARDS);
+        else if (!(st = loom_st_open(file, &m->f[m->n]))) m->n++;
+    }
+    loom_json_free(doc);
+    if (st) mf_close(m);
+    return st;
+}
+
+/* the tensor `name` in any of the files (GPT-2's also under "transformer."), and its file */
+static const loom_st_tensor *find_tensor(const model_files *m, const char *name, const loom_st_file **owner) {
+    char buf[160];
+    snprintf(buf, sizeof buf, "transformer.%s", name);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < m->n; i++) {
+            const loom_st_tensor *t = loom_st_find(m->f[i], pass ? buf : name);
+            if (t) {
+                if (owner) *owner = m->f[i];
+                return t;
+            }
+        }
+    return NULL;
+}
+
+static const char *mf_meta(const model_files *m, const char *key) { return m->n ? loom_st_meta(m->f[0], key) : NULL; }
 
 /* n_head from the config.json beside the model file at `path` into *heads (0: there is
  * no such file, or it has no n_head); the config's path goes to cfgpath for messages. */
@@ -63,7 +140,7 @@ static void config_json_path(const char *path, char *out, size_t cap) {
     snprintf(out, cap, "%.*sconfig.json", slash ? (int)(slash - path + 1) : 0, path);
 }
 
-static const char *st_meta_get(const void *f, const char *key) { return loom_st_meta(f, key); }
+static const char *mf_meta_get(const void *m, const char *key) { return mf_meta(m, key); }
 
 /* Reads a number field of a Hugging Face config; `need` = 0 leaves *out (the default)
  * when the key is absent or null. */
@@ -131,12 +208,12 @@ static loom_status hf_llama_config(const char *cfgpath, const loom_json *root, l
 
 /* A Llama model file: the config from loom's metadata, else from config.json beside it
  * (Hugging Face's); then it must agree with the tensors. */
-static loom_status llama_file_config(const char *path, const loom_st_file *f, loom_gpt_config *cfg) {
+static loom_status llama_file_config(const char *path, const model_files *f, loom_gpt_config *cfg) {
     loom_status st;
     char cfgpath[4200];
     config_json_path(path, cfgpath, sizeof cfgpath);
-    if (loom_st_meta(f, "arch")) {
-        if ((st = loom_gpt_config_from_meta(st_meta_get, f, path, cfg))) return st;
+    if (mf_meta(f, "arch")) {
+        if ((st = loom_gpt_config_from_meta(mf_meta_get, f, path, cfg))) return st;
     } else {
         size_t n;
         char *buf = loom_read_file(cfgpath, &n);
@@ -154,35 +231,37 @@ static loom_status llama_file_config(const char *path, const loom_st_file *f, lo
         if (st) return st;
     }
     if ((st = loom_gpt_config_validate(cfg))) return loom_error(st, "%s: %s", cfgpath, loom_error_msg());
-    const loom_st_tensor *e = loom_st_find(f, "model.embed_tokens.weight");
+    const loom_st_tensor *e = find_tensor(f, "model.embed_tokens.weight", NULL);
     if (e->ndim != 2 || e->shape[0] != cfg->vocab_size || e->shape[1] != cfg->n_embd)
         return loom_error(LOOM_ERR_FORMAT, "%s: model.embed_tokens.weight is not [%d, %d] (vocab_size, hidden_size)",
                           path, cfg->vocab_size, cfg->n_embd);
     char name[96];
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", cfg->n_layer - 1);
-    const int has_last = loom_st_find(f, name) != NULL;
+    const int has_last = find_tensor(f, name, NULL) != NULL;
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", cfg->n_layer);
-    if (!has_last || loom_st_find(f, name))
+    if (!has_last || find_tensor(f, name, NULL))
         return loom_error(LOOM_ERR_FORMAT, "%s: the file's layers are not the config's num_hidden_layers %d", path,
                           cfg->n_layer);
     return LOOM_OK;
 }
 
-loom_status loom_model_file_config(const char *path, const loom_gpt_config *fallback,
+loom_status loom_model_file_config(const char *given, const loom_gpt_config *fallback,
                                    loom_gpt_config *cfg) {
-    loom_st_file *f;
-    loom_status st = loom_st_open(path, &f);
+    char path[4200];
+    resolve(given, path, sizeof path);
+    model_files mf, *f = &mf;
+    loom_status st = mf_open(path, f);
     if (st) return st;
     const loom_gpt_config flags = *fallback; /* cfg may be fallback */
     *cfg = flags;
-    if (loom_st_find(f, "model.embed_tokens.weight")) {
+    if (find_tensor(f, "model.embed_tokens.weight", NULL)) {
         st = llama_file_config(path, f, cfg);
-        loom_st_close(f);
+        mf_close(f);
         return st;
     }
-    const loom_st_tensor *wte = find_tensor(f, "wte.weight"), *wpe = find_tensor(f, "wpe.weight");
+    const loom_st_tensor *wte = find_tensor(f, "wte.weight", NULL), *wpe = find_tensor(f, "wpe.weight", NULL);
     if (!wte || !wpe || wte->ndim != 2 || wpe->ndim != 2 || wte->shape[1] != wpe->shape[1]) {
-        loom_st_close(f);
+        mf_close(f);
         return loom_error(LOOM_ERR_FORMAT, "%s: not a GPT-2 model (needs 2-D wte.weight and wpe.weight "
                           "with the same width)", path);
     }
@@ -193,14 +272,14 @@ loom_status loom_model_file_config(const char *path, const loom_gpt_config *fall
     for (;; L++) {
         char name[64];
         snprintf(name, sizeof name, "h.%d.ln_1.weight", L);
-        if (!find_tensor(f, name)) break;
+        if (!find_tensor(f, name, NULL)) break;
     }
     cfg->n_layer = L;
-    const char *nh = loom_st_meta(f, "n_head");
+    const char *nh = mf_meta(f, "n_head");
     char *end = NULL;
     long heads = nh ? strtol(nh, &end, 10) : 0;
     int bad_meta = nh && (!*nh || *end || heads < 1 || heads >= 100000);
-    loom_st_close(f);
+    mf_close(f);
     if (bad_meta) return loom_error(LOOM_ERR_FORMAT, "%s: metadata n_head is not a positive integer", path);
     if (L == 0) return loom_error(LOOM_ERR_FORMAT, "%s: no transformer layers (h.0.ln_1.weight missing)", path);
     char cfgpath[4200] = "";
@@ -250,18 +329,21 @@ static const char *shape_str(char *out, size_t cap, int ndim, const int64_t *sha
     return out;
 }
 
-loom_status loom_model_load(loom_gpt *g, const char *path) {
-    loom_st_file *f;
-    loom_status st = loom_st_open(path, &f);
+loom_status loom_model_load(loom_gpt *g, const char *given) {
+    char path[4200];
+    resolve(given, path, sizeof path);
+    model_files mf;
+    loom_status st = mf_open(path, &mf);
     if (st) return st;
-    int is_ckpt = loom_st_meta(f, "loom_checkpoint") || loom_st_meta(f, "crc32c") || loom_st_meta(f, "crc32c_meta");
-    if (is_ckpt && (st = loom_ckpt_verify(f))) { /* a training checkpoint: verify every CRC */
-        loom_st_close(f);
-        return st;
+    for (int i = 0; i < mf.n && !st; i++) { /* a training checkpoint: verify every CRC */
+        const loom_st_file *f = mf.f[i];
+        if (loom_st_meta(f, "loom_checkpoint") || loom_st_meta(f, "crc32c") || loom_st_meta(f, "crc32c_meta"))
+            st = loom_ckpt_verify(f);
     }
     for (int i = 0; i < g->sizes.n_tensors && !st; i++) {
         const loom_param_info *pi = &g->params_info[i];
-        const loom_st_tensor *t = find_tensor(f, pi->name);
+        const loom_st_file *f = NULL;
+        const loom_st_tensor *t = find_tensor(&mf, pi->name, &f);
         if (!t) {
             st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' is missing", path, pi->name);
             break;
@@ -293,7 +375,7 @@ loom_status loom_model_load(loom_gpt *g, const char *path) {
                             path, pi->name, loom_dtype_name(t->dtype));
         }
     }
-    loom_st_close(f);
+    mf_close(&mf);
     int bad = st ? -1 : loom_gpt_first_nonfinite(g, g->params, 0, g->sizes.n_params);
     if (bad >= 0)
         st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value (NaN or Inf): a diverged model, "

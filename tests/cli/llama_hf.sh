@@ -56,6 +56,25 @@ sys.exit(0 if n == sys.argv[3] and abs(float(g) - w) <= 1e-5 * abs(w) else 1)" "
     "$([ $arch = llama ] && echo LlamaForCausalLM || echo GPT2LMHeadModel)"
 done
 
+# a sharded Hugging Face model (model.safetensors.index.json and its shards, as
+# save_pretrained writes a large one): the same loss as the single file, by the index or
+# by the directory
+"$PY" -c "
+import sys
+from transformers import LlamaForCausalLM
+LlamaForCausalLM.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], max_shard_size='40KB', safe_serialization=True)
+" "$TMP/untied/model" "$TMP/sharded" 2>"$TMP/shard.err"
+shards=$(ls "$TMP/sharded" | grep -c '^model-.*\.safetensors$')
+check "save_pretrained wrote a sharded model ($shards shards; $(tail -c 200 "$TMP/shard.err"))" test "$shards" -ge 2
+head -c 4000 data/tinyshakespeare.txt | od -An -v -tu1 -w1 | tr -d ' ' | awk '{print $1 % 97}' |
+  /usr/bin/python3 -c "import sys, array; array.array('H', map(int, sys.stdin)).tofile(open(sys.argv[1], 'wb'))" "$TMP/v97.u16"
+E97="--data $TMP/v97.u16 --batch 2 --seq-len 16 --max-batches 3 --json"
+one=$("$LOOM" eval --init-from "$TMP/untied/model/model.safetensors" $E97 2>&1)
+idx=$("$LOOM" eval --init-from "$TMP/sharded/model.safetensors.index.json" $E97 2>&1)
+dir=$("$LOOM" eval --init-from "$TMP/sharded" $E97 2>&1)
+check "the sharded model by its index gives the single file's loss ($idx vs $one)" test "$idx" = "$one"
+check "the sharded model by its directory gives the single file's loss ($dir)" test "$dir" = "$one"
+
 # bad Hugging Face input: one line each
 M="$TMP/tied/model"
 bad() { # bad NAME SED-EXPRESSION: a copy of the tied model whose config.json is edited

@@ -1,8 +1,12 @@
-/* Kernel tests of the Llama ops (RMSNorm, rotary embeddings, SwiGLU) for every backend:
- * each forward against an independent double forward written here, each backward
- * against central finite differences of L = sum(dout * f(x)) in double, accumulate
- * semantics (dinp and dw add into random pre-fills), and cpu against ref. Attention with
- * grouped-query heads is in test_ops with the other attention cases. */
+/* Kernel tests of the Llama ops (RMSNorm, rotary embeddings, SwiGLU) and of decode
+ * attention for every backend: each forward against an independent double forward
+ * written here, each backward against central finite differences of L = sum(dout *
+ * f(x)) in double, accumulate semantics (dinp and dw add into random pre-fills), and cpu
+ * against ref. Attention with grouped-query heads is in test_ops with the other
+ * attention cases; decode attention (grouped-query too) is here, also against the last
+ * rows of the causal attention forward. */
+#include <omp.h>
+
 #include "kernels/kernels.h"
 #include "ops_harness.h"
 
@@ -171,6 +175,138 @@ static void test_swiglu(const loom_backend *be, int N, int F) {
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* Decode attention.                                                                    */
+
+/* A cache of B rows: row b's position t, kv head kh at base + b*bstride + t*rstride +
+ * kh*hs, with padding around the heads and between the rows (which the op must skip). */
+typedef struct {
+    int B, H, KVH, hs, qstride;
+    size_t rstride, bstride;
+    int32_t *len;
+    float *q, *k, *v;
+} dec_case;
+
+static dec_case dec_new(int B, int H, int KVH, int hs, int Tmax, const int32_t *len) {
+    dec_case d = {B, H, KVH, hs, H * hs + 5, (size_t)KVH * hs + 3, 0, NULL, NULL, NULL, NULL};
+    d.bstride = (size_t)Tmax * d.rstride + 11;
+    d.len = xmalloc(sizeof(int32_t) * B);
+    memcpy(d.len, len, sizeof(int32_t) * B);
+    for (int b = 0; b < B; b++)
+        if (len[b] < 1 || len[b] > Tmax) {
+            fprintf(stderr, "test_ops_llama: bad decode case (len %d, Tmax %d)\n", len[b], Tmax);
+            exit(2);
+        }
+    d.q = randn_new((size_t)B * d.qstride, 1.0f, 0);
+    d.k = randn_new((size_t)B * d.bstride, 1.5f, 0.2f);
+    d.v = randn_new((size_t)B * d.bstride, 1.0f, -0.1f);
+    return d;
+}
+
+static void dec_free(dec_case *d) { free(d->len), free(d->q), free(d->k), free(d->v); }
+
+static size_t dec_scratch(const dec_case *d) {
+    int mx = 0;
+    for (int b = 0; b < d->B; b++) mx = d->len[b] > mx ? d->len[b] : mx;
+    return (size_t)d->B * d->H * mx;
+}
+
+static void dec_run(const loom_backend *be, const dec_case *d, float *out) {
+    float *scratch = FALLOC(dec_scratch(d));
+    fill(scratch, dec_scratch(d), NAN); /* written before it is read */
+    be->attention_decode(out, d->q, d->qstride, d->k, d->v, d->len, d->B, d->H, d->KVH, d->hs, d->rstride,
+                         d->bstride, scratch);
+    free(scratch);
+}
+
+/* softmax(q k^T / sqrt(hs)) v per (row, head), in double, written from the definition */
+static void dec_want(const dec_case *d, double *want) {
+    const int G = d->H / d->KVH;
+    for (int b = 0; b < d->B; b++)
+        for (int h = 0; h < d->H; h++) {
+            const int n = d->len[b];
+            double *s = DALLOC(n), mx = -INFINITY, sum = 0;
+            const float *q = d->q + (size_t)b * d->qstride + (size_t)h * d->hs;
+            for (int t = 0; t < n; t++) {
+                const float *k = d->k + b * d->bstride + t * d->rstride + (size_t)(h / G) * d->hs;
+                s[t] = 0;
+                for (int i = 0; i < d->hs; i++) s[t] += (double)q[i] * k[i];
+                s[t] /= sqrt((double)d->hs);
+                mx = fmax(mx, s[t]);
+            }
+            for (int t = 0; t < n; t++) sum += s[t] = exp(s[t] - mx);
+            for (int i = 0; i < d->hs; i++) {
+                double o = 0;
+                for (int t = 0; t < n; t++)
+                    o += s[t] / sum * d->v[b * d->bstride + t * d->rstride + (size_t)(h / G) * d->hs + i];
+                want[((size_t)b * d->H + h) * d->hs + i] = o;
+            }
+            free(s);
+        }
+}
+
+static void test_decode(const loom_backend *be, int B, int H, int KVH, int hs, int Tmax, const int32_t *len) {
+    group_begin("attention_decode/%s: vs double (B=%d H=%d KVH=%d hs=%d, padded strides)", be->name, B, H, KVH, hs);
+    dec_case d = dec_new(B, H, KVH, hs, Tmax, len);
+    const size_t n = (size_t)B * H * hs;
+    float *out = FALLOC(n);
+    double *want = DALLOC(n);
+    fill(out, n, NAN); /* overwritten, never read */
+    dec_run(be, &d, out);
+    dec_want(&d, want);
+    check_fd("out", out, want, n, TOL_FWD, 1);
+    group_end();
+    dec_free(&d), free(out), free(want);
+}
+
+/* Decoding position t of a sequence, with the keys and values of [0, t] in place, gives
+ * row t of the causal attention forward: the cache is the forward's own qkv (rows of
+ * (H + 2KVH) hs, k after the H query heads, v after the KVH key heads). */
+static void test_decode_vs_forward(const loom_backend *be, int B, int T, int H, int KVH, int hs) {
+    group_begin("attention_decode/%s: = attention_forward's rows (B=%d T=%d H=%d KVH=%d hs=%d)", be->name, B, T, H,
+                KVH, hs);
+    const int W = (H + 2 * KVH) * hs, Q = H * hs;
+    float *qkv = randn_new((size_t)B * T * W, 1.0f, 0), *full = FALLOC((size_t)B * T * Q);
+    float *lse = FALLOC((size_t)B * H * T);
+    float *got = FALLOC((size_t)B * T * Q), *row = FALLOC((size_t)B * Q), *q = FALLOC((size_t)B * Q);
+    float *scratch = FALLOC((size_t)B * H * T);
+    int32_t *len = xmalloc(sizeof(int32_t) * B);
+    be->attention_forward(full, lse, qkv, B, T, H, KVH, hs);
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) { /* the queries of position t, gathered into (B, Q) rows */
+            len[b] = t + 1;
+            memcpy(q + (size_t)b * Q, qkv + ((size_t)b * T + t) * W, sizeof(float) * Q);
+        }
+        be->attention_decode(row, q, Q, qkv + Q, qkv + Q + KVH * hs, len, B, H, KVH, hs, W, (size_t)T * W, scratch);
+        for (int b = 0; b < B; b++) memcpy(got + ((size_t)b * T + t) * Q, row + (size_t)b * Q, sizeof(float) * Q);
+    }
+    check_ff("out", got, full, (size_t)B * T * Q, TOL_XB, 1);
+    group_end();
+    free(qkv), free(full), free(lse), free(got), free(row), free(q), free(scratch), free(len);
+}
+
+static void xb_decode(const loom_backend *r, const loom_backend *c, int B, int H, int KVH, int hs, int Tmax) {
+    group_begin("attention_decode: cpu vs ref, cpu 1 vs 3 threads (B=%d H=%d KVH=%d hs=%d T<=%d)", B, H, KVH, hs,
+                Tmax);
+    int32_t *len = xmalloc(sizeof(int32_t) * B);
+    for (int b = 0; b < B; b++) len[b] = 1 + (b * 97 + 13) % Tmax;
+    len[0] = Tmax;
+    dec_case d = dec_new(B, H, KVH, hs, Tmax, len);
+    const size_t n = (size_t)B * H * hs;
+    float *o1 = FALLOC(n), *o2 = FALLOC(n), *o3 = FALLOC(n);
+    dec_run(r, &d, o1);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    dec_run(c, &d, o2);
+    omp_set_num_threads(3);
+    dec_run(c, &d, o3);
+    omp_set_num_threads(saved);
+    check_ff("out", o2, o1, n, TOL_XB, 1);
+    check_bitwise("out does not depend on the thread count", o2, o3, n);
+    group_end();
+    dec_free(&d), free(len), free(o1), free(o2), free(o3);
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* cpu vs ref, on larger shapes.                                                        */
 
 static void xb_llama(const loom_backend *r, const loom_backend *c, int N, int C, int F, int nh, int hs) {
@@ -216,7 +352,7 @@ int main(void) {
         const loom_backend *be = bes[i];
         group_begin("table/%s: the Llama entries set", be->name);
         check_true(be->rmsnorm_forward && be->rmsnorm_backward_acc && be->rope && be->swiglu_forward &&
-                       be->swiglu_backward, "a Llama op is NULL");
+                       be->swiglu_backward && be->attention_decode, "a Llama op or attention_decode is NULL");
         group_end();
         if (grp.fails) continue;
         test_rmsnorm(be, 7, 12, 1e-5f);
@@ -224,8 +360,16 @@ int main(void) {
         test_rope(be, 6, 3, 2, 8, 16, 0);       /* rows of exactly the heads */
         test_rope(be, 5, 5, 3, 4, 3 * 4 + 5, 1); /* q heads inside a wider row, positions given */
         test_swiglu(be, 5, 9);
+        const int32_t len1[3] = {1, 9, 5}, len2[2] = {17, 3};
+        test_decode(be, 3, 4, 4, 8, 12, len1);   /* multi-head (KVH = H); a row with one position */
+        test_decode(be, 2, 6, 2, 16, 20, len2);  /* grouped-query: 3 query heads per kv head */
+        test_decode(be, 1, 5, 1, 6, 17, len2);    /* multi-query (KVH = 1) */
+        test_decode_vs_forward(be, 2, 13, 6, 3, 8);
+        test_decode_vs_forward(be, 1, 9, 4, 4, 12);
     }
     xb_llama(loom_backend_ref(), loom_backend_cpu(), 67, 576, 1536, 9, 64);
+    xb_decode(loom_backend_ref(), loom_backend_cpu(), 5, 9, 3, 64, 300);
+    xb_decode(loom_backend_ref(), loom_backend_cpu(), 3, 12, 12, 64, 150);
     if (g_failed) {
         printf("test_ops_llama: %d of %d checks FAILED\n", g_failed, g_checks);
         return 1;

@@ -77,6 +77,16 @@ typedef struct loom_backend {
      * parts sum over the query heads of their group, in head order. */
     void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *out,
                                const float *lse, int B, int T, int H, int KVH, int hs);
+    /* Decode attention (generation with a KV cache), grouped-query: for each row b and
+     * query head h, the one query at q + b*q_stride + h*hs attends to the first len[b]
+     * (>= 1) cached positions of row b, through key/value head kh = h / (H/KVH) (KVH
+     * divides H), scaled by 1/sqrt(hs): the key of position t is at
+     * k + b*batch_stride + t*row_stride + kh*hs, the value at the same offset from v.
+     * out(B,H*hs) is overwritten. scratch holds B*H*max_b(len[b]) floats, sized by the
+     * caller (the op allocates nothing): the softmax row of each (b, h). */
+    void (*attention_decode)(float *out, const float *q, int q_stride, const float *k, const float *v,
+                             const int32_t *len, int B, int H, int KVH, int hs, size_t row_stride,
+                             size_t batch_stride, float *scratch);
 
     /* GELU, tanh approximation. */
     void (*gelu_forward)(float *out, const float *inp, size_t n);

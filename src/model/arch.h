@@ -1,6 +1,6 @@
 /* Inside the model layer: the parameter order of each architecture's layer, the
  * activation slots its forward saves, and the description that sizes and lays out both
- * (desc.c). gpt.c runs GPT-2, llama.c runs Llama, infer.c decodes GPT-2. */
+ * (desc.c). gpt.c runs GPT-2, llama.c runs Llama, infer.c decodes both with a KV cache. */
 #ifndef LOOM_MODEL_ARCH_H
 #define LOOM_MODEL_ARCH_H
 

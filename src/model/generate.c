@@ -18,6 +18,36 @@ static int cmp_prob_desc(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* cmp_prob_desc's order: a before b */
+static int prob_before(const prob_idx *a, const prob_idx *b) {
+    return a->p > b->p || (a->p == b->p && a->id < b->id);
+}
+
+static void heap_sift(prob_idx *h, int n, int i) { /* h[0] is the last of the n in the order */
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n) return;
+        if (c + 1 < n && prob_before(&h[c], &h[c + 1])) c++;
+        if (!prob_before(&h[i], &h[c])) return;
+        prob_idx t = h[i];
+        h[i] = h[c];
+        h[c] = t;
+        i = c;
+    }
+}
+
+/* Moves the first k of pi(V) in cmp_prob_desc's order (a total order: ties by id) to
+ * pi[0, k), sorted: a k-heap over the V, then a sort of the k, instead of sorting all V. */
+static void top_k_sorted(prob_idx *pi, int V, int k) {
+    for (int i = k / 2 - 1; i >= 0; i--) heap_sift(pi, k, i);
+    for (int i = k; i < V; i++)
+        if (prob_before(&pi[i], &pi[0])) {
+            pi[0] = pi[i];
+            heap_sift(pi, k, 0);
+        }
+    qsort(pi, k, sizeof *pi, cmp_prob_desc);
+}
+
 int32_t loom_sample_token(const float *logits, int V, const loom_sample_opts *o, float u, float *scratch) {
     int32_t best = 0;
     for (int i = 1; i < V; i++)
@@ -32,8 +62,12 @@ int32_t loom_sample_token(const float *logits, int V, const loom_sample_opts *o,
     }
     int n = V;
     if ((o->top_k > 0 && o->top_k < V) || o->top_p < 1.0f) {
-        qsort(pi, V, sizeof *pi, cmp_prob_desc);
-        if (o->top_k > 0 && o->top_k < n) n = o->top_k;
+        if (o->top_k > 0 && o->top_k < V) {
+            n = o->top_k;
+            top_k_sorted(pi, V, n);
+        } else {
+            qsort(pi, V, sizeof *pi, cmp_prob_desc);
+        }
         if (o->top_p < 1.0f) {
             double kept = 0.0, total = 0.0;
             for (int i = 0; i < n; i++) total += pi[i].p;
@@ -74,9 +108,7 @@ loom_status loom_generate(const loom_gpt *g, int B, const int32_t *const *prompt
         return loom_error(LOOM_ERR_ARG, "a prompt of %d tokens leaves no room in the block size %d", max_prompt, Tm);
     loom_gpt_kv *kv = NULL;
     loom_gpt *full = NULL;
-    /* the KV cache decodes GPT-2; Llama recomputes the prefix (a cache for it: later) */
-    const int cached = o->use_kv_cache && g->cfg.arch == LOOM_ARCH_GPT2;
-    loom_status st = cached ? loom_gpt_kv_init(&kv, g, B) : loom_gpt_init(&full, &g->cfg, B, Tm, 0, "cpu");
+    loom_status st = o->use_kv_cache ? loom_gpt_kv_init(&kv, g, B) : loom_gpt_init(&full, &g->cfg, B, Tm, 0, "cpu");
     if (st) return st;
     if (full) memcpy(full->params, g->params, g->sizes.n_params * sizeof(float));
     int32_t *tok = malloc(sizeof(int32_t) * B), *hist = malloc(sizeof(int32_t) * (size_t)B * Tm);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # loom sample: the same seed gives the same text; the KV cache and full recompute give
-# the same text; batched prompts; a checkpoint works as a model; bad input is one line.
+# the same text (GPT-2 and Llama); batched prompts; a checkpoint works as a model; bad
+# input is one line.
 source "$(dirname "$0")/lib.sh"
 M="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64"
 "$LOOM" train $M --data data/tinyshakespeare_train.bin --batch 4 --seq-len 32 --steps 30 --lr 3e-3 \
@@ -24,6 +25,24 @@ check "three batched samples" test "$(grep -c '^--- sample' "$TMP/f")" -eq 3
 "$LOOM" sample $S --temperature 0 --prompt "First Citizen:" >"$TMP/g1" 2>/dev/null
 "$LOOM" sample $S0 --temperature 0 --seed 77 --prompt "First Citizen:" >"$TMP/g2" 2>/dev/null
 check "greedy ignores the seed" cmp -s "$TMP/g1" "$TMP/g2"
+# Llama (grouped-query heads): the KV cache decodes it too, choosing recompute's tokens
+L="--model llama-tiny --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --ffn-dim 96 --block-size 64"
+"$LOOM" train $L --data data/tinyshakespeare_train.bin --batch 4 --seq-len 32 --steps 20 --lr 3e-3 \
+  --peak-gflops 400 --quiet --out "$TMP/lrun"
+LS="--init-from $TMP/lrun/model.safetensors --max-tokens 40 --seed 9"
+"$LOOM" sample $LS --prompt "ROMEO:" >"$TMP/la" 2>"$TMP/la.err"
+check "llama: sample exit 0" test $? -eq 0
+"$LOOM" sample $LS --prompt "ROMEO:" --no-kv-cache >"$TMP/lc" 2>"$TMP/lc.err"
+check "llama: KV cache and full recompute give the same text" cmp -s "$TMP/la" "$TMP/lc"
+check "llama: the KV cache is on" grep -q "tokens/s (KV cache on)" "$TMP/la.err"
+check "llama: --no-kv-cache turns it off" grep -q "tokens/s (KV cache off)" "$TMP/lc.err"
+"$LOOM" sample $LS --prompt "ROMEO:" --prompt "JULIET: O" --prompt "" >"$TMP/lf" 2>/dev/null
+"$LOOM" sample $LS --prompt "ROMEO:" --prompt "JULIET: O" --prompt "" --no-kv-cache >"$TMP/lg" 2>/dev/null
+check "llama: three batched samples" test "$(grep -c '^--- sample' "$TMP/lf")" -eq 3
+check "llama: batched, KV cache and full recompute give the same text" cmp -s "$TMP/lf" "$TMP/lg"
+"$LOOM" sample $LS --temperature 0 --prompt "First Citizen:" >"$TMP/lh" 2>/dev/null
+"$LOOM" sample $LS --temperature 0 --prompt "First Citizen:" --no-kv-cache >"$TMP/li" 2>/dev/null
+check "llama: greedy, KV cache and full recompute give the same text" cmp -s "$TMP/lh" "$TMP/li"
 expect_error "bad top-p" "--top-p: 2 is out of range" "$LOOM" sample $S --top-p 2
 expect_error "missing prompt file" "--prompt-file: cannot read $TMP/none.txt" "$LOOM" sample $S --prompt-file "$TMP/none.txt"
 expect_error "bad tokenizer" "$TMP/none.tiktoken" "$LOOM" sample $S --tokenizer "$TMP/none.tiktoken"

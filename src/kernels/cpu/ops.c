@@ -367,6 +367,47 @@ static void cpu_attention_backward(float *dqkv, const float *dout, const float *
     }
 }
 
+/* Decode attention: one task per (row, query head), each with its own softmax row in
+ * the scratch, so the result depends neither on the thread count nor on scheduling.
+ * Scores and P @ V are SIMD over the head's dimensions; the softmax (libm expf, summed
+ * in key order) is the arithmetic GPT-2's decoding has always used. */
+static void cpu_attention_decode(float *out, const float *q, int q_stride, const float *k, const float *v,
+                                 const int32_t *len, int B, int H, int KVH, int hs, size_t row_stride,
+                                 size_t batch_stride, float *scratch) {
+    const int G = H / KVH;
+    const float scale = 1.0f / sqrtf((float)hs);
+    int smax = 0;
+    for (int b = 0; b < B; b++) smax = len[b] > smax ? len[b] : smax;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            float *s = scratch + ((size_t)b * H + h) * smax;
+            const float *qh = q + (size_t)b * q_stride + (size_t)h * hs;
+            const size_t base = (size_t)b * batch_stride + (size_t)(h / G) * hs;
+            const int n = len[b];
+            float mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < n; j++) {
+                const float *kj = k + base + (size_t)j * row_stride;
+                float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+                for (int i = 0; i < hs; i++) d += qh[i] * kj[i];
+                s[j] = d * scale;
+                mx = s[j] > mx ? s[j] : mx;
+            }
+            for (int j = 0; j < n; j++) {
+                s[j] = expf(s[j] - mx);
+                sum += s[j];
+            }
+            float *o = out + ((size_t)b * H + h) * hs;
+            for (int i = 0; i < hs; i++) o[i] = 0.0f;
+            for (int j = 0; j < n; j++) {
+                const float *vj = v + base + (size_t)j * row_stride, p = s[j] / sum;
+#pragma omp simd
+                for (int i = 0; i < hs; i++) o[i] += p * vj[i];
+            }
+        }
+}
+
 static void cpu_gelu_forward(float *out, const float *inp, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
@@ -469,6 +510,7 @@ static const loom_backend cpu_backend = {
     .matmul_backward = cpu_matmul_backward,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
+    .attention_decode = cpu_attention_decode,
     .gelu_forward = cpu_gelu_forward,
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,

@@ -256,6 +256,46 @@ static void ref_attention_backward(float *dqkv, const float *dout, const float *
     free(dkv);
 }
 
+/* Decode attention in double, in key order: the scores of each (row, head) are
+ * recomputed for the maximum, the sum and each chunk of output dimensions (accumulated
+ * on the stack), so the reference allocates nothing and never rounds a probability. */
+static double ref_decode_score(const float *qh, const float *kj, int hs, double scale) {
+    double s = 0.0;
+    for (int i = 0; i < hs; i++) s += (double)qh[i] * kj[i];
+    return s * scale;
+}
+
+static void ref_attention_decode(float *out, const float *q, int q_stride, const float *k, const float *v,
+                                 const int32_t *len, int B, int H, int KVH, int hs, size_t row_stride,
+                                 size_t batch_stride, float *scratch) {
+    (void)scratch;
+    enum { CHUNK = 64 };
+    const int G = H / KVH;
+    const double scale = 1.0 / sqrt((double)hs);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *qh = q + (size_t)b * q_stride + (size_t)h * hs;
+            const size_t base = (size_t)b * batch_stride + (size_t)(h / G) * hs;
+            double mx = -INFINITY, sum = 0.0;
+            for (int j = 0; j < len[b]; j++) {
+                const double s = ref_decode_score(qh, k + base + (size_t)j * row_stride, hs, scale);
+                if (s > mx) mx = s;
+            }
+            for (int j = 0; j < len[b]; j++)
+                sum += exp(ref_decode_score(qh, k + base + (size_t)j * row_stride, hs, scale) - mx);
+            for (int i0 = 0; i0 < hs; i0 += CHUNK) {
+                const int n = hs - i0 < CHUNK ? hs - i0 : CHUNK;
+                double acc[CHUNK] = {0};
+                for (int j = 0; j < len[b]; j++) {
+                    const size_t at = base + (size_t)j * row_stride;
+                    const double p = exp(ref_decode_score(qh, k + at, hs, scale) - mx) / sum;
+                    for (int i = 0; i < n; i++) acc[i] += p * v[at + i0 + i];
+                }
+                for (int i = 0; i < n; i++) out[((size_t)b * H + h) * hs + i0 + i] = (float)acc[i];
+            }
+        }
+}
+
 static void ref_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
                                 float eps) {
     for (int r = 0; r < N; r++) {
@@ -396,6 +436,7 @@ static const loom_backend ref_backend = {
     .swiglu_backward = ref_swiglu_backward,
     .attention_forward = ref_attention_forward,
     .attention_backward = ref_attention_backward,
+    .attention_decode = ref_attention_decode,
     .gelu_forward = ref_gelu_forward,
     .gelu_backward = ref_gelu_backward,
     .residual_forward = ref_residual_forward,

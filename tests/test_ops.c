@@ -30,6 +30,7 @@
 #include "kernels/kernels.h"
 #include "loom/core.h"
 #include "ops_harness.h"
+#include "loom/safetensors.h"
 
 #ifndef TEST_REF_ONLY
 #include <omp.h>
@@ -911,6 +912,8 @@ static void test_registry(void) {
 static void check_table(const loom_backend *be) {
     group_begin("table/%s: every entry set", be->name);
     const void *fns[] = {
+        (const void *)be->alloc, (const void *)be->free, (const void *)be->copy, (const void *)be->sync,
+        (const void *)be->supports, (const void *)be->reserve,
         (const void *)be->gemm,                   (const void *)be->encoder_forward,
         (const void *)be->encoder_backward,       (const void *)be->layernorm_forward,
         (const void *)be->layernorm_backward_acc, (const void *)be->matmul_forward,
@@ -941,6 +944,17 @@ int main(void) {
         const loom_backend *be = bes[i];
         check_table(be);
         if (grp.fails) continue;
+        group_begin("reserve/%s: workspaces for T <= 1024 on 64 threads, and capabilities", be->name);
+        check_true(be->reserve(1024, 64) == LOOM_OK, "reserve: %s", loom_error_msg());
+        check_true(be->supports(LOOM_DTYPE_F32) && !be->supports(LOOM_DTYPE_BF16), "supports: F32 only so far");
+        float *mem = be->alloc(64, "test");
+        check_true(mem && mem[0] == 0.0f && mem[15] == 0.0f, "alloc: zeroed");
+        float src[16] = {1, 2, 3};
+        be->copy(mem, src, sizeof src);
+        be->sync();
+        check_true(mem[2] == 3.0f, "copy");
+        be->free(mem);
+        group_end();
         test_gemm(be, 13, 11, 37);
         test_gemm(be, 70, 65, 129);
         test_encoder(be, 2, 5, 12, 17);

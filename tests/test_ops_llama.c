@@ -348,6 +348,8 @@ int main(void) {
     const char *seed = getenv("TEST_OPS_SEED");
     if (seed) g_key = strtoull(seed, NULL, 0) * 1000003u;
     const loom_backend *bes[2] = {loom_backend_ref(), loom_backend_cpu()};
+    for (int i = 0; i < 2; i++)
+        if (bes[i]->reserve(1024, 64)) return fprintf(stderr, "%s\n", loom_error_msg()), 1;
     for (int i = 0; i < 2; i++) {
         const loom_backend *be = bes[i];
         group_begin("table/%s: the Llama entries set", be->name);

@@ -14,8 +14,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "loom/core.h"
+
 typedef struct loom_backend {
     const char *name;
+
+    /* What the backend owns: its memory (host memory for cpu and ref; a GPU backend's
+     * device memory), copies into and out of it, and the wait for its queued work. */
+    void *(*alloc)(size_t bytes, const char *what); /* zeroed; NULL with the message set */
+    void (*free)(void *p);
+    void (*copy)(void *dst, const void *src, size_t bytes); /* host <-> backend memory */
+    void (*sync)(void);
+    /* Capabilities: 1 when the backend computes in this element type (loom_dtype values;
+     * cpu and ref: F32 only so far). */
+    int (*supports)(int dtype);
+    /* Sizes every workspace the ops need for sequences of up to max_T on up to threads
+     * threads, once, before the ops run: no op allocates. */
+    loom_status (*reserve)(int max_T, int threads);
 
     /* C(M,N) = alpha * op(A) op(B) + beta * C, row-major; trans_a/trans_b select op.
      * With beta = 0, C is not read (it may hold garbage or NaN), as in BLAS. */

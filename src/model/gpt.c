@@ -3,6 +3,7 @@
  * backend; Llama's are in llama.c. Leaves out: mixed precision, tensor/pipeline
  * parallelism. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,21 +44,26 @@ loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B,
     const loom_gpt_sizes *s = &g->sizes;
     g->params_info = loom_alloc(sizeof(loom_param_info) * s->n_tensors, "parameter table");
     g->act_layout = g->params_info ? loom_alloc(sizeof(act_layout), "activation layout") : NULL;
-    g->params = g->act_layout ? loom_alloc(s->n_params * sizeof(float), "parameters") : NULL;
-    g->acts = g->params ? loom_alloc(s->n_acts * sizeof(float), "activations") : NULL;
+    /* the tensors live in the backend's memory; the tables on the host */
+    g->params = g->act_layout ? be->alloc(s->n_params * sizeof(float), "parameters") : NULL;
+    g->acts = g->params ? be->alloc(s->n_acts * sizeof(float), "activations") : NULL;
     if (g->acts && s->n_rope) {
-        g->rope_cos = loom_alloc(s->n_rope * sizeof(float), "rotary tables");
+        g->rope_cos = be->alloc(s->n_rope * sizeof(float), "rotary tables");
         g->rope_sin = g->rope_cos ? g->rope_cos + s->n_rope / 2 : NULL;
     }
     int ok = g->acts != NULL && (!s->n_rope || g->rope_cos);
     if (ok && with_grads) {
-        g->grads = loom_alloc(s->n_params * sizeof(float), "gradients");
-        g->grad_acts = g->grads ? loom_alloc(s->n_grad_acts * sizeof(float), "activation gradients") : NULL;
+        g->grads = be->alloc(s->n_params * sizeof(float), "gradients");
+        g->grad_acts = g->grads ? be->alloc(s->n_grad_acts * sizeof(float), "activation gradients") : NULL;
         ok = g->grad_acts != NULL;
     }
     if (!ok) {
         loom_gpt_free(g);
         return LOOM_ERR_NOMEM;
+    }
+    if ((st = be->reserve(max_T, omp_get_max_threads()))) { /* the ops' workspaces, once */
+        loom_gpt_free(g);
+        return st;
     }
     size_t n_params;
     LOOM_CHECK(model_describe_params(cfg, g->params_info, &n_params) == s->n_tensors && n_params == s->n_params);
@@ -71,11 +77,12 @@ loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B,
 
 void loom_gpt_free(loom_gpt *g) {
     if (!g) return;
-    loom_free(g->grad_acts);
-    loom_free(g->grads);
-    loom_free(g->acts);
-    loom_free(g->params);
-    loom_free(g->rope_cos);
+    const loom_backend *be = g->backend;
+    be->free(g->grad_acts);
+    be->free(g->grads);
+    be->free(g->acts);
+    be->free(g->params);
+    be->free(g->rope_cos);
     loom_free(g->act_layout);
     loom_free(g->params_info);
     loom_free(g);

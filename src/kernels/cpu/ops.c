@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
+#include "loom/safetensors.h"
 #include "loom/core.h"
 
 static void cpu_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -247,31 +248,44 @@ static void cpu_matmul_backward(float *dinp, float *dw, float *dbias, const floa
     if (dbias) colsum_acc(dbias, dout, N, OC);
 }
 
-/* Per-thread attention workspace, grown on the first call and reused after, so steps
- * after the first allocate nothing. Held in a global table (not thread-local storage)
- * so that it stays reachable for leak checkers. */
+/* Per-thread attention workspace (2 x QB x T floats), sized by cpu_reserve before the
+ * ops run, so no op allocates. Held in a global table (not thread-local storage) so
+ * that it stays reachable for leak checkers. */
 #define LOOM_MAX_THREADS 1024
+enum { QB = 64 };
 static float *g_ws[LOOM_MAX_THREADS];
 static size_t g_ws_cap[LOOM_MAX_THREADS];
 
-static float *thread_workspace(size_t floats) {
-    int id = omp_get_thread_num();
-    LOOM_CHECK(id < LOOM_MAX_THREADS);
-    if (g_ws_cap[id] < floats) {
+static loom_status cpu_reserve(int max_T, int threads) {
+    if (threads > LOOM_MAX_THREADS) return loom_error(LOOM_ERR_ARG, "--threads: at most %d", LOOM_MAX_THREADS);
+    const size_t floats = (size_t)2 * QB * (size_t)(max_T > 0 ? max_T : 1);
+    for (int id = 0; id < threads; id++) {
+        if (g_ws_cap[id] >= floats) continue;
         loom_free(g_ws[id]);
-        g_ws[id] = loom_alloc(floats * sizeof(float), "attention workspace");
-        if (!g_ws[id]) LOOM_PANIC("%s", loom_error_msg());
+        g_ws_cap[id] = 0;
+        if (!(g_ws[id] = loom_alloc(floats * sizeof(float), "attention workspace"))) return LOOM_ERR_NOMEM;
         g_ws_cap[id] = floats;
     }
+    return LOOM_OK;
+}
+
+static float *thread_workspace(size_t floats) {
+    const int id = omp_get_thread_num();
+    if (id >= LOOM_MAX_THREADS || g_ws_cap[id] < floats)
+        LOOM_PANIC("attention workspace of thread %d: %zu floats needed, backend reserve() gave %zu", id, floats,
+                   id < LOOM_MAX_THREADS ? g_ws_cap[id] : 0);
     return g_ws[id];
 }
+
+static void host_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void host_sync(void) {}
+static int f32_only(int dtype) { return dtype == LOOM_DTYPE_F32; }
 
 /* Attention by blocks of QB query rows, one (batch, head) per task. Each block's scores
  * against its causal prefix of keys are one small GEMM into the thread's workspace
  * (QB x T floats, never B*H*T*T), the softmax runs over those rows, and P @ V is a
  * second GEMM. The GEMMs run single-threaded inside the task (nested parallelism is
  * off), which keeps the result independent of scheduling. */
-enum { QB = 64 };
 
 static void cpu_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int H, int KVH,
                                   int hs) {
@@ -496,6 +510,12 @@ static double cpu_sumsq(const float *x, size_t n) {
 
 static const loom_backend cpu_backend = {
     .name = "cpu",
+    .alloc = loom_alloc,
+    .free = loom_free,
+    .copy = host_copy,
+    .sync = host_sync,
+    .supports = f32_only,
+    .reserve = cpu_reserve,
     .gemm = cpu_gemm,
     .encoder_forward = cpu_encoder_forward,
     .encoder_backward = cpu_encoder_backward,

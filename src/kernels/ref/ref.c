@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "loom/core.h"
+#include "loom/safetensors.h"
 
 static void ref_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                      int lda, const float *B, int ldb, float beta, float *C, int ldc) {
@@ -420,8 +421,23 @@ static double ref_sumsq(const float *x, size_t n) {
     return s;
 }
 
+static void ref_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void ref_sync(void) {}
+static int ref_supports(int dtype) { return dtype == LOOM_DTYPE_F32; }
+/* the reference ops take what they need from malloc per call: nothing to reserve */
+static loom_status ref_reserve(int max_T, int threads) {
+    (void)max_T, (void)threads;
+    return LOOM_OK;
+}
+
 static const loom_backend ref_backend = {
     .name = "ref",
+    .alloc = loom_alloc,
+    .free = loom_free,
+    .copy = ref_copy,
+    .sync = ref_sync,
+    .supports = ref_supports,
+    .reserve = ref_reserve,
     .gemm = ref_gemm,
     .encoder_forward = ref_encoder_forward,
     .encoder_backward = ref_encoder_backward,

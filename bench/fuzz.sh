@@ -38,11 +38,11 @@ if [ "$target" = safetensors ]; then
       -lm -o "$work/fuzz_safetensors"
   cp -r tests/fuzz/corpus "$corpus"
 elif [ "$target" = jsonl ]; then
-  "$cc" "${flags[@]}" -DLOOM_VERSION='"fuzz"' tests/fuzz/fuzz_jsonl.c src/data/prep.c src/data/tokenizer.c \
+  "$cc" "${flags[@]}" -DLOOM_VERSION='"fuzz"' tests/fuzz/fuzz_jsonl.c src/data/prep.c src/data/tokenizer.c src/data/tokenizer_json.c \
       src/data/unicode_tables.c src/data/dataset.c src/dist/dist.c src/io/json.c src/core/*.c -lm -o "$work/fuzz_jsonl"
   cp -r tests/fuzz/corpus_jsonl/. "$corpus"
 else
-  "$cc" "${flags[@]}" tests/fuzz/fuzz_tokenizer.c src/data/tokenizer.c src/data/unicode_tables.c \
+  "$cc" "${flags[@]}" tests/fuzz/fuzz_tokenizer.c src/data/tokenizer.c src/data/tokenizer_json.c src/data/unicode_tables.c \
       src/io/json.c src/core/*.c -lm -o "$work/fuzz_tokenizer"
   mkdir -p "$corpus"
   # seeds: the first byte picks the target (0 rank file, 1 encoder.json NUL vocab.bpe, 2 text)

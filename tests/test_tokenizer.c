@@ -1,13 +1,17 @@
 /* The GPT-2 tokenizer against its oracles: js-tiktoken's vectors, tinyshakespeare's
  * reference ids, the two loaders against each other, decode(encode(x)) == x, the
- * scanner against PCRE2 (when built with it), both merge algorithms, malformed files.
- * `test_tokenizer --tiktoken-cases FILE` also checks cases written by tiktoken itself
- * (tests/tokenizer/tiktoken_cases.py). Run from the repository root. */
+ * scanner against PCRE2 (when built with it), both merge algorithms, malformed files;
+ * and tokenizer.json files (tests/tokenizer/json_tests.c). `test_tokenizer
+ * --tiktoken-cases FILE` also checks cases written by tiktoken itself
+ * (tests/tokenizer/tiktoken_cases.py), `--hf-cases DIR` those written by Hugging Face
+ * tokenizers (tests/tokenizer/hf_cases.py). Run from the repository root. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data/pretokenize.h"
+#include "data/tokenizer_impl.h"
 #include "data/tokenizer_internal.h"
 #include "io/json.h"
 #include "loom/tokenizer.h"
@@ -777,6 +781,8 @@ static int test_tiktoken_cases(const loom_tokenizer *t, const char *path) {
     return 1;
 }
 
+#include "tokenizer/json_tests.c"
+
 int main(int argc, char **argv) {
     loom_tokenizer *tk = NULL, *g2 = NULL;
     loom_status st = loom_tokenizer_load_tiktoken(TIKTOKEN, &tk);
@@ -791,6 +797,8 @@ int main(int argc, char **argv) {
         test_tiktoken_cases(tk, argv[2]);
         loom_tokenizer_cache_min_len = 0; /* again, with the piece cache on every text */
         test_tiktoken_cases(tk, argv[2]);
+    } else if (argc == 3 && !strcmp(argv[1], "--hf-cases")) {
+        test_hf_cases(argv[2], tk);
     } else {
         test_loaders_agree(tk, g2);
         test_vectors(tk, "tiktoken file");
@@ -808,6 +816,9 @@ int main(int argc, char **argv) {
         test_merge_algorithms(tk);
         test_malformed_tiktoken();
         test_malformed_gpt2();
+        test_json_gpt2(tk);
+        test_json_malformed();
+        test_json_added();
     }
     loom_tokenizer_free(tk);
     loom_tokenizer_free(g2);

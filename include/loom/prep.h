@@ -18,7 +18,7 @@ typedef struct loom_prep_opts {
     const char *const *inputs; /* files, or "-" for standard input */
     int n_inputs;
     const char *out_dir;
-    const char *tokenizer;     /* tiktoken rank file */
+    const char *tokenizer;     /* tiktoken rank file or Hugging Face tokenizer.json */
     const char *jsonl_field;   /* the text field of *.jsonl inputs */
     long shard_tokens;         /* tokens per shard (the last one may be shorter) */
     long val_tokens;           /* the first N tokens go to val_*.bin */

@@ -19,7 +19,8 @@ static const char *help =
     "                       (without it: a fresh init of --model, for testing)\n" CLI_MODEL_HELP
     "  --prompt TEXT        a prompt (default: <|endoftext|>, i.e. unconditional)\n"
     "  --prompt-file FILE   a prompt read from a file\n"
-    "  --tokenizer FILE     tiktoken rank file (default data/gpt2/r50k_base.tiktoken)\n"
+    "  --tokenizer FILE     tiktoken rank file or Hugging Face tokenizer.json\n"
+    "                       (default data/gpt2/r50k_base.tiktoken)\n"
     "  --max-tokens N       new tokens per prompt; with the prompt they must fit in the\n"
     "                       model's block size (default 200, or as many as fit)\n"
     "  --temperature X      0 = greedy (default 0.8)\n"
@@ -96,14 +97,14 @@ int cmd_sample(int argc, char **argv) {
     if (threads > 0) omp_set_num_threads((int)threads);
     loom_tokenizer *tok = NULL;
     if (!tokpath) tokpath = cli_default_tokenizer();
-    if (loom_tokenizer_load_tiktoken(tokpath, &tok)) return cli_fail(cmd);
+    if (loom_tokenizer_load(tokpath, &tok)) return cli_fail(cmd);
     loom_gpt *g = NULL;
     if (cli_load_model(&m, init, (uint64_t)seed, 1, 1, &g)) {
         loom_tokenizer_free(tok);
         return cli_fail(cmd);
     }
     int rc = 0;
-    if (np == 0) { ptext[0] = LOOM_TOKENIZER_EOT_TEXT; pfile[0] = 0; np = 1; }
+    if (np == 0) { ptext[0] = ""; pfile[0] = 0; np = 1; } /* no prompt: from the end-of-text token */
     loom_tokens toks[MAXP];
     memset(toks, 0, sizeof toks);
     int32_t *prompts[MAXP] = {0}, *outs[MAXP] = {0};
@@ -119,9 +120,15 @@ int cmd_sample(int argc, char **argv) {
         if (loom_tokenizer_encode(tok, buf ? buf : ptext[i], len, LOOM_TOKENIZER_SPECIAL_ALLOW, &toks[i]))
             rc = cli_fail(cmd);
         free(buf);
-        if (!rc && toks[i].len == 0) { /* an empty prompt starts from <|endoftext|> */
-            loom_tokenizer_encode(tok, LOOM_TOKENIZER_EOT_TEXT, strlen(LOOM_TOKENIZER_EOT_TEXT),
-                                  LOOM_TOKENIZER_SPECIAL_ALLOW, &toks[i]);
+        if (!rc && toks[i].len == 0) { /* an empty prompt starts from the tokenizer's end-of-text id */
+            loom_tokens_free(&toks[i]);
+            if (!(toks[i].ids = malloc(sizeof(uint32_t)))) {
+                loom_error(LOOM_ERR_NOMEM, "out of memory");
+                rc = cli_fail(cmd);
+                break;
+            }
+            toks[i].ids[0] = loom_tokenizer_eot(tok);
+            toks[i].len = toks[i].cap = 1;
         }
         prompts[i] = malloc(sizeof(int32_t) * (toks[i].len ? toks[i].len : 1));
         outs[i] = malloc(sizeof(int32_t) * maxt);

@@ -398,7 +398,7 @@ static loom_status prep_run(const loom_prep_opts *o, const loom_dist *dist, cons
                             loom_prep_stats *stats) {
     const int rank = dist->rank, R = dist->size;
     loom_tokenizer *tok;
-    loom_status st = loom_tokenizer_load_tiktoken(o->tokenizer, &tok);
+    loom_status st = loom_tokenizer_load(o->tokenizer, &tok);
     if (st) return st;
     const uint32_t vocab = loom_tokenizer_vocab_size(tok);
     if (vocab > 65536) {

@@ -1,7 +1,9 @@
-/* GPT-2 byte-level BPE: the two loaders (tiktoken rank file; encoder.json + vocab.bpe),
- * an open-addressing hash map from token bytes to ranks, tiktoken's byte_pair_merge
- * (plus an equivalent heap version for long pieces), and encode/decode over the
- * pre-tokenizer scanner of pretokenize.h, with a per-call cache of merged pieces. */
+/* Byte-level BPE: tiktoken's two GPT-2 loaders (tiktoken rank file; encoder.json +
+ * vocab.bpe), an open-addressing hash map from token bytes to ids, tiktoken's
+ * byte_pair_merge (plus an equivalent heap version for long pieces), and encode/decode:
+ * added tokens matched literally first, then the pre-tokenizer scanners of
+ * pretokenize.h, with a per-call cache of merged pieces. The tokenizer.json loader and
+ * Hugging Face's merge order are in tokenizer_json.c. */
 #include "loom/tokenizer.h"
 
 #include <errno.h>
@@ -13,40 +15,19 @@
 #include <sys/stat.h>
 
 #include "data/pretokenize.h"
+#include "data/tokenizer_impl.h"
 #include "data/tokenizer_internal.h"
 #include "io/json.h"
 
-#define NONE UINT32_MAX
-#define MAX_RANK (1u << 24) /* ranks and ids are below this */
+#define NONE LOOM_TOK_NONE
+#define MAX_RANK LOOM_TOK_MAX_ID
 #define EMPTY_SLOT UINT64_MAX
 #define EOT_LEN (sizeof LOOM_TOKENIZER_EOT_TEXT - 1)
 
 size_t loom_tokenizer_heap_threshold = 64;
 size_t loom_tokenizer_cache_min_len = 1 << 14;
 
-struct loom_tokenizer {
-    uint32_t vocab;        /* ids are < vocab; some may be unused (len 0) */
-    uint32_t eot;          /* the special token's id */
-    uint8_t *bytes;        /* all token bytes, back to back (the special's included) */
-    uint32_t *off, *len;   /* per id: where its bytes are; len 0 = no such id */
-    uint64_t *slots;       /* hash map: (hash >> 32) << 32 | id, or EMPTY_SLOT */
-    size_t mask;           /* slots - 1 (a power of two minus one) */
-    uint32_t byte_id[256]; /* id of each single byte */
-    uint32_t *pair_id;     /* [a << 8 | b]: id of the two bytes a b, or NONE */
-};
-
 /* ---- hashing ----------------------------------------------------------------------- */
-
-/* The n bytes (1..7) at p as one word, injectively for a given n. */
-static inline uint64_t load_tail(const uint8_t *p, size_t n) {
-    if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, p, 4);
-        memcpy(&b, p + n - 4, 4);
-        return a | ((uint64_t)b << 32);
-    }
-    return p[0] | ((uint64_t)p[n >> 1] << 8) | ((uint64_t)p[n - 1] << 16);
-}
 
 /* a[0..n) == b[0..n), with word compares for the short strings most tokens are. */
 static inline int bytes_eq(const uint8_t *a, const uint8_t *b, size_t n) {
@@ -57,30 +38,12 @@ static inline int bytes_eq(const uint8_t *a, const uint8_t *b, size_t n) {
         memcpy(&y, b, 8);
         return x == y;
     }
-    return n == 0 || load_tail(a, n) == load_tail(b, n);
-}
-
-/* A fast 64-bit hash of short byte strings (tokens are mostly under 16 bytes). */
-static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xFF51AFD7ED558CCDull);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 31;
-        p += 8;
-        n -= 8;
-    }
-    if (n) h = (h ^ load_tail(p, n)) * 0x94D049BB133111EBull;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 32;
-    return h;
+    return n == 0 || loom_tok_load_tail(a, n) == loom_tok_load_tail(b, n);
 }
 
 /* The id of bytes p[0..n), or NONE. */
 static inline uint32_t lookup(const loom_tokenizer *t, const uint8_t *p, size_t n) {
-    uint64_t h = hash_bytes(p, n);
+    uint64_t h = loom_tok_hash(p, n);
     uint32_t tag = (uint32_t)(h >> 32);
     size_t i = (size_t)h & t->mask;
     for (;;) {
@@ -136,7 +99,7 @@ static void builder_free(builder *b) {
 
 /* The entry index holding bytes p[0..n), or NONE. */
 static uint32_t builder_find(const builder *b, const uint8_t *p, size_t n, size_t *slot) {
-    uint64_t h = hash_bytes(p, n);
+    uint64_t h = loom_tok_hash(p, n);
     uint32_t tag = (uint32_t)(h >> 32);
     size_t i = (size_t)h & b->mask;
     for (;;) {
@@ -167,7 +130,7 @@ static uint32_t builder_add(builder *b, const uint8_t *p, size_t n, uint32_t ran
     e->line = line;
     memcpy(b->arena + b->arena_len, p, n);
     b->arena_len += n;
-    b->slots[slot] = (hash_bytes(p, n) >> 32 << 32) | (uint64_t)b->n;
+    b->slots[slot] = (loom_tok_hash(p, n) >> 32 << 32) | (uint64_t)b->n;
     b->n++;
     return NONE;
 }
@@ -184,8 +147,10 @@ static loom_status builder_finish(builder *b, uint32_t eot, loom_tokenizer **out
         t->off = calloc(vocab, sizeof *t->off);
         t->len = calloc(vocab, sizeof *t->len);
         t->bytes = malloc(b->arena_len + EOT_LEN);
+        t->added = calloc(1, sizeof *t->added);
+        t->added_bytes = malloc(EOT_LEN);
     }
-    if (!t || !line_of || !t->off || !t->len || !t->bytes) {
+    if (!t || !line_of || !t->off || !t->len || !t->bytes || !t->added || !t->added_bytes) {
         free(line_of);
         loom_tokenizer_free(t);
         return loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer of %u ids", vocab);
@@ -209,32 +174,113 @@ static loom_status builder_finish(builder *b, uint32_t eot, loom_tokenizer **out
     t->len[eot] = (uint32_t)EOT_LEN;
     t->vocab = vocab;
     t->eot = eot;
-    for (int c = 0; c < 256 && !st; c++) {
-        uint8_t byte = (uint8_t)c;
-        uint32_t i = builder_find(b, &byte, 1, NULL);
-        if (i == NONE) st = loom_error(LOOM_ERR_FORMAT, "%s: no token for the single byte 0x%02X", b->name, c);
-        else t->byte_id[c] = b->e[i].rank;
-    }
-    if (!st) { /* the final map: the builder's slots, relabelled from entry index to rank */
-        t->slots = b->slots;
-        t->mask = b->mask;
-        b->slots = NULL;
-        for (size_t i = 0; i <= t->mask; i++)
-            if (t->slots[i] != EMPTY_SLOT)
-                t->slots[i] = (t->slots[i] >> 32 << 32) | b->e[(uint32_t)t->slots[i]].rank;
-        t->pair_id = malloc(65536 * sizeof *t->pair_id);
-        if (!t->pair_id) st = loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer pair table");
-        for (uint32_t ab = 0; ab < 65536 && !st; ab++) {
-            uint8_t two[2] = {(uint8_t)(ab >> 8), (uint8_t)ab};
-            t->pair_id[ab] = lookup(t, two, 2);
-        }
-    }
+    t->model = LOOM_TOK_TIKTOKEN;
+    t->pretok = LOOM_PRETOK_GPT2;
+    t->uc = loom_uc_default;
+    memcpy(t->added_bytes, LOOM_TOKENIZER_EOT_TEXT, EOT_LEN);
+    t->added[0] = (loom_added_token){.id = eot, .off = 0, .len = (uint32_t)EOT_LEN, .special = 1};
+    t->n_added = 1;
+    if (!st) st = loom_tok_finish(t, NULL, b->name);
     if (st) {
         loom_tokenizer_free(t);
         return st;
     }
     *out = t;
     return LOOM_OK;
+}
+
+/* ---- the indexes of a finished tokenizer ----------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The added tokens of each pass, sorted by first byte, longest first. */
+static loom_status index_added(loom_tokenizer *t) {
+    uint64_t *keys = malloc((t->n_added ? t->n_added : 1) * sizeof *keys);
+    for (int p = 0; p < 2; p++) t->order[p] = malloc((t->n_added ? t->n_added : 1) * sizeof *t->order[p]);
+    if (!keys || !t->order[0] || !t->order[1]) {
+        free(keys);
+        return loom_error(LOOM_ERR_NOMEM, "out of memory: added-token index");
+    }
+    for (int p = 0; p < 2; p++) {
+        size_t n = 0;
+        for (size_t i = 0; i < t->n_added; i++) {
+            const loom_added_token *a = &t->added[i];
+            if (a->normalized != p) continue;
+            uint64_t len = a->len < 0xFFFFFF ? a->len : 0xFFFFFF;
+            keys[n++] = (uint64_t)t->added_bytes[a->off] << 56 | (0xFFFFFF - len) << 32 | i;
+        }
+        qsort(keys, n, sizeof *keys, cmp_u64);
+        memset(t->first[p], 0, sizeof t->first[p]);
+        for (size_t k = 0; k < n; k++) {
+            t->order[p][k] = (uint32_t)keys[k];
+            t->first[p][(keys[k] >> 56) + 1]++;
+        }
+        for (int c = 0; c < 256; c++) t->first[p][c + 1] += t->first[p][c];
+        t->single_first[p] = n ? (int)(keys[0] >> 56) : -1;
+        t->all_special[p] = 1;
+        for (size_t k = 0; k < n; k++) t->all_special[p] &= t->added[t->order[p][k]].special;
+        if (n && (keys[n - 1] >> 56) != (keys[0] >> 56)) t->single_first[p] = -1;
+    }
+    free(keys);
+    /* a cut at "\n" after a letter or digit (loom_tokenizer_safe_cut) splits no token's
+     * match unless a token has "\n" past its first byte, or takes the spaces after it */
+    for (size_t i = 0; i < t->n_added; i++) {
+        const loom_added_token *a = &t->added[i];
+        if (a->rstrip || (a->len > 1 && memchr(t->added_bytes + a->off + 1, '\n', a->len - 1))) t->cut_unsafe = 1;
+    }
+    return LOOM_OK;
+}
+
+loom_status loom_tok_finish(loom_tokenizer *t, const uint8_t *in_map, const char *name) {
+    size_t count = 0, cap = 1024;
+    for (uint32_t id = 0; id < t->vocab; id++) count += t->len[id] && (!in_map || in_map[id]);
+    while (cap < 2 * count) cap *= 2;
+    t->slots = malloc(cap * sizeof *t->slots);
+    t->mask = cap - 1;
+    if (!t->slots) return loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer hash map of %zu tokens", count);
+    memset(t->slots, 0xFF, cap * sizeof *t->slots);
+    uint8_t *skip = NULL;
+    if (!in_map) { /* the added tokens' ids are not in the map */
+        skip = calloc(t->vocab, 1);
+        if (!skip) return loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer of %u ids", t->vocab);
+        for (size_t i = 0; i < t->n_added; i++) skip[t->added[i].id] = 1;
+    }
+    for (uint32_t id = 0; id < t->vocab; id++) {
+        if (!t->len[id] || (in_map ? !in_map[id] : skip[id])) continue;
+        const uint8_t *p = t->bytes + t->off[id];
+        if (lookup(t, p, t->len[id]) != NONE) {
+            char sh[48];
+            free(skip);
+            return loom_error(LOOM_ERR_FORMAT, "%s: two tokens have the bytes '%s' (ids %u and %u)", name,
+                              loom_tok_shown(sh, sizeof sh, p, t->len[id]), lookup(t, p, t->len[id]), id);
+        }
+        uint64_t h = loom_tok_hash(p, t->len[id]);
+        size_t i = (size_t)h & t->mask;
+        while (t->slots[i] != EMPTY_SLOT) i = (i + 1) & t->mask;
+        t->slots[i] = (h >> 32 << 32) | id;
+    }
+    free(skip);
+    for (int c = 0; c < 256; c++) {
+        uint8_t byte = (uint8_t)c;
+        t->byte_id[c] = lookup(t, &byte, 1);
+        if (t->byte_id[c] == NONE) return loom_error(LOOM_ERR_FORMAT, "%s: no token for the single byte 0x%02X", name, c);
+    }
+    if (t->model == LOOM_TOK_TIKTOKEN) {
+        t->pair_id = malloc(65536 * sizeof *t->pair_id);
+        if (!t->pair_id) return loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer pair table");
+        for (uint32_t ab = 0; ab < 65536; ab++) {
+            uint8_t two[2] = {(uint8_t)(ab >> 8), (uint8_t)ab};
+            t->pair_id[ab] = lookup(t, two, 2);
+        }
+    } else {
+        t->byte_merge = malloc(65536 * sizeof *t->byte_merge);
+        if (!t->byte_merge) return loom_error(LOOM_ERR_NOMEM, "out of memory: tokenizer pair table");
+        for (uint32_t ab = 0; ab < 65536; ab++) t->byte_merge[ab] = loom_tok_merge_of(t, t->byte_id[ab >> 8], t->byte_id[ab & 255]);
+    }
+    return index_added(t);
 }
 
 /* ---- helpers for messages and files ------------------------------------------------- */
@@ -250,7 +296,7 @@ static int shown_as_is(uint32_t cp) {
  * less) plus "..." where it is cut, as one line of plain text: printable ASCII and
  * well-formed UTF-8 characters as they are, every other byte (controls, bytes that are
  * not UTF-8, the characters shown_as_is refuses) as \xNN. */
-static const char *shown(char *buf, size_t cap, const void *s, size_t n) {
+const char *loom_tok_shown(char *buf, size_t cap, const void *s, size_t n) {
     const uint8_t *p = s;
     size_t k = 0, i = 0, lim = cap > 44 ? 40 : cap - 4; /* room for "..." and the NUL */
     while (i < n) {
@@ -274,7 +320,7 @@ static const char *shown(char *buf, size_t cap, const void *s, size_t n) {
     return buf;
 }
 
-static loom_status read_file(const char *path, uint8_t **buf, size_t *len) {
+loom_status loom_tok_read_file(const char *path, uint8_t **buf, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return loom_error(LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -380,13 +426,13 @@ loom_status loom_tokenizer_from_tiktoken_mem(const void *buf, size_t len, const 
         const uint8_t *sp = memchr(l, ' ', ll);
         if (!sp) {
             st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: missing rank (expected 'base64 rank', got '%s')", name,
-                            lineno, shown(sh, sizeof sh, l, ll));
+                            lineno, loom_tok_shown(sh, sizeof sh, l, ll));
             break;
         }
         size_t tl = (size_t)(sp - l);
         long nb = b64_decode(l, tl, tmp);
         if (nb <= 0) {
-            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: bad base64 token '%s'", name, lineno, shown(sh, sizeof sh, l, tl));
+            st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: bad base64 token '%s'", name, lineno, loom_tok_shown(sh, sizeof sh, l, tl));
             break;
         }
         const uint8_t *r = sp + 1, *re = l + ll;
@@ -400,13 +446,13 @@ loom_status loom_tokenizer_from_tiktoken_mem(const void *buf, size_t len, const 
         }
         if (!ok || rank >= MAX_RANK - 1) {
             st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: %s rank '%s' (expected an integer below %u)", name, lineno,
-                            r == re ? "missing" : "bad", shown(sh, sizeof sh, r, (size_t)(re - r)), MAX_RANK - 1);
+                            r == re ? "missing" : "bad", loom_tok_shown(sh, sizeof sh, r, (size_t)(re - r)), MAX_RANK - 1);
             break;
         }
         uint32_t dup = builder_add(&b, tmp, (size_t)nb, (uint32_t)rank, (uint32_t)lineno);
         if (dup != NONE) {
             st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: token '%s' was already given at line %u", name, lineno,
-                            shown(sh, sizeof sh, l, tl), b.e[dup].line);
+                            loom_tok_shown(sh, sizeof sh, l, tl), b.e[dup].line);
             break;
         }
         if (rank > max_rank) max_rank = (uint32_t)rank;
@@ -422,7 +468,7 @@ loom_status loom_tokenizer_load_tiktoken(const char *path, loom_tokenizer **out)
     uint8_t *buf;
     size_t len;
     *out = NULL;
-    loom_status st = read_file(path, &buf, &len);
+    loom_status st = loom_tok_read_file(path, &buf, &len);
     if (st) return st;
     st = loom_tokenizer_from_tiktoken_mem(buf, len, path, out);
     free(buf);
@@ -433,7 +479,7 @@ loom_status loom_tokenizer_load_tiktoken(const char *path, loom_tokenizer **out)
 
 /* GPT-2's bytes_to_unicode, inverted: the byte for code point cp < 0x144, or -1. And
  * the order of the 256 single-byte ranks (printable bytes first, as tiktoken builds). */
-static void gpt2_byte_alphabet(int16_t uc2byte[0x144], uint8_t rank_to_byte[256]) {
+void loom_tok_gpt2_alphabet(int16_t uc2byte[0x144], uint8_t rank_to_byte[256]) {
     int n = 0, extra = 0;
     for (int cp = 0; cp < 0x144; cp++) uc2byte[cp] = -1;
     for (int b = 0; b < 256; b++) {
@@ -454,7 +500,7 @@ static void gpt2_byte_alphabet(int16_t uc2byte[0x144], uint8_t rank_to_byte[256]
 
 /* Maps a token spelled in GPT-2's byte alphabet back to its bytes. Returns the byte
  * count, or -1 (invalid UTF-8) or -2 - cp (a character outside the alphabet). */
-static long gpt2_unmap(const int16_t uc2byte[0x144], const uint8_t *s, size_t n, uint8_t *out) {
+long loom_tok_gpt2_unmap(const int16_t uc2byte[0x144], const uint8_t *s, size_t n, uint8_t *out) {
     size_t k = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -473,7 +519,7 @@ static loom_status unmap_error(long r, const char *name, size_t line, size_t col
                       name, line, col, -2 - r);
 }
 
-static void line_col(const uint8_t *s, size_t off, size_t *line, size_t *col) {
+void loom_tok_line_col(const uint8_t *s, size_t off, size_t *line, size_t *col) {
     size_t l = 1, c = 1;
     for (size_t i = 0; i < off; i++) {
         if (s[i] == '\n') l++, c = 1;
@@ -495,7 +541,7 @@ static loom_status parse_vocab_bpe(builder *b, const int16_t *uc2byte, const uin
     next_line(s, len, &pos, &l, &ll);
     if (ll < 8 || memcmp(l, "#version", 8) != 0)
         return loom_error(LOOM_ERR_FORMAT, "%s:1: expected the '#version: 0.2' line, got '%s'", name,
-                          shown(sh, sizeof sh, l, ll));
+                          loom_tok_shown(sh, sizeof sh, l, ll));
     uint8_t *tmp = malloc(len + 1);
     if (!tmp) return loom_error(LOOM_ERR_NOMEM, "%s: out of memory", name);
     loom_status st = LOOM_OK;
@@ -505,11 +551,11 @@ static loom_status parse_vocab_bpe(builder *b, const int16_t *uc2byte, const uin
         const uint8_t *sp = memchr(l, ' ', ll);
         if (!sp || sp == l || sp + 1 == l + ll || memchr(sp + 1, ' ', (size_t)(l + ll - sp - 1))) {
             st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: expected a merge 'A B', got '%s'", name, lineno,
-                            shown(sh, sizeof sh, l, ll));
+                            loom_tok_shown(sh, sizeof sh, l, ll));
             break;
         }
         size_t la = (size_t)(sp - l), lb = ll - la - 1;
-        long na = gpt2_unmap(uc2byte, l, la, tmp), nb = na >= 0 ? gpt2_unmap(uc2byte, sp + 1, lb, tmp + na) : 0;
+        long na = loom_tok_gpt2_unmap(uc2byte, l, la, tmp), nb = na >= 0 ? loom_tok_gpt2_unmap(uc2byte, sp + 1, lb, tmp + na) : 0;
         if (na < 0 || nb < 0) {
             st = unmap_error(na < 0 ? na : nb, name, lineno, na < 0 ? 1 : la + 2);
             break;
@@ -518,17 +564,17 @@ static loom_status parse_vocab_bpe(builder *b, const int16_t *uc2byte, const uin
         if (first || builder_find(b, tmp + na, (size_t)nb, NULL) == NONE) {
             const uint8_t *part = first ? l : sp + 1;
             st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: '%s' is not a token made by an earlier line", name, lineno,
-                            shown(sh, sizeof sh, part, first ? la : lb));
+                            loom_tok_shown(sh, sizeof sh, part, first ? la : lb));
             break;
         }
         uint32_t dup = builder_add(b, tmp, (size_t)(na + nb), rank, (uint32_t)lineno);
         if (dup != NONE) {
             if (b->e[dup].line)
                 st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: merge '%s' repeats the token of line %u", name, lineno,
-                                shown(sh2, sizeof sh2, l, ll), b->e[dup].line);
+                                loom_tok_shown(sh2, sizeof sh2, l, ll), b->e[dup].line);
             else
                 st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: merge '%s' makes a single byte", name, lineno,
-                                shown(sh2, sizeof sh2, l, ll));
+                                loom_tok_shown(sh2, sizeof sh2, l, ll));
             break;
         }
         if (++rank >= MAX_RANK - 1) st = loom_error(LOOM_ERR_FORMAT, "%s:%zu: too many merges", name, lineno);
@@ -548,7 +594,7 @@ static loom_status member_error(const uint8_t *s, size_t off, const char *name, 
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     size_t line, col;
-    line_col(s, off, &line, &col);
+    loom_tok_line_col(s, off, &line, &col);
     return loom_error(LOOM_ERR_FORMAT, "%s:%zu:%zu: %s", name, line, col, msg);
 }
 
@@ -577,7 +623,7 @@ static loom_status check_encoder_json(builder *b, const int16_t *uc2byte, const 
         uint64_t id;
         if (!loom_json_get_u64(v, &id) || id >= MAX_RANK - 1) {
             st = member_error(s, v->offset, name, "the id of \"%s\" is not an integer below %u",
-                              shown(sh, sizeof sh, v->key, v->key_len), MAX_RANK - 1);
+                              loom_tok_shown(sh, sizeof sh, v->key, v->key_len), MAX_RANK - 1);
             break;
         }
         if (v->key_len == EOT_LEN && memcmp(v->key, LOOM_TOKENIZER_EOT_TEXT, EOT_LEN) == 0) {
@@ -586,9 +632,9 @@ static loom_status check_encoder_json(builder *b, const int16_t *uc2byte, const 
             continue;
         }
         if (v->key_len == 15 && memcmp(v->key, "<|startoftext|>", 15) == 0) continue; /* tiktoken drops it too */
-        long n = gpt2_unmap(uc2byte, (const uint8_t *)v->key, v->key_len, tmp);
+        long n = loom_tok_gpt2_unmap(uc2byte, (const uint8_t *)v->key, v->key_len, tmp);
         uint32_t e = n > 0 ? builder_find(b, tmp, (size_t)n, NULL) : NONE;
-        shown(sh, sizeof sh, v->key, v->key_len);
+        loom_tok_shown(sh, sizeof sh, v->key, v->key_len);
         if (n == -1)
             st = member_error(s, v->offset, name, "token \"%s\" is not valid UTF-8", sh);
         else if (n < 0)
@@ -628,7 +674,7 @@ loom_status loom_tokenizer_from_gpt2_mem(const void *enc, size_t enc_len, const 
     if (!bpe_name) bpe_name = "<vocab.bpe>";
     int16_t uc2byte[0x144];
     uint8_t rank_to_byte[256];
-    gpt2_byte_alphabet(uc2byte, rank_to_byte);
+    loom_tok_gpt2_alphabet(uc2byte, rank_to_byte);
     builder b;
     loom_status st = builder_init(&b, bpe_name, count_lines(bpe, bpe_len) + 256, bpe_len + 256);
     if (!st) st = parse_vocab_bpe(&b, uc2byte, rank_to_byte, bpe, bpe_len, bpe_name);
@@ -647,8 +693,8 @@ loom_status loom_tokenizer_load_gpt2(const char *encoder_json_path, const char *
     uint8_t *enc = NULL, *bpe = NULL;
     size_t enc_len = 0, bpe_len = 0;
     *out = NULL;
-    loom_status st = read_file(encoder_json_path, &enc, &enc_len);
-    if (!st) st = read_file(vocab_bpe_path, &bpe, &bpe_len);
+    loom_status st = loom_tok_read_file(encoder_json_path, &enc, &enc_len);
+    if (!st) st = loom_tok_read_file(vocab_bpe_path, &bpe, &bpe_len);
     if (!st) st = loom_tokenizer_from_gpt2_mem(enc, enc_len, encoder_json_path, bpe, bpe_len, vocab_bpe_path, out);
     free(enc);
     free(bpe);
@@ -662,6 +708,14 @@ void loom_tokenizer_free(loom_tokenizer *tok) {
     free(tok->len);
     free(tok->slots);
     free(tok->pair_id);
+    free(tok->uc_own);
+    free(tok->mkeys);
+    free(tok->mvals);
+    free(tok->byte_merge);
+    free(tok->added);
+    free(tok->added_bytes);
+    free(tok->order[0]);
+    free(tok->order[1]);
     free(tok);
 }
 
@@ -787,6 +841,7 @@ size_t loom_tokenizer_bpe(const loom_tokenizer *t, const uint8_t *p, size_t n, u
         out[0] = t->byte_id[p[0]];
         return 1;
     }
+    if (t->model == LOOM_TOK_HF_BPE) return loom_tok_hf_bpe(t, p, n, out);
     if (n > loom_tokenizer_heap_threshold && n < UINT32_MAX) return bpe_heap(t, p, n, out);
     enum { STACK = 128 };
     bpe_part sbuf[STACK + 1], *buf = sbuf;
@@ -835,86 +890,194 @@ typedef struct piece_cache {
     uint32_t ids[CACHE_IDS];
 } piece_cache;
 
-/* Encodes s[0..n), a text without special tokens (or where they are ordinary). `cache`
- * (CACHE_SLOTS entries, or NULL) remembers merged pieces. */
-static loom_status encode_ordinary(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokens *o,
-                                   piece_cache *cache) {
-    size_t i = 0;
-    while (i < n) {
-        int invalid;
-        size_t j = loom_pretok_next(s, n, i, &invalid), plen = j - i;
-        if (tokens_reserve(o, plen))
-            return loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", o->len + plen);
-        uint32_t id = invalid ? t->byte_id[s[i]] : lookup(t, s + i, plen);
-        if (id != NONE) {
-            o->ids[o->len++] = id;
-        } else if (cache && plen <= CACHE_BYTES) {
-            piece_cache *c = &cache[hash_bytes(s + i, plen) & (CACHE_SLOTS - 1)];
-            if (c->len == plen && memcmp(c->bytes, s + i, plen) == 0) {
-                memcpy(o->ids + o->len, c->ids, c->nids * sizeof *c->ids);
-                o->len += c->nids;
-            } else {
-                size_t k = loom_tokenizer_bpe(t, s + i, plen, o->ids + o->len);
-                if (k == SIZE_MAX) return LOOM_ERR_NOMEM;
-                if (k <= CACHE_IDS) {
-                    c->len = (uint8_t)plen;
-                    c->nids = (uint8_t)k;
-                    memcpy(c->bytes, s + i, plen);
-                    memcpy(c->ids, o->ids + o->len, k * sizeof *c->ids);
-                }
-                o->len += k;
-            }
-        } else {
-            size_t k = loom_tokenizer_bpe(t, s + i, plen, o->ids + o->len);
-            if (k == SIZE_MAX) return LOOM_ERR_NOMEM;
-            o->len += k;
+/* One encode call: the text, the mode, the output, the cache (CACHE_SLOTS entries, or
+ * NULL). `dry`: only look for refused special tokens. */
+typedef struct enc_ctx {
+    const loom_tokenizer *t;
+    const uint8_t *text;
+    loom_tokenizer_special mode;
+    loom_tokens *o;
+    piece_cache *cache;
+    int dry;
+} enc_ctx;
+
+/* Appends the ids of the piece p[0..plen) (room for plen ids is reserved). */
+static inline loom_status emit_piece(const enc_ctx *c, const uint8_t *p, size_t plen, int invalid) {
+    const loom_tokenizer *t = c->t;
+    loom_tokens *o = c->o;
+    uint32_t id = NONE;
+    if (invalid || plen == 1) id = t->byte_id[p[0]];
+    else if (t->model == LOOM_TOK_TIKTOKEN || t->ignore_merges) id = lookup(t, p, plen);
+    if (id != NONE) {
+        o->ids[o->len++] = id;
+        return LOOM_OK;
+    }
+    piece_cache *pc = c->cache && plen <= CACHE_BYTES ? &c->cache[loom_tok_hash(p, plen) & (CACHE_SLOTS - 1)] : NULL;
+    if (pc && pc->len == plen && memcmp(pc->bytes, p, plen) == 0) {
+        memcpy(o->ids + o->len, pc->ids, pc->nids * sizeof *pc->ids);
+        o->len += pc->nids;
+        return LOOM_OK;
+    }
+    size_t k = loom_tokenizer_bpe(t, p, plen, o->ids + o->len);
+    if (k == SIZE_MAX) return LOOM_ERR_NOMEM;
+    if (pc && k <= CACHE_IDS) {
+        pc->len = (uint8_t)plen;
+        pc->nids = (uint8_t)k;
+        memcpy(pc->bytes, p, plen);
+        memcpy(pc->ids, o->ids + o->len, k * sizeof *pc->ids);
+    }
+    o->len += k;
+    return LOOM_OK;
+}
+
+/* Every piece of s[0..n) by one scanner of pretokenize.h, each merged. */
+#define EACH_PIECE(SCAN, END)                                                                   \
+    for (size_t i = 0; i < n;) {                                                                \
+        int invalid;                                                                            \
+        size_t j = SCAN(&t->uc, s, END, i, &invalid);                                           \
+        if (tokens_reserve(c->o, j - i))                                                        \
+            return loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", c->o->len + j - i); \
+        loom_status st = emit_piece(c, s + i, j - i, invalid);                                  \
+        if (st) return st;                                                                      \
+        i = j;                                                                                  \
+    }
+
+/* Encodes s[0..n), a text without added tokens: pre-tokenizer, then merges. */
+static loom_status encode_segment(const enc_ctx *c, const uint8_t *s, size_t n) {
+    const loom_tokenizer *t = c->t;
+    if (c->dry) return LOOM_OK;
+    if (t->pretok == LOOM_PRETOK_GPT2) {
+        EACH_PIECE(loom_pretok_next_uc, n)
+    } else if (t->pretok == LOOM_PRETOK_LLAMA3) {
+        EACH_PIECE(loom_pretok_next_llama3, n)
+    } else { /* Digits: each of its pieces cut by GPT-2's pattern, the piece's end as the text's */
+        const uint8_t *s0 = s;
+        size_t n0 = n;
+        for (size_t k = 0; k < n0;) {
+            size_t e = loom_pretok_digits_end(&t->uc, s0, n0, k, t->individual_digits);
+            s = s0 + k;
+            n = e - k;
+            EACH_PIECE(loom_pretok_next_uc, n)
+            k = e;
         }
-        i = j;
     }
     return LOOM_OK;
+}
+#undef EACH_PIECE
+
+size_t loom_tok_pieces(const loom_tokenizer *t, const uint8_t *s, size_t n, size_t *ends) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t e = t->pretok == LOOM_PRETOK_DIGITS ? loom_pretok_digits_end(&t->uc, s, n, i, t->individual_digits) : n;
+        for (int invalid; i < e; ends[k++] = i)
+            i = t->pretok == LOOM_PRETOK_LLAMA3 ? loom_pretok_next_llama3(&t->uc, s, e, i, &invalid)
+                                                : loom_pretok_next_uc(&t->uc, s, e, i, &invalid);
+    }
+    return k;
+}
+
+/* The leftmost-longest added token of pass p in s[from..n): its index into t->added,
+ * with *at its offset; or -1. */
+static long find_added(const loom_tokenizer *t, int p, const uint8_t *s, size_t n, size_t from, size_t *at) {
+    const uint32_t *first = t->first[p], *order = t->order[p];
+    if (first[256] == 0) return -1;
+    for (size_t i = from; i < n; i++) {
+        if (t->single_first[p] >= 0) { /* jump to the next possible start */
+            const uint8_t *q = memchr(s + i, t->single_first[p], n - i);
+            if (!q) return -1;
+            i = (size_t)(q - s);
+        }
+        for (uint32_t k = first[s[i]]; k < first[s[i] + 1]; k++) {
+            const loom_added_token *a = &t->added[order[k]];
+            if (a->len <= n - i && memcmp(s + i, t->added_bytes + a->off, a->len) == 0) {
+                *at = i;
+                return order[k];
+            }
+        }
+    }
+    return -1;
+}
+
+/* Whether the character that ends at s[i] (i > lo) / starts at s[i] (i < n) is White_Space
+ * (Rust's \s, which tokenizers' lstrip and rstrip use); sets *len. */
+static int space_before(const uint8_t *s, size_t lo, size_t i, size_t *len) {
+    size_t k = i - 1;
+    while (k > lo && i - k < 4 && (s[k] & 0xC0) == 0x80) k--;
+    size_t cl;
+    if (loom_pretok_char(s, i, k, &cl) != LOOM_UC_SPACE || k + cl != i) return 0;
+    *len = cl;
+    return 1;
+}
+static int space_at(const uint8_t *s, size_t n, size_t i, size_t *len) {
+    return loom_pretok_char(s, n, i, len) == LOOM_UC_SPACE;
+}
+
+/* Pass p of the added-token split of s[0..n) (pass 0: the whole text, by the tokens
+ * with normalized false; pass 1: each text between them, by the others), as
+ * tokenizers' AddedVocabulary::find_matches: matches are found leftmost-longest and
+ * without overlap; one that the mode skips is left as text (and not searched again);
+ * the text between kept matches goes to the next pass, after pass 1 to the
+ * pre-tokenizer. */
+static loom_status split_added(const enc_ctx *c, int p, const uint8_t *s, size_t n) {
+    if (p == 2) return encode_segment(c, s, n);
+    const loom_tokenizer *t = c->t;
+    if (c->mode == LOOM_TOKENIZER_SPECIAL_ORDINARY && t->all_special[p]) return split_added(c, p + 1, s, n);
+    size_t pos = 0, done = 0, at = 0, sl;
+    long k;
+    loom_status st = LOOM_OK;
+    while (!st && (k = find_added(t, p, s, n, pos, &at)) >= 0) {
+        const loom_added_token *a = &t->added[k];
+        size_t start = at, stop = at + a->len;
+        pos = stop;
+        if (a->special && c->mode == LOOM_TOKENIZER_SPECIAL_ORDINARY) continue;
+        if (a->special && c->mode == LOOM_TOKENIZER_SPECIAL_REFUSE) {
+            char sh[48];
+            return loom_error(LOOM_ERR_ARG,
+                              "text contains the special token %s at byte %zu (allow it, or encode it as ordinary text)",
+                              loom_tok_shown(sh, sizeof sh, t->added_bytes + a->off, a->len), (size_t)(s + at - c->text));
+        }
+        if (a->lstrip) {
+            while (start > done && space_before(s, done, start, &sl)) start -= sl;
+        }
+        if (a->rstrip) {
+            while (stop < n && space_at(s, n, stop, &sl)) stop += sl;
+            pos = stop; /* the loader refuses tokens that start with a space when some token rstrips */
+        }
+        if (done < start) st = split_added(c, p + 1, s + done, start - done);
+        if (!st && !c->dry) {
+            if (tokens_reserve(c->o, 1)) return loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", c->o->len + 1);
+            c->o->ids[c->o->len++] = a->id;
+        }
+        done = stop;
+    }
+    if (!st && done < n) st = split_added(c, p + 1, s + done, n - done);
+    return st;
 }
 
 static loom_status encode_mode(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokenizer_special mode,
                                loom_tokens *o) {
     /* the cache pays for itself on texts of more than a few KB; it is optional */
     piece_cache *cache = n >= loom_tokenizer_cache_min_len ? calloc(CACHE_SLOTS, sizeof *cache) : NULL;
-    loom_status st = LOOM_OK;
-    const uint8_t *end = s + n;
-    for (;;) {
-        const uint8_t *f = NULL;
-        if (mode == LOOM_TOKENIZER_SPECIAL_ALLOW && (size_t)(end - s) >= EOT_LEN)
-            f = memmem(s, (size_t)(end - s), LOOM_TOKENIZER_EOT_TEXT, EOT_LEN);
-        st = encode_ordinary(t, s, (size_t)((f ? f : end) - s), o, cache);
-        if (st || !f) break;
-        if (tokens_reserve(o, 1)) {
-            st = loom_error(LOOM_ERR_NOMEM, "out of memory: %zu token ids", o->len + 1);
-            break;
-        }
-        o->ids[o->len++] = t->eot;
-        s = f + EOT_LEN;
-    }
+    enc_ctx c = {.t = t, .text = s, .mode = mode, .o = o, .cache = cache};
+    loom_status st = split_added(&c, 0, s, n);
     free(cache);
     return st;
 }
 
-static loom_status check_mode(const uint8_t *s, size_t n, loom_tokenizer_special mode) {
+/* An unknown mode, or (REFUSE) a special token in the text, is LOOM_ERR_ARG. */
+static loom_status check_mode(const loom_tokenizer *t, const uint8_t *s, size_t n, loom_tokenizer_special mode) {
     if (mode != LOOM_TOKENIZER_SPECIAL_REFUSE && mode != LOOM_TOKENIZER_SPECIAL_ORDINARY &&
         mode != LOOM_TOKENIZER_SPECIAL_ALLOW)
         return loom_error(LOOM_ERR_ARG, "tokenizer: unknown special-token mode %d", (int)mode);
-    if (mode == LOOM_TOKENIZER_SPECIAL_REFUSE && n >= EOT_LEN) {
-        const uint8_t *f = memmem(s, n, LOOM_TOKENIZER_EOT_TEXT, EOT_LEN);
-        if (f)
-            return loom_error(LOOM_ERR_ARG,
-                              "text contains the special token %s at byte %zu (allow it, or encode it as ordinary text)",
-                              LOOM_TOKENIZER_EOT_TEXT, (size_t)(f - s));
-    }
-    return LOOM_OK;
+    if (mode != LOOM_TOKENIZER_SPECIAL_REFUSE) return LOOM_OK;
+    enc_ctx c = {.t = t, .text = s, .mode = mode, .dry = 1};
+    return split_added(&c, 0, s, n);
 }
 
 loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const void *text, size_t len,
                                   loom_tokenizer_special mode, loom_tokens *out) {
     const uint8_t *s = len ? text : (const uint8_t *)"";
-    loom_status st = check_mode(s, len, mode);
+    loom_status st = check_mode(tok, s, len, mode);
     if (st) return st;
     size_t before = out->len;
     st = encode_mode(tok, s, len, mode, out);
@@ -922,9 +1085,11 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const void *text, s
     return st;
 }
 
-/* The first position >= from where a chunk may start: s[i] == '\n' after a printable
- * ASCII byte. No match of the pattern spans it, and the matches before it do not
- * depend on what follows, so chunks encode independently. Returns n if none. */
+/* The first position >= from where a chunk may start: s[i] == '\n' after an ASCII
+ * letter or digit. No match of any pattern loom knows spans it (GPT-2's and Llama 3's
+ * letter and number runs end there; Llama 3 joins "\n" to punctuation before it, so a
+ * printable byte is not enough), and the matches before it do not depend on what
+ * follows, so chunks encode independently. Returns n if none. */
 size_t loom_tokenizer_safe_cut(const void *text, size_t n, size_t from) {
     const uint8_t *s = text;
     if (from < 1) from = 1;
@@ -932,7 +1097,8 @@ size_t loom_tokenizer_safe_cut(const void *text, size_t n, size_t from) {
         const uint8_t *nl = memchr(s + from, '\n', n - from);
         if (!nl) return n;
         size_t i = (size_t)(nl - s);
-        if (s[i - 1] > 0x20 && s[i - 1] < 0x7F) return i;
+        uint8_t b = s[i - 1] | 0x20;
+        if ((b >= 'a' && b <= 'z') || (s[i - 1] >= '0' && s[i - 1] <= '9')) return i;
         from = i + 1;
     }
     return n;
@@ -942,11 +1108,12 @@ loom_status loom_tokenizer_encode_parallel(const loom_tokenizer *tok, const void
                                            loom_tokenizer_special mode, int threads, loom_tokens *out) {
     if (threads <= 0) threads = omp_get_max_threads();
     enum { MIN_CHUNK = 1 << 16 };
-    if (threads == 1 || len < 2 * MIN_CHUNK) return loom_tokenizer_encode(tok, text, len, mode, out);
+    if (threads == 1 || len < 2 * MIN_CHUNK || tok->cut_unsafe) return loom_tokenizer_encode(tok, text, len, mode, out);
     const uint8_t *s = text;
-    loom_status st = check_mode(s, len, mode);
+    loom_status st = check_mode(tok, s, len, mode);
     if (st) return st;
-    if (mode == LOOM_TOKENIZER_SPECIAL_REFUSE) mode = LOOM_TOKENIZER_SPECIAL_ORDINARY; /* checked: none there */
+    /* checked: no special token is there, so refusing encodes as ordinary does */
+    if (mode == LOOM_TOKENIZER_SPECIAL_REFUSE) mode = LOOM_TOKENIZER_SPECIAL_ORDINARY;
     size_t nchunks = (size_t)threads * 4;
     if (nchunks > len / MIN_CHUNK) nchunks = len / MIN_CHUNK;
     size_t *cut = malloc((nchunks + 1) * sizeof *cut);

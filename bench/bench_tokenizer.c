@@ -147,7 +147,7 @@ int main(int argc, char **argv) {
     }
     loom_tokenizer *tok;
     double t0 = now();
-    if (loom_tokenizer_load_tiktoken(rank_path, &tok)) {
+    if (loom_tokenizer_load(rank_path, &tok)) {
         fprintf(stderr, "bench_tokenizer: %s\n", loom_error_msg());
         return 1;
     }

@@ -1,5 +1,5 @@
 /* Training checkpoints: one safetensors file per save (DIR/step_%08d.safetensors) with
- * the model under its Hugging Face GPT-2 names, AdamW moments as optim.m.<name> and
+ * the model under its Hugging Face names (GPT-2's or Llama's), AdamW moments as optim.m.<name> and
  * optim.v.<name>, and in __metadata__ the config, the step, the loader position, the
  * flags that decide the arithmetic of the next steps and a CRC32C of every tensor.
  * Commits are atomic (temporary name, fsync, rename, fsync of the directory, then

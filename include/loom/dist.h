@@ -71,10 +71,10 @@ void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, siz
 typedef enum loom_comm_mode { LOOM_COMM_ALLREDUCE, LOOM_COMM_REDUCE_SCATTER, LOOM_COMM_ALLGATHER } loom_comm_mode;
 typedef struct loom_comm loom_comm;
 typedef struct loom_comm_span { double t0, t1; } loom_comm_span;
-/* Where a GPT gradient becomes final: rows [0, rows) of `width` floats (the tied
- * embedding wte) are final after the LM head's backward except the rows marked in
+/* Where a gradient becomes final: rows [0, rows) of `width` floats (the token
+ * embedding) are final after the LM head's backward except the rows marked in
  * late[] (the input tokens of the micro-batch on any rank); [rows*width, late_end)
- * (wpe) only at the end; [late_end, n) layer by layer from the end. */
+ * (GPT-2's wpe; empty for Llama) only at the end; [late_end, n) layer by layer from the end. */
 typedef struct loom_comm_layout {
     size_t rows, width, late_end;
     const unsigned char *late; /* (rows) */

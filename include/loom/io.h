@@ -1,4 +1,4 @@
-/* Model files: save a model as safetensors with Hugging Face GPT-2 names and layouts
+/* Model files: save a model as safetensors with Hugging Face names and layouts (GPT-2 or Llama)
  * (+ config.json in GPT2Config form), and load one back (ours or Hugging Face's). */
 #ifndef LOOM_IO_H
 #define LOOM_IO_H

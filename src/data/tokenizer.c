@@ -771,30 +771,6 @@ static size_t bpe_scan(const loom_tokenizer *t, const uint8_t *p, size_t n, uint
     return m - 1;
 }
 
-static void heap_push(uint64_t *h, size_t *n, uint64_t v) {
-    size_t i = (*n)++;
-    while (i > 0 && h[(i - 1) / 2] > v) {
-        h[i] = h[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h[i] = v;
-}
-
-static uint64_t heap_pop(uint64_t *h, size_t *n) {
-    uint64_t top = h[0], last = h[--*n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n) break;
-        if (c + 1 < *n && h[c + 1] < h[c]) c++;
-        if (h[c] >= last) break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n) h[i] = last;
-    return top;
-}
-
 /* The same merges as bpe_scan in O(n log n): parts form a linked list by start offset,
  * candidate pairs sit in a min-heap keyed (rank, start) and are dropped when stale. */
 static size_t bpe_heap(const loom_tokenizer *t, const uint8_t *p, size_t n, uint32_t *out) {

@@ -147,4 +147,29 @@ size_t loom_tok_pieces(const loom_tokenizer *t, const uint8_t *s, size_t n, size
  * loom_tokenizer_bpe. */
 size_t loom_tok_hf_bpe(const loom_tokenizer *t, const uint8_t *p, size_t n, uint32_t *out);
 
+/* A binary min-heap of 64-bit keys (the BPE merges' candidate pairs, keyed (rank, start)). */
+static inline void heap_push(uint64_t *h, size_t *n, uint64_t v) {
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > v) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = v;
+}
+
+static inline uint64_t heap_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= last) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+
 #endif

@@ -99,30 +99,6 @@ static size_t hf_bpe_scan(const loom_tokenizer *t, const uint8_t *p, size_t n, u
     return m;
 }
 
-static void heap_push(uint64_t *h, size_t *n, uint64_t v) {
-    size_t i = (*n)++;
-    while (i > 0 && h[(i - 1) / 2] > v) {
-        h[i] = h[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h[i] = v;
-}
-
-static uint64_t heap_pop(uint64_t *h, size_t *n) {
-    uint64_t top = h[0], last = h[--*n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n) break;
-        if (c + 1 < *n && h[c + 1] < h[c]) c++;
-        if (h[c] >= last) break;
-        h[i] = h[c];
-        i = c;
-    }
-    if (*n) h[i] = last;
-    return top;
-}
-
 /* The same merges in O(n log n), as tokenizers does them: symbols in a linked list by
  * start offset, candidate pairs in a min-heap keyed (merge index, start), stale ones
  * dropped. */

@@ -38,6 +38,18 @@ static void add(param_sink *s, const char *name, int layer, int role, int split,
     s->n++;
 }
 
+/* n_layer copies of one layer's k tensors, named PREFIX<l>.<name>; a 1-D tensor has
+ * shape {d0, 0} */
+static void add_layers(param_sink *s, int n_layer, const char *prefix, const char *const *names, const int *roles,
+                       const int *splits, const int64_t (*shapes)[2], int k_count) {
+    for (int l = 0; l < n_layer; l++)
+        for (int k = 0; k < k_count; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s%d.%s", prefix, l, names[k]);
+            add(s, name, l, roles[k], splits[k], shapes[k][1] ? 2 : 1, shapes[k][0], shapes[k][1]);
+        }
+}
+
 static void gpt2_params(const loom_gpt_config *c, param_sink *s) {
     static const char *names[G_LAYER_PARAMS] = {
         "ln_1.weight",        "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
@@ -56,12 +68,7 @@ static void gpt2_params(const loom_gpt_config *c, param_sink *s) {
                                                {C, 0}, {C, 0}, {C, 4 * C}, {4 * C, 0}, {4 * C, C}, {C, 0}};
     add(s, "wte.weight", -1, LOOM_ROLE_EMBED, LOOM_TP_VOCAB, 2, c->vocab_size, C);
     add(s, "wpe.weight", -1, LOOM_ROLE_POS, LOOM_TP_REPLICATED, 2, c->block_size, C);
-    for (int l = 0; l < c->n_layer; l++)
-        for (int k = 0; k < G_LAYER_PARAMS; k++) {
-            char name[64];
-            snprintf(name, sizeof name, "h.%d.%s", l, names[k]);
-            add(s, name, l, roles[k], splits[k], shapes[k][1] ? 2 : 1, shapes[k][0], shapes[k][1]);
-        }
+    add_layers(s, c->n_layer, "h.", names, roles, splits, shapes, G_LAYER_PARAMS);
     add(s, "ln_f.weight", -1, LOOM_ROLE_NORM_W, LOOM_TP_REPLICATED, 1, C, 0);
     add(s, "ln_f.bias", -1, LOOM_ROLE_NORM_B, LOOM_TP_REPLICATED, 1, C, 0);
 }
@@ -82,12 +89,7 @@ static void llama_params(const loom_gpt_config *c, param_sink *s) {
                   F = c->ffn_dim;
     const int64_t shapes[L_LAYER_PARAMS][2] = {{C, 0}, {q, C}, {kv, C}, {kv, C}, {C, q}, {C, 0}, {F, C}, {F, C}, {C, F}};
     add(s, "model.embed_tokens.weight", -1, LOOM_ROLE_EMBED, LOOM_TP_VOCAB, 2, c->vocab_size, C);
-    for (int l = 0; l < c->n_layer; l++)
-        for (int k = 0; k < L_LAYER_PARAMS; k++) {
-            char name[64];
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, names[k]);
-            add(s, name, l, roles[k], splits[k], shapes[k][1] ? 2 : 1, shapes[k][0], shapes[k][1]);
-        }
+    add_layers(s, c->n_layer, "model.layers.", names, roles, splits, shapes, L_LAYER_PARAMS);
     add(s, "model.norm.weight", -1, LOOM_ROLE_NORM_W, LOOM_TP_REPLICATED, 1, C, 0);
     if (c->untied) add(s, "lm_head.weight", -1, LOOM_ROLE_HEAD, LOOM_TP_VOCAB, 2, c->vocab_size, C);
 }

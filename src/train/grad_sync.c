@@ -13,7 +13,7 @@
 void sync_last_backward_ready(void *ctx, size_t from) {
     loom_step_ctx *c = ctx;
     const size_t emb_end = c->layout.rows * c->layout.width;
-    if (from == LOOM_GRAD_HEAD_DONE) { /* wte's rows that no input touches */
+    if (from == LOOM_GRAD_HEAD_DONE) { /* the embedding's rows that no input touches */
         step_tree_fold_rows(c, c->hook_cur, 0);
         loom_comm_ready_rows(c->comm);
         return;
@@ -48,7 +48,8 @@ void sync_mark_rows(loom_step_ctx *c, unsigned char *mask, int j, size_t bt) {
 
 /* ZeRO: the parameters that the last AdamW updated on other ranks arrive during the
  * first forward of the step, in the order it reads them: the first micro-batches'
- * input rows of wte and wpe, each layer, then ln_f and the rest of wte (LM head). */
+ * input rows of the embedding (and GPT-2's wpe), each layer, then the final norm, the
+ * rest of the embedding and an untied head (the LM head). */
 void sync_start_param_gather(loom_step_ctx *c, loom_gpt *g, size_t bt) {
     const loom_comm_layout *l = &c->layout;
     const int L = g->cfg.n_layer;

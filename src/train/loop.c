@@ -236,13 +236,13 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
                loom_alloc_bytes_live() / MiB);
         if (sc.comm)
             printf("gradient communication: buckets of %.1f MiB, %s\n", bucket_mb,
-                   loom_comm_overlaps(sc.comm) ? "overlapped with the backward (wte rows no input touches first)"
+                   loom_comm_overlaps(sc.comm) ? "overlapped with the backward (embedding rows no input touches first)"
                                                : "after the backward");
         printf("%d threads; MFU against %.0f GFLOP/s measured fp32 FMA peak\n", threads, peak / 1e9);
         fflush(stdout);
     }
 
-    /* fault injection for the tests: a NaN in wpe after the update of this step */
+    /* fault injection for the tests: a NaN in tensor 1 (GPT-2's wpe) after the update of this step */
     const char *poison = getenv("LOOM_TEST_POISON_STEP");
     const int poison_step = poison ? atoi(poison) : 0;
     /* a run whose loss stays above a uniform guess's is diverging: say so once */

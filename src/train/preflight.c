@@ -198,7 +198,7 @@ void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ra
     m->comm = ranks > 1 ? 2 * f * (double)(bucket < sz.n_params ? bucket : sz.n_params) : 0;
     m->adamw = 2 * f * shard;
     m->acts = f * ((double)sz.n_acts + (double)sz.n_grad_acts);
-    /* the step's tokens (inputs and targets), every rank's inputs, the wte row masks */
+    /* the step's tokens (inputs and targets), every rank's inputs, the embedding row masks */
     m->batch = 4.0 * 2 * local * B * T + (ranks > 1 ? 4.0 * ranks * local * B * T + 2.0 * cfg->vocab_size : 0);
     m->total = m->params + m->grads + m->tree + m->comm + m->adamw + m->acts + m->batch;
 }

@@ -147,7 +147,7 @@ void step_tree_fold_range(const loom_step_ctx *c, float *cur, size_t a, size_t b
     for (size_t k = a; k < b; k += chunk) step_tree_fold(c, cur, k, k + chunk < b ? k + chunk : b);
 }
 
-/* step_tree_fold over the rows r of wte with late[r] == want */
+/* step_tree_fold over the rows r of the token embedding with late[r] == want */
 void step_tree_fold_rows(const loom_step_ctx *c, float *cur, int want) {
     const loom_comm_layout *l = &c->layout;
 #pragma omp parallel for schedule(static)
@@ -166,7 +166,7 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     float *mine = c->losses + c->accum; /* this rank's micro-batch losses */
     float *sum = NULL;
     const size_t bt = (size_t)B * T;
-    /* every rank's inputs of this step: they say which wte rows the first forward reads
+    /* every rank's inputs of this step: they say which embedding rows the first forward reads
      * (those arrive first in the all-gather) and which the embedding backward touches
      * (those are sent last; the others right after the LM head) */
     if (R > 1) {

@@ -124,7 +124,7 @@ static const blas_lib *g_libs[2];
 static void call(int impl, const gemm_args *g) {
     const shape *s = g->s;
     if (impl < 0) {
-        loom_backend_cpu()->gemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, g->A, g->lda, g->B, g->ldb,
+        loom_backend_cpu()->f32->gemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, g->A, g->lda, g->B, g->ldb,
                                  g->beta, g->C, g->ldc);
     } else {
         g_libs[impl]->sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,

@@ -57,6 +57,8 @@ static void check_kv_vs_full(const char *what, loom_gpt *g, const int offset[B],
             tok[b] = tokens[b * T + pos[b]];
         }
         const float *lg = loom_gpt_kv_step(g, kv, tok, pos);
+        CHECK(lg != NULL, "%s: kv_step: %s", what, loom_error_msg());
+        if (!lg) break;
         for (int b = 0; b < B; b++) {
             if (s - offset[b] < 0 || s - offset[b] >= T) continue; /* a repeat */
             compared++;

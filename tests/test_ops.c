@@ -151,7 +151,7 @@ static void test_encoder(const loom_backend *be, int B, int T, int C, int V) {
     float *wte = randn_new((size_t)V * C, 1, 0), *wpe = randn_new((size_t)T * C, 1, 0);
     float *dout = randn_new(BTC, 1, 0), *out = FALLOC(BTC);
     fill(out, BTC, NAN);
-    be->encoder_forward(out, inp, wte, wpe, B, T, C);
+    be->f32->encoder_forward(out, inp, NULL, wte, wpe, B, T, C);
     enc_ctx c = {B, T, C, inp, f2d(wte, (size_t)V * C), f2d(wpe, (size_t)T * C), f2d(dout, BTC),
                  DALLOC(BTC)};
     double *want = DALLOC(BTC);
@@ -160,7 +160,7 @@ static void test_encoder(const loom_backend *be, int B, int T, int C, int V) {
 
     float *g0te = randn_new((size_t)V * C, 1, 0), *g0pe = randn_new((size_t)T * C, 1, 0);
     float *dwte = fcopy(g0te, (size_t)V * C), *dwpe = fcopy(g0pe, (size_t)T * C);
-    be->encoder_backward(dwte, dwpe, dout, inp, B, T, C);
+    be->f32->encoder_backward(dwte, dwpe, dout, inp, B, T, C);
     double *fdte = DALLOC((size_t)V * C), *fdpe = DALLOC((size_t)T * C);
     fd_grad(enc_loss, &c, c.wte, (size_t)V * C, fdte);
     fd_grad(enc_loss, &c, c.wpe, (size_t)T * C, fdpe);
@@ -202,7 +202,7 @@ static void test_layernorm(const loom_backend *be, int N, int C) {
     ln_inputs(x, N, C);
     float *w = randn_new(C, 0.3f, 1), *b = randn_new(C, 0.3f, 0), *dout = randn_new(NC, 1, 0);
     float *out = FALLOC(NC), *mean = FALLOC(N), *rstd = FALLOC(N);
-    be->layernorm_forward(out, mean, rstd, x, w, b, N, C);
+    be->f32->layernorm_forward(out, mean, rstd, x, w, b, N, C);
     ln_ctx c = {N, C, f2d(x, NC), f2d(w, C), f2d(b, C), f2d(dout, NC), DALLOC(NC)};
     double *want = DALLOC(NC), *wm = DALLOC(N), *wr = DALLOC(N);
     ln_fwd_d(want, wm, wr, c.x, c.w, c.b, N, C);
@@ -212,7 +212,7 @@ static void test_layernorm(const loom_backend *be, int N, int C) {
 
     float *g0x = randn_new(NC, 1, 0), *g0w = randn_new(C, 1, 0), *g0b = randn_new(C, 1, 0);
     float *dx = fcopy(g0x, NC), *dw = fcopy(g0w, C), *db = fcopy(g0b, C);
-    be->layernorm_backward_acc(dx, dw, db, dout, x, w, mean, rstd, N, C);
+    be->f32->layernorm_backward_acc(dx, dw, db, dout, x, w, mean, rstd, N, C);
     double *fx = DALLOC(NC), *fw = DALLOC(C), *fb = DALLOC(C);
     fd_grad(ln_loss, &c, c.x, NC, fx);
     fd_grad(ln_loss, &c, c.w, C, fw);
@@ -249,7 +249,7 @@ static void test_matmul(const loom_backend *be, int N, int C, int OC, int with_b
     float *bias = with_bias ? randn_new(OC, 1, 0) : NULL, *dout = randn_new(NO, 1, 0);
     float *out = FALLOC(NO);
     fill(out, NO, NAN);
-    be->matmul_forward(out, x, w, bias, N, C, OC);
+    be->f32->matmul_forward(out, x, w, bias, N, C, OC);
     mm_ctx c = {N, C, OC, f2d(x, NC), f2d(w, CO), bias ? f2d(bias, OC) : NULL, f2d(dout, NO),
                 DALLOC(NO)};
     double *want = DALLOC(NO);
@@ -264,7 +264,7 @@ static void test_matmul(const loom_backend *be, int N, int C, int OC, int with_b
         g0b = randn_new(OC, 1, 0);
         db = fcopy(g0b, OC);
     }
-    be->matmul_backward(dx, dw, db, dout, x, w, N, C, OC);
+    be->f32->matmul_backward(dx, dw, db, dout, x, w, N, C, OC);
     double *fx = DALLOC(NC), *fw = DALLOC(CO), *fb = DALLOC(OC);
     fd_grad(mm_loss, &c, c.w, CO, fw);
     check_added("dw", dw, g0w, fw, CO, TOL_FD);
@@ -310,7 +310,7 @@ static void test_attention(const loom_backend *be, int B, int T, int H, int KVH,
     float *out = FALLOC(nC), *lse = FALLOC(nL);
     fill(out, nC, NAN);
     fill(lse, nL, NAN);
-    be->attention_forward(out, lse, qkv, B, T, H, KVH, hs);
+    be->f32->attention_forward(out, lse, qkv, B, T, H, KVH, hs);
     double *qd = f2d(qkv, n3), *dd = f2d(dout, nC), *wo = DALLOC(nC), *wl = DALLOC(nL);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) attn_head_d(wo, wl, qd, NULL, b, h, T, H, KVH, hs);
@@ -319,7 +319,7 @@ static void test_attention(const loom_backend *be, int B, int T, int H, int KVH,
 
     float *dqkv = FALLOC(n3);
     fill(dqkv, n3, NAN); /* overwritten, never read */
-    be->attention_backward(dqkv, dout, qkv, out, lse, B, T, H, KVH, hs);
+    be->f32->attention_backward(dqkv, dout, qkv, out, lse, B, T, H, KVH, hs);
     size_t cnt = 0;
     double *got = DALLOC(n3), *want = DALLOC(n3);
     for (size_t idx = 0; idx < n3; idx++) {
@@ -365,7 +365,7 @@ static void test_gelu(const loom_backend *be, size_t n) {
     float *x = FALLOC(n), *dout = randn_new(n, 1, 0), *out = FALLOC(n), *dx = FALLOC(n);
     gelu_inputs(x, n);
     fill(out, n, NAN);
-    be->gelu_forward(out, x, n);
+    be->f32->gelu_forward(out, x, n);
     double *want = DALLOC(n), *fd = DALLOC(n);
     for (size_t i = 0; i < n; i++) {
         double x0 = x[i], xp = x0 + FD_H, xm = x0 - FD_H;
@@ -375,7 +375,7 @@ static void test_gelu(const loom_backend *be, size_t n) {
     }
     check_fd("out", out, want, n, TOL_FWD, 1);
     fill(dx, n, NAN);
-    be->gelu_backward(dx, x, dout, n);
+    be->f32->gelu_backward(dx, x, dout, n);
     check_fd("dinp (overwrite)", dx, fd, n, TOL_FD, 1);
     group_end();
     free(x), free(dout), free(out), free(dx), free(want), free(fd);
@@ -423,13 +423,13 @@ static void test_crossentropy(const loom_backend *be, int N, int V) {
     /* dscale = 0: losses only, logits untouched. */
     float *lg0 = fcopy(lg, NV);
     fill(losses, N, NAN);
-    be->crossentropy(losses, lg0, tg, N, V, 0.0f);
+    be->f32->crossentropy(losses, lg0, tg, N, V, 0.0f);
     check_fd("losses (dscale=0)", losses, wl, N, TOL_FWD, 1);
     check_true(memcmp(lg0, lg, sizeof(float) * NV) == 0, "dscale=0 modified the logits");
 
     float *lg1 = fcopy(lg, NV);
     fill(losses, N, NAN);
-    be->crossentropy(losses, lg1, tg, N, V, dscale);
+    be->f32->crossentropy(losses, lg1, tg, N, V, dscale);
     check_fd("losses", losses, wl, N, TOL_FWD, 1);
     fd_grad(ce_loss, &c, c.logits, NV, fd);
     check_fd("dlogits (in place)", lg1, fd, NV, TOL_FD, dscale); /* |dlogits| <= dscale */
@@ -458,7 +458,7 @@ static void test_gemm(const loom_backend *be, int M, int N, int K) {
                     for (int i = 0; i < M; i++)
                         for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = NAN;
                 float *C0 = fcopy(C, (size_t)M * ldc);
-                be->gemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
+                be->f32->gemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
                 double *want = DALLOC((size_t)M * N), *got = DALLOC((size_t)M * N);
                 double *scale = DALLOC((size_t)M * N);
                 for (int i = 0; i < M; i++)
@@ -493,7 +493,7 @@ static void test_residual(const loom_backend *be, size_t n) {
     group_begin("residual/%s: out == a + b exactly (n=%zu)", be->name, n);
     float *a = randn_new(n, 1, 0), *b = randn_new(n, 1, 0), *out = FALLOC(n), *want = FALLOC(n);
     for (size_t i = 0; i < n; i++) want[i] = a[i] + b[i];
-    be->residual_forward(out, a, b, n);
+    be->f32->residual_forward(out, a, b, n);
     check_bitwise("out", out, want, n);
     group_end();
     free(a), free(b), free(out), free(want);
@@ -515,7 +515,7 @@ static void test_adamw(const loom_backend *be, size_t n) {
         float *g = randn_new(n, 1, 0);
         if (n > 1) g[1] = 0; /* a zero gradient */
         float bc1 = (float)(1.0 - pow(b1, step)), bc2 = (float)(1.0 - pow(b2, step));
-        be->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale);
+        be->f32->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gscale);
         for (size_t i = 0; i < n; i++) {
             double gr = (double)g[i] * gscale;
             pd[i] -= (double)lr * wd * pd[i];
@@ -541,7 +541,7 @@ static void test_sumsq(const loom_backend *be) {
         float *x = randn_new(n, 1, 0);
         double want = 0;
         for (size_t i = 0; i < n; i++) want += (double)x[i] * x[i];
-        double got = be->sumsq(x, n);
+        double got = be->f32->sumsq(x, n);
         char what[32];
         snprintf(what, sizeof what, "sumsq(n=%zu)", n);
         check_dd(what, &got, &want, 1, 1e-12, 1e-30);
@@ -549,9 +549,9 @@ static void test_sumsq(const loom_backend *be) {
         /* Independent of the thread count, bit for bit. */
         int saved = omp_get_max_threads();
         omp_set_num_threads(1);
-        double g1 = be->sumsq(x, n);
+        double g1 = be->f32->sumsq(x, n);
         omp_set_num_threads(3);
-        double g3 = be->sumsq(x, n);
+        double g3 = be->f32->sumsq(x, n);
         omp_set_num_threads(saved);
         check_true(memcmp(&g1, &got, sizeof got) == 0 && memcmp(&g3, &got, sizeof got) == 0,
                    "%s depends on the thread count: %.17g (1) %.17g (3) %.17g (%d)", what, g1,
@@ -592,11 +592,11 @@ static void test_semantics(const loom_backend *be) {
         float *dout = randn_new(BTC, 1, 0);
         float *a_te = zeros((size_t)V * C), *a_pe = zeros((size_t)T * C);
         float *b_te = zeros((size_t)V * C), *b_pe = zeros((size_t)T * C);
-        be->encoder_backward(a_te, a_pe, dout, inp, B, T, C);
-        be->encoder_backward(b_te, b_pe, dout, inp, B, T, C);
+        be->f32->encoder_backward(a_te, a_pe, dout, inp, B, T, C);
+        be->f32->encoder_backward(b_te, b_pe, dout, inp, B, T, C);
         check_bitwise("encoder dwte repeat", a_te, b_te, (size_t)V * C);
         check_bitwise("encoder dwpe repeat", a_pe, b_pe, (size_t)T * C);
-        be->encoder_backward(b_te, b_pe, dout, inp, B, T, C);
+        be->f32->encoder_backward(b_te, b_pe, dout, inp, B, T, C);
         check_doubled("encoder dwte x2", b_te, a_te, (size_t)V * C);
         check_doubled("encoder dwpe x2", b_pe, a_pe, (size_t)T * C);
         free(inp), free(dout), free(a_te), free(a_pe), free(b_te), free(b_pe);
@@ -609,15 +609,15 @@ static void test_semantics(const loom_backend *be) {
         ln_inputs(x, N, C);
         float *w = randn_new(C, 0.3f, 1), *b = randn_new(C, 0.3f, 0), *dout = randn_new(NC, 1, 0);
         float *out = FALLOC(NC), *mean = FALLOC(N), *rstd = FALLOC(N);
-        be->layernorm_forward(out, mean, rstd, x, w, b, N, C);
+        be->f32->layernorm_forward(out, mean, rstd, x, w, b, N, C);
         float *ax = zeros(NC), *aw = zeros(C), *ab = zeros(C);
         float *bx = zeros(NC), *bw = zeros(C), *bb = zeros(C);
-        be->layernorm_backward_acc(ax, aw, ab, dout, x, w, mean, rstd, N, C);
-        be->layernorm_backward_acc(bx, bw, bb, dout, x, w, mean, rstd, N, C);
+        be->f32->layernorm_backward_acc(ax, aw, ab, dout, x, w, mean, rstd, N, C);
+        be->f32->layernorm_backward_acc(bx, bw, bb, dout, x, w, mean, rstd, N, C);
         check_bitwise("layernorm dinp repeat", ax, bx, NC);
         check_bitwise("layernorm dw repeat", aw, bw, C);
         check_bitwise("layernorm db repeat", ab, bb, C);
-        be->layernorm_backward_acc(bx, bw, bb, dout, x, w, mean, rstd, N, C);
+        be->f32->layernorm_backward_acc(bx, bw, bb, dout, x, w, mean, rstd, N, C);
         check_doubled("layernorm dinp x2 (acc)", bx, ax, NC);
         check_doubled("layernorm dw x2", bw, aw, C);
         check_doubled("layernorm db x2", bb, ab, C);
@@ -632,14 +632,14 @@ static void test_semantics(const loom_backend *be) {
         float *ax = opt ? zeros((size_t)N * C) : NULL, *bx = opt ? zeros((size_t)N * C) : NULL;
         float *aw = zeros((size_t)C * OC), *bw = zeros((size_t)C * OC);
         float *ab = opt ? zeros(OC) : NULL, *bb = opt ? zeros(OC) : NULL;
-        be->matmul_backward(ax, aw, ab, dout, x, w, N, C, OC);
-        be->matmul_backward(bx, bw, bb, dout, x, w, N, C, OC);
+        be->f32->matmul_backward(ax, aw, ab, dout, x, w, N, C, OC);
+        be->f32->matmul_backward(bx, bw, bb, dout, x, w, N, C, OC);
         check_bitwise("matmul dw repeat", aw, bw, (size_t)C * OC);
         if (opt) {
             check_bitwise("matmul dinp repeat", ax, bx, (size_t)N * C);
             check_bitwise("matmul dbias repeat", ab, bb, OC);
         }
-        be->matmul_backward(bx, bw, bb, dout, x, w, N, C, OC);
+        be->f32->matmul_backward(bx, bw, bb, dout, x, w, N, C, OC);
         check_doubled(opt ? "matmul dw x2" : "matmul dw x2 (no dinp/dbias)", bw, aw, (size_t)C * OC);
         if (opt) {
             check_bitwise("matmul dinp overwritten on 2nd call", bx, ax, (size_t)N * C);
@@ -654,15 +654,15 @@ static void test_semantics(const loom_backend *be) {
         float *qkv = randn_new(n3, 1, 0), *dout = randn_new(nC, 1, 0);
         float *out = FALLOC(nC), *lse = FALLOC((size_t)B * H * T);
         float *out2 = FALLOC(nC), *lse2 = FALLOC((size_t)B * H * T);
-        be->attention_forward(out, lse, qkv, B, T, H, H, C / H);
-        be->attention_forward(out2, lse2, qkv, B, T, H, H, C / H);
+        be->f32->attention_forward(out, lse, qkv, B, T, H, H, C / H);
+        be->f32->attention_forward(out2, lse2, qkv, B, T, H, H, C / H);
         check_bitwise("attention out repeat", out, out2, nC);
         check_bitwise("attention lse repeat", lse, lse2, (size_t)B * H * T);
         float *a = zeros(n3), *b = zeros(n3);
-        be->attention_backward(a, dout, qkv, out, lse, B, T, H, H, C / H);
-        be->attention_backward(b, dout, qkv, out, lse, B, T, H, H, C / H);
+        be->f32->attention_backward(a, dout, qkv, out, lse, B, T, H, H, C / H);
+        be->f32->attention_backward(b, dout, qkv, out, lse, B, T, H, H, C / H);
         check_bitwise("attention dqkv repeat", a, b, n3);
-        be->attention_backward(b, dout, qkv, out, lse, B, T, H, H, C / H);
+        be->f32->attention_backward(b, dout, qkv, out, lse, B, T, H, H, C / H);
         check_bitwise("attention dqkv overwritten on 2nd call", b, a, n3);
         free(qkv), free(dout), free(out), free(lse), free(out2), free(lse2), free(a), free(b);
     }
@@ -671,10 +671,10 @@ static void test_semantics(const loom_backend *be) {
         size_t n = 1037;
         float *x = FALLOC(n), *dout = randn_new(n, 1, 0), *a = zeros(n), *b = zeros(n);
         gelu_inputs(x, n);
-        be->gelu_backward(a, x, dout, n);
-        be->gelu_backward(b, x, dout, n);
+        be->f32->gelu_backward(a, x, dout, n);
+        be->f32->gelu_backward(b, x, dout, n);
         check_bitwise("gelu dinp repeat", a, b, n);
-        be->gelu_backward(b, x, dout, n);
+        be->f32->gelu_backward(b, x, dout, n);
         check_bitwise("gelu dinp overwritten on 2nd call", b, a, n);
         free(x), free(dout), free(a), free(b);
     }
@@ -703,9 +703,9 @@ static void xb_gemm(const loom_backend *r, const loom_backend *c, int M, int N, 
                 for (size_t i = 0; i < na; i++) aA[i] = fabsf(A[i]);
                 for (size_t i = 0; i < nb; i++) aB[i] = fabsf(Bm[i]);
                 for (size_t i = 0; i < nc; i++) S[i] = fabsf(beta * C1[i]);
-                r->gemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C1, ldc);
-                c->gemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C2, ldc);
-                r->gemm(ta, tb, M, N, K, fabsf(alpha), aA, lda, aB, ldb, 1.0f, S, ldc);
+                r->f32->gemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C1, ldc);
+                c->f32->gemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C2, ldc);
+                r->f32->gemm(ta, tb, M, N, K, fabsf(alpha), aA, lda, aB, ldb, 1.0f, S, ldc);
                 char what[96];
                 snprintf(what, sizeof what, "C (ta=%d tb=%d alpha=%g beta=%g)", ta, tb, alpha,
                          beta);
@@ -723,13 +723,13 @@ static void xb_encoder(const loom_backend *r, const loom_backend *c, int B, int 
     inp[0] = inp[B * T - 1] = 1;
     float *wte = randn_new((size_t)V * C, 1, 0), *wpe = randn_new((size_t)T * C, 1, 0);
     float *dout = randn_new(BTC, 1, 0), *o1 = FALLOC(BTC), *o2 = FALLOC(BTC);
-    r->encoder_forward(o1, inp, wte, wpe, B, T, C);
-    c->encoder_forward(o2, inp, wte, wpe, B, T, C);
+    r->f32->encoder_forward(o1, inp, NULL, wte, wpe, B, T, C);
+    c->f32->encoder_forward(o2, inp, NULL, wte, wpe, B, T, C);
     check_ff("out", o2, o1, BTC, TOL_XB, 1);
     float *g1 = randn_new((size_t)V * C, 1, 0), *g2 = fcopy(g1, (size_t)V * C);
     float *p1 = randn_new((size_t)T * C, 1, 0), *p2 = fcopy(p1, (size_t)T * C);
-    r->encoder_backward(g1, p1, dout, inp, B, T, C);
-    c->encoder_backward(g2, p2, dout, inp, B, T, C);
+    r->f32->encoder_backward(g1, p1, dout, inp, B, T, C);
+    c->f32->encoder_backward(g2, p2, dout, inp, B, T, C);
     check_ff("dwte", g2, g1, (size_t)V * C, TOL_XB, 1);
     check_ff("dwpe", p2, p1, (size_t)T * C, TOL_XB, 1);
     group_end();
@@ -759,8 +759,8 @@ static void xb_layernorm(const loom_backend *r, const loom_backend *c, int N, in
     float *w = randn_new(C, 0.3f, 1), *b = randn_new(C, 0.3f, 0), *dout = randn_new(NC, 1, 0);
     float *o1 = FALLOC(NC), *m1 = FALLOC(N), *s1 = FALLOC(N);
     float *o2 = FALLOC(NC), *m2 = FALLOC(N), *s2 = FALLOC(N);
-    r->layernorm_forward(o1, m1, s1, x, w, b, N, C);
-    c->layernorm_forward(o2, m2, s2, x, w, b, N, C);
+    r->f32->layernorm_forward(o1, m1, s1, x, w, b, N, C);
+    c->f32->layernorm_forward(o2, m2, s2, x, w, b, N, C);
     check_ff("out", o2, o1, NC, tol, 1);
     check_ff("mean", m2, m1, N, tol, 1);
     check_ff("rstd", s2, s1, N, tol, 1);
@@ -774,8 +774,8 @@ static void xb_layernorm(const loom_backend *r, const loom_backend *c, int N, in
             sw[k] += d * fabsf((x[(size_t)n * C + k] - m1[n]) * s1[n]);
             sb[k] += d;
         }
-    r->layernorm_backward_acc(dx1, dw1, db1, dout, x, w, m1, s1, N, C);
-    c->layernorm_backward_acc(dx2, dw2, db2, dout, x, w, m2, s2, N, C);
+    r->f32->layernorm_backward_acc(dx1, dw1, db1, dout, x, w, m1, s1, N, C);
+    c->f32->layernorm_backward_acc(dx2, dw2, db2, dout, x, w, m2, s2, N, C);
     check_ff("dinp", dx2, dx1, NC, tol, 1);
     check_ffs("dw", dw2, dw1, sw, C, tol, 1);
     check_ffs("db", db2, db1, sb, C, tol, 1);
@@ -796,17 +796,17 @@ static void xb_matmul(const loom_backend *r, const loom_backend *c, int N, int C
     float *ax = fabs_new(x, NC), *aw = fabs_new(w, CO), *ab = fabs_new(bias, OC);
     float *ad = fabs_new(dout, NO), *so = FALLOC(NO);
     for (int wb = 0; wb < 2; wb++) {
-        r->matmul_forward(o1, x, w, wb ? bias : NULL, N, C, OC);
-        c->matmul_forward(o2, x, w, wb ? bias : NULL, N, C, OC);
-        r->matmul_forward(so, ax, aw, wb ? ab : NULL, N, C, OC);
+        r->f32->matmul_forward(o1, x, w, wb ? bias : NULL, N, C, OC);
+        c->f32->matmul_forward(o2, x, w, wb ? bias : NULL, N, C, OC);
+        r->f32->matmul_forward(so, ax, aw, wb ? ab : NULL, N, C, OC);
         check_ffs(wb ? "out" : "out (no bias)", o2, o1, so, NO, TOL_XB, 1);
     }
     float *dx1 = FALLOC(NC), *dx2 = FALLOC(NC), *dw1 = randn_new(CO, 1, 0), *dw2 = fcopy(dw1, CO);
     float *db1 = randn_new(OC, 1, 0), *db2 = fcopy(db1, OC);
     float *sx = FALLOC(NC), *sw = fabs_new(dw1, CO), *sb = fabs_new(db1, OC);
-    r->matmul_backward(dx1, dw1, db1, dout, x, w, N, C, OC);
-    c->matmul_backward(dx2, dw2, db2, dout, x, w, N, C, OC);
-    r->matmul_backward(sx, sw, sb, ad, ax, aw, N, C, OC);
+    r->f32->matmul_backward(dx1, dw1, db1, dout, x, w, N, C, OC);
+    c->f32->matmul_backward(dx2, dw2, db2, dout, x, w, N, C, OC);
+    r->f32->matmul_backward(sx, sw, sb, ad, ax, aw, N, C, OC);
     check_ffs("dinp", dx2, dx1, sx, NC, TOL_XB, 1);
     check_ffs("dw", dw2, dw1, sw, CO, TOL_XB, 1);
     check_ffs("dbias", db2, db1, sb, OC, TOL_XB, 1);
@@ -822,14 +822,14 @@ static void xb_attention(const loom_backend *r, const loom_backend *c, int B, in
     size_t n3 = (size_t)B * T * (H + 2 * KVH) * hs, nC = (size_t)B * T * C, nL = (size_t)B * H * T;
     float *qkv = randn_new(n3, 1, 0), *dout = randn_new(nC, 1, 0);
     float *o1 = FALLOC(nC), *l1 = FALLOC(nL), *o2 = FALLOC(nC), *l2 = FALLOC(nL);
-    r->attention_forward(o1, l1, qkv, B, T, H, KVH, hs);
-    c->attention_forward(o2, l2, qkv, B, T, H, KVH, hs);
+    r->f32->attention_forward(o1, l1, qkv, B, T, H, KVH, hs);
+    c->f32->attention_forward(o2, l2, qkv, B, T, H, KVH, hs);
     check_ff("out", o2, o1, nC, TOL_XB, 1);
     check_ff("lse", l2, l1, nL, TOL_XB, 1);
     float *d1 = FALLOC(n3), *d2 = FALLOC(n3);
     fill(d2, n3, NAN);
-    r->attention_backward(d1, dout, qkv, o1, l1, B, T, H, KVH, hs);
-    c->attention_backward(d2, dout, qkv, o2, l2, B, T, H, KVH, hs);
+    r->f32->attention_backward(d1, dout, qkv, o1, l1, B, T, H, KVH, hs);
+    c->f32->attention_backward(d2, dout, qkv, o2, l2, B, T, H, KVH, hs);
     check_ff("dqkv", d2, d1, n3, TOL_XB, 1);
     group_end();
     free(qkv), free(dout), free(o1), free(l1), free(o2), free(l2), free(d1), free(d2);
@@ -840,19 +840,19 @@ static void xb_elementwise(const loom_backend *r, const loom_backend *c, size_t 
     float *x = FALLOC(n), *y = randn_new(n, 1, 0), *dout = randn_new(n, 1, 0);
     gelu_inputs(x, n);
     float *o1 = FALLOC(n), *o2 = FALLOC(n);
-    r->gelu_forward(o1, x, n);
-    c->gelu_forward(o2, x, n);
+    r->f32->gelu_forward(o1, x, n);
+    c->f32->gelu_forward(o2, x, n);
     check_ff("gelu out", o2, o1, n, TOL_XB, 1);
-    r->gelu_backward(o1, x, dout, n);
-    c->gelu_backward(o2, x, dout, n);
+    r->f32->gelu_backward(o1, x, dout, n);
+    c->f32->gelu_backward(o2, x, dout, n);
     /* dinp = dout * gelu'(x) with |gelu'| <= 1.13: errors scale with |dout|, and float
      * tanh errors of ~1e-7 near |tanh| = 1 reach gelu' as ~2e-6 around x = -5. */
     float *adout = FALLOC(n);
     for (size_t i = 0; i < n; i++) adout[i] = fabsf(dout[i]);
     check_ffs("gelu dinp", o2, o1, adout, n, TOL_XB, 1);
     free(adout);
-    r->residual_forward(o1, x, y, n);
-    c->residual_forward(o2, x, y, n);
+    r->f32->residual_forward(o1, x, y, n);
+    c->f32->residual_forward(o2, x, y, n);
     check_bitwise("residual out", o2, o1, n);
     group_end();
     free(x), free(y), free(dout), free(o1), free(o2);
@@ -866,8 +866,8 @@ static void xb_crossentropy(const loom_backend *r, const loom_backend *c, int N,
     int32_t *tg = xmalloc(sizeof(int32_t) * N);
     rand_tokens(tg, N, V);
     float *a = fcopy(lg, NV), *b = fcopy(lg, NV), *l1 = FALLOC(N), *l2 = FALLOC(N);
-    r->crossentropy(l1, a, tg, N, V, 1.0f / N);
-    c->crossentropy(l2, b, tg, N, V, 1.0f / N);
+    r->f32->crossentropy(l1, a, tg, N, V, 1.0f / N);
+    c->f32->crossentropy(l2, b, tg, N, V, 1.0f / N);
     check_ff("losses", l2, l1, N, TOL_XB, 1);
     check_ff("dlogits", b, a, NV, TOL_XB, 1.0 / N); /* |dlogits| <= dscale */
     group_end();
@@ -881,14 +881,14 @@ static void xb_optim(const loom_backend *r, const loom_backend *c, size_t n) {
     for (int step = 1; step <= 3; step++) {
         float *g = randn_new(n, 1, 0);
         float bc1 = (float)(1.0 - pow(0.9, step)), bc2 = (float)(1.0 - pow(0.95, step));
-        r->adamw(p1, g, m1, v1, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.7f);
-        c->adamw(p2, g, m2, v2, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.7f);
+        r->f32->adamw(p1, g, m1, v1, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.7f);
+        c->f32->adamw(p2, g, m2, v2, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.7f);
         free(g);
     }
     check_ff("p", p2, p1, n, 2e-6, 1);
     check_ff("m", m2, m1, n, 1e-5, 0.1);
     check_ff("v", v2, v1, n, 1e-5, 1e-6);
-    double s1 = r->sumsq(p1, n), s2 = c->sumsq(p1, n);
+    double s1 = r->f32->sumsq(p1, n), s2 = c->f32->sumsq(p1, n);
     check_dd("sumsq", &s2, &s1, 1, 1e-12, 1e-30);
     group_end();
     free(p1), free(p2), free(m1), free(m2), free(v1), free(v2);
@@ -909,19 +909,70 @@ static void test_registry(void) {
 
 /* ------------------------------------------------------------------------------------ */
 
+/* The op layer: a view of the wrong element type, device or size, a missing one, and a
+ * backend without the element type's kernels are refused with a message naming the op
+ * and the argument, before any kernel runs; a right call computes what the kernel does. */
+static void test_op_checks(const loom_backend *be) {
+    group_begin("ops/%s: typed views checked (dtype, device, extent, presence, kernels)", be->name);
+    enum { N = 3, C = 4 };
+    float x[N * C], y[N * C], w[C], rstd[N], ref_y[N * C], ref_rstd[N];
+    randn(x, N * C, 1.0f, 0.0f);
+    randn(w, C, 0.3f, 1.0f);
+    const int dev = be->device;
+    const loom_tensor X = loom_view(x, N * C, LOOM_DTYPE_F32, dev), Y = loom_view(y, N * C, LOOM_DTYPE_F32, dev);
+    const loom_tensor W = loom_view(w, C, LOOM_DTYPE_F32, dev), R = loom_view(rstd, N, LOOM_DTYPE_F32, dev);
+    be->f32->rmsnorm_forward(ref_y, ref_rstd, x, w, N, C, 1e-5f);
+    check_true(op_rmsnorm_forward(be, Y, R, X, W, N, C, 1e-5f) == LOOM_OK, "a right call failed: %s", loom_error_msg());
+    check_true(!memcmp(y, ref_y, sizeof y) && !memcmp(rstd, ref_rstd, sizeof rstd), "the op differs from its kernel");
+    struct {
+        loom_tensor inp;
+        const char *want;
+    } bad[] = {
+        {loom_view(x, N * C - 1, LOOM_DTYPE_F32, dev), "op_rmsnorm_forward: inp holds 11 elements, the op touches 12"},
+        {loom_view(x, N * C, LOOM_DTYPE_BF16, dev), "op_rmsnorm_forward: inp is BF16, the op runs in F32"},
+        {loom_view(x, N * C, LOOM_DTYPE_F32, LOOM_DEVICE_CUDA), "op_rmsnorm_forward: inp is in cuda memory"},
+        {LOOM_NO_TENSOR, "op_rmsnorm_forward: inp is missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        memset(y, 0, sizeof y);
+        loom_status st = op_rmsnorm_forward(be, Y, R, bad[i].inp, W, N, C, 1e-5f);
+        check_true(st == LOOM_ERR_ARG && strstr(loom_error_msg(), bad[i].want), "case %zu: status %d, message '%s'",
+                   i, (int)st, loom_error_msg());
+        int untouched = 1;
+        for (int k = 0; k < N * C; k++) untouched &= y[k] == 0.0f;
+        check_true(untouched, "case %zu: the kernel ran after a refused view", i);
+    }
+    /* an element type the backend has no kernels for */
+    loom_tensor Yb = Y;
+    Yb.dtype = LOOM_DTYPE_BF16;
+    loom_status st = op_rmsnorm_forward(be, Yb, R, X, W, N, C, 1e-5f);
+    check_true(st == LOOM_ERR_ARG && strstr(loom_error_msg(), "has no BF16 kernels"), "bf16: '%s'", loom_error_msg());
+    check_true(!be->supports(LOOM_DTYPE_BF16) && be->supports(LOOM_DTYPE_F32), "supports() disagrees with the kernels");
+    /* a GEMM's operand smaller than its leading dimension says */
+    st = op_gemm(be, 0, 0, N, C, C, 1.0f, X, C, loom_view(w, C, LOOM_DTYPE_F32, dev), C, 0.0f, Y, C);
+    check_true(st == LOOM_ERR_ARG && strstr(loom_error_msg(), "op_gemm: B holds 4 elements, the op touches 16"),
+               "gemm: '%s'", loom_error_msg());
+    /* views and sub-views */
+    loom_tensor sub = loom_view_at(X, 5);
+    check_true(sub.numel == N * C - 5 && sub.data == (void *)(x + 5), "loom_view_at");
+    group_end();
+}
+
 static void check_table(const loom_backend *be) {
     group_begin("table/%s: every entry set", be->name);
+    check_true(be->f32 != NULL, "no fp32 kernels");
+    if (!be->f32) return;
     const void *fns[] = {
         (const void *)be->alloc, (const void *)be->free, (const void *)be->copy, (const void *)be->sync,
-        (const void *)be->supports, (const void *)be->reserve,
-        (const void *)be->gemm,                   (const void *)be->encoder_forward,
-        (const void *)be->encoder_backward,       (const void *)be->layernorm_forward,
-        (const void *)be->layernorm_backward_acc, (const void *)be->matmul_forward,
-        (const void *)be->matmul_backward,        (const void *)be->attention_forward,
-        (const void *)be->attention_backward,     (const void *)be->gelu_forward,
-        (const void *)be->gelu_backward,          (const void *)be->residual_forward,
-        (const void *)be->crossentropy,           (const void *)be->adamw,
-        (const void *)be->sumsq,
+        (const void *)be->zero, (const void *)be->supports, (const void *)be->reserve,
+        (const void *)be->f32->gemm,                   (const void *)be->f32->encoder_forward,
+        (const void *)be->f32->encoder_backward,       (const void *)be->f32->layernorm_forward,
+        (const void *)be->f32->layernorm_backward_acc, (const void *)be->f32->matmul_forward,
+        (const void *)be->f32->matmul_backward,        (const void *)be->f32->attention_forward,
+        (const void *)be->f32->attention_backward,     (const void *)be->f32->gelu_forward,
+        (const void *)be->f32->gelu_backward,          (const void *)be->f32->residual_forward,
+        (const void *)be->f32->crossentropy,           (const void *)be->f32->adamw,
+        (const void *)be->f32->sumsq,
     };
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
         check_true(fns[i] != NULL, "function pointer #%zu is NULL", i);
@@ -973,6 +1024,7 @@ int main(void) {
         test_adamw(be, 1037);
         test_sumsq(be);
         test_semantics(be);
+        test_op_checks(be);
     }
 #ifndef TEST_REF_ONLY
     const loom_backend *r = loom_backend_ref(), *c = loom_backend_cpu();

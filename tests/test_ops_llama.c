@@ -39,13 +39,13 @@ static void test_rmsnorm(const loom_backend *be, int N, int C, float eps) {
     float *x = randn_new(n, 1.5f, 0.3f), *w = randn_new(C, 0.5f, 1.0f), *dout = randn_new(n, 1, 0);
     float *out = FALLOC(n), *rstd = FALLOC(N);
     fill(out, n, NAN);
-    be->rmsnorm_forward(out, rstd, x, w, N, C, eps);
+    be->f32->rmsnorm_forward(out, rstd, x, w, N, C, eps);
     double *xd = f2d(x, n), *wd = f2d(w, C), *dd = f2d(dout, n), *want = DALLOC(n);
     rms_fwd_d(want, xd, wd, N, C, eps);
     check_fd("out", out, want, n, TOL_FWD, 1);
     /* backward: into random pre-fills, which must be kept (accumulate) */
     float *dx = randn_new(n, 1, 0), *dw = randn_new(C, 1, 0), *dx0 = fcopy(dx, n), *dw0 = fcopy(dw, C);
-    be->rmsnorm_backward_acc(dx, dw, dout, x, w, rstd, N, C);
+    be->f32->rmsnorm_backward_acc(dx, dw, dout, x, w, rstd, N, C);
     rms_ctx ctx = {N, C, eps, xd, wd, dd, DALLOC(n)};
     double *gx = DALLOC(n), *gw = DALLOC(C);
     fd_grad(rms_loss, &ctx, xd, n, gx);
@@ -110,7 +110,7 @@ static void test_rope(const loom_backend *be, int N, int T, int nh, int hs, int 
     float *cs = FALLOC((size_t)P * hs / 2), *sn = FALLOC((size_t)P * hs / 2);
     rope_tables(cs, sn, P, hs, 10000.0);
     float *x = randn_new(n, 1, 0), *y = fcopy(x, n), *dout = randn_new(n, 1, 0);
-    be->rope(y, N, T, pos, nh, hs, stride, cs, sn, 0);
+    be->f32->rope(y, N, T, pos, nh, hs, stride, cs, sn, 0);
     double *xd = f2d(x, n), *dd = f2d(dout, n), *want = DALLOC(n), *g = DALLOC(n);
     /* the forward as the gradient of L with respect to dout (L is linear in it) */
     rope_ctx ctx = {N, T, nh, hs, stride, pos, cs, sn, xd, dd};
@@ -120,13 +120,13 @@ static void test_rope(const loom_backend *be, int N, int T, int nh, int hs, int 
     check_fd("out (in place; the rest of the row untouched)", y, want, n, TOL_FWD, 1);
     /* backward: the inverse rotation of dout is dL/dx */
     float *dx = fcopy(dout, n);
-    be->rope(dx, N, T, pos, nh, hs, stride, cs, sn, 1);
+    be->f32->rope(dx, N, T, pos, nh, hs, stride, cs, sn, 1);
     fd_grad(rope_loss, &ctx, xd, n, g);
     for (size_t i = 0; i < n; i++)
         if ((int)(i % (size_t)stride) >= nh * hs) g[i] = dout[i];
     check_fd("dinp (inverse rotation)", dx, g, n, TOL_FD, 1);
     /* forward then inverse gives x back */
-    be->rope(y, N, T, pos, nh, hs, stride, cs, sn, 1);
+    be->f32->rope(y, N, T, pos, nh, hs, stride, cs, sn, 1);
     check_ff("inverse(forward(x)) = x", y, x, n, TOL_FWD, 1);
     group_end();
     free(pos), free(cs), free(sn), free(x), free(y), free(dout), free(xd), free(dd), free(want), free(g), free(dx);
@@ -158,7 +158,7 @@ static void test_swiglu(const loom_backend *be, int N, int F) {
     gu[0] = 40.0f, gu[1] = -40.0f; /* saturated gates: no overflow */
     fill(out, n, NAN);
     fill(dgu, n2, NAN); /* overwritten, never read */
-    be->swiglu_forward(out, gu, N, F);
+    be->f32->swiglu_forward(out, gu, N, F);
     double *gd = f2d(gu, n2), *dd = f2d(dout, n), *want = DALLOC(n), *g = DALLOC(n2);
     for (int r = 0; r < N; r++)
         for (int i = 0; i < F; i++) {
@@ -166,7 +166,7 @@ static void test_swiglu(const loom_backend *be, int N, int F) {
             want[(size_t)r * F + i] = a / (1.0 + exp(-a)) * u;
         }
     check_fd("out", out, want, n, TOL_FWD, 1);
-    be->swiglu_backward(dgu, dout, gu, N, F);
+    be->f32->swiglu_backward(dgu, dout, gu, N, F);
     swiglu_ctx ctx = {N, F, gd, dd};
     fd_grad(swiglu_loss, &ctx, gd, n2, g);
     check_fd("dgu (overwrite)", dgu, g, n2, TOL_FD, 1);
@@ -213,7 +213,7 @@ static size_t dec_scratch(const dec_case *d) {
 static void dec_run(const loom_backend *be, const dec_case *d, float *out) {
     float *scratch = FALLOC(dec_scratch(d));
     fill(scratch, dec_scratch(d), NAN); /* written before it is read */
-    be->attention_decode(out, d->q, d->qstride, d->k, d->v, d->len, d->B, d->H, d->KVH, d->hs, d->rstride,
+    be->f32->attention_decode(out, d->q, d->qstride, d->k, d->v, d->len, d->B, d->H, d->KVH, d->hs, d->rstride,
                          d->bstride, scratch);
     free(scratch);
 }
@@ -270,13 +270,13 @@ static void test_decode_vs_forward(const loom_backend *be, int B, int T, int H, 
     float *got = FALLOC((size_t)B * T * Q), *row = FALLOC((size_t)B * Q), *q = FALLOC((size_t)B * Q);
     float *scratch = FALLOC((size_t)B * H * T);
     int32_t *len = xmalloc(sizeof(int32_t) * B);
-    be->attention_forward(full, lse, qkv, B, T, H, KVH, hs);
+    be->f32->attention_forward(full, lse, qkv, B, T, H, KVH, hs);
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) { /* the queries of position t, gathered into (B, Q) rows */
             len[b] = t + 1;
             memcpy(q + (size_t)b * Q, qkv + ((size_t)b * T + t) * W, sizeof(float) * Q);
         }
-        be->attention_decode(row, q, Q, qkv + Q, qkv + Q + KVH * hs, len, B, H, KVH, hs, W, (size_t)T * W, scratch);
+        be->f32->attention_decode(row, q, Q, qkv + Q, qkv + Q + KVH * hs, len, B, H, KVH, hs, W, (size_t)T * W, scratch);
         for (int b = 0; b < B; b++) memcpy(got + ((size_t)b * T + t) * Q, row + (size_t)b * Q, sizeof(float) * Q);
     }
     check_ff("out", got, full, (size_t)B * T * Q, TOL_XB, 1);
@@ -314,30 +314,30 @@ static void xb_llama(const loom_backend *r, const loom_backend *c, int N, int C,
     const size_t n = (size_t)N * C;
     float *x = randn_new(n, 1, 0.1f), *w = randn_new(C, 0.3f, 1), *dout = randn_new(n, 1, 0);
     float *o1 = FALLOC(n), *o2 = FALLOC(n), *r1 = FALLOC(N), *r2 = FALLOC(N);
-    r->rmsnorm_forward(o1, r1, x, w, N, C, 1e-5f);
-    c->rmsnorm_forward(o2, r2, x, w, N, C, 1e-5f);
+    r->f32->rmsnorm_forward(o1, r1, x, w, N, C, 1e-5f);
+    c->f32->rmsnorm_forward(o2, r2, x, w, N, C, 1e-5f);
     check_ff("rmsnorm out", o2, o1, n, TOL_XB, 1);
     float *dx1 = calloc(n, sizeof(float)), *dx2 = calloc(n, sizeof(float));
     float *dw1 = calloc(C, sizeof(float)), *dw2 = calloc(C, sizeof(float));
-    r->rmsnorm_backward_acc(dx1, dw1, dout, x, w, r1, N, C);
-    c->rmsnorm_backward_acc(dx2, dw2, dout, x, w, r1, N, C);
+    r->f32->rmsnorm_backward_acc(dx1, dw1, dout, x, w, r1, N, C);
+    c->f32->rmsnorm_backward_acc(dx2, dw2, dout, x, w, r1, N, C);
     check_ff("rmsnorm dinp", dx2, dx1, n, TOL_XB, 1);
     check_ff("rmsnorm dw", dw2, dw1, C, TOL_XB, 1);
     const int stride = nh * hs + 7;
     float *cs = FALLOC((size_t)N * hs / 2), *sn = FALLOC((size_t)N * hs / 2);
     rope_tables(cs, sn, N, hs, 500000.0);
     float *q1 = randn_new((size_t)N * stride, 1, 0), *q2 = fcopy(q1, (size_t)N * stride);
-    r->rope(q1, N, N, NULL, nh, hs, stride, cs, sn, 0);
-    c->rope(q2, N, N, NULL, nh, hs, stride, cs, sn, 0);
+    r->f32->rope(q1, N, N, NULL, nh, hs, stride, cs, sn, 0);
+    c->f32->rope(q2, N, N, NULL, nh, hs, stride, cs, sn, 0);
     check_ff("rope", q2, q1, (size_t)N * stride, TOL_XB, 1);
     float *gu = randn_new((size_t)N * 2 * F, 2, 0), *dsw = randn_new((size_t)N * F, 1, 0);
     float *s1 = FALLOC((size_t)N * F), *s2 = FALLOC((size_t)N * F), *g1 = FALLOC((size_t)N * 2 * F),
           *g2 = FALLOC((size_t)N * 2 * F);
-    r->swiglu_forward(s1, gu, N, F);
-    c->swiglu_forward(s2, gu, N, F);
+    r->f32->swiglu_forward(s1, gu, N, F);
+    c->f32->swiglu_forward(s2, gu, N, F);
     check_ff("swiglu out", s2, s1, (size_t)N * F, TOL_XB, 1);
-    r->swiglu_backward(g1, dsw, gu, N, F);
-    c->swiglu_backward(g2, dsw, gu, N, F);
+    r->f32->swiglu_backward(g1, dsw, gu, N, F);
+    c->f32->swiglu_backward(g2, dsw, gu, N, F);
     check_ff("swiglu dgu", g2, g1, (size_t)N * 2 * F, TOL_XB, 1);
     group_end();
     free(x), free(w), free(dout), free(o1), free(o2), free(r1), free(r2), free(dx1), free(dx2), free(dw1), free(dw2);
@@ -353,8 +353,8 @@ int main(void) {
     for (int i = 0; i < 2; i++) {
         const loom_backend *be = bes[i];
         group_begin("table/%s: the Llama entries set", be->name);
-        check_true(be->rmsnorm_forward && be->rmsnorm_backward_acc && be->rope && be->swiglu_forward &&
-                       be->swiglu_backward && be->attention_decode, "a Llama op or attention_decode is NULL");
+        check_true(be->f32->rmsnorm_forward && be->f32->rmsnorm_backward_acc && be->f32->rope && be->f32->swiglu_forward &&
+                       be->f32->swiglu_backward && be->f32->attention_decode, "a Llama op or attention_decode is NULL");
         group_end();
         if (grp.fails) continue;
         test_rmsnorm(be, 7, 12, 1e-5f);

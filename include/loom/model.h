@@ -133,6 +133,8 @@ struct loom_gpt {
     float *rope_cos, *rope_sin; /* Llama: (block_size, hs/2) each, from rope_theta and the scaling */
     void *act_layout;       /* where each activation lives in acts (model/arch.h) */
     const void *backend;    /* const loom_backend * */
+    loom_status status;     /* the first failed op since init (message: loom_error_msg()); a forward
+                             * returns NaN after one */
     int profile;            /* set to 1 to accumulate prof_s (a clock read per op) */
     double prof_s[LOOM_PROF_COUNT]; /* seconds per op kind since the last reset */
 };
@@ -198,7 +200,8 @@ typedef struct loom_gpt_kv loom_gpt_kv;
 loom_status loom_gpt_kv_init(loom_gpt_kv **out, const loom_gpt *g, int B);
 void loom_gpt_kv_free(loom_gpt_kv *kv);
 /* Feeds tokens[b] at position positions[b] (< block size; earlier positions of row b
- * must have been fed) and returns the logits (B, V) of the next token of every row. */
+ * must have been fed) and returns the logits (B, V) of the next token of every row;
+ * NULL, with the message set, when an op fails. */
 const float *loom_gpt_kv_step(const loom_gpt *g, loom_gpt_kv *kv, const int32_t *tokens, const int *positions);
 
 /* Sampling settings: temperature 0 is greedy (argmax); top_k 0 and top_p 1 are off. */

@@ -50,10 +50,10 @@ void loom_grad_sumsq_blocks(const float *grad, size_t lo, size_t hi, double *par
 /* One update of all parameters with the gradients in g->grads at learning rate lr;
  * clipping scales the gradients by clip/(norm+1e-6) when that is below 1. Weight decay
  * applies to tensors with decay = 1 only. */
-void loom_adamw_step(loom_adamw *opt, loom_gpt *g, float lr, double grad_norm);
+loom_status loom_adamw_step(loom_adamw *opt, loom_gpt *g, float lr, double grad_norm);
 /* The update of the optimizer's shard [opt->lo, opt->hi) only, with its gradients in
  * grad (grad[0] is element opt->lo: a ZeRO-2 shard, or g->grads + opt->lo). */
-void loom_adamw_step_shard(loom_adamw *opt, loom_gpt *g, const float *grad, float lr, double grad_norm);
+loom_status loom_adamw_step_shard(loom_adamw *opt, loom_gpt *g, const float *grad, float lr, double grad_norm);
 
 #ifdef __cplusplus
 }

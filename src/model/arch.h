@@ -34,8 +34,8 @@ enum { AG_ENCODED, AG_LNF, AG_LNF_MEAN, AG_LNF_RSTD, AG_LOGITS, AG_LOSSES, AG_SC
  * the same span), then the global ones. */
 typedef struct act_layout {
     int n_layer_slots;
-    size_t layer_off[LOOM_MAX_LAYER_SLOTS], layer_span;
-    size_t global_off[AG_SLOTS];
+    size_t layer_off[LOOM_MAX_LAYER_SLOTS], layer_len[LOOM_MAX_LAYER_SLOTS], layer_span;
+    size_t global_off[AG_SLOTS], global_len[AG_SLOTS];
     size_t total;      /* floats of the arena */
     size_t grad_total; /* floats of the activation-gradient scratch */
 } act_layout;
@@ -45,39 +45,70 @@ void model_act_layout(const loom_gpt_config *cfg, int B, int T, act_layout *a);
  * and sets *n_params. */
 int model_describe_params(const loom_gpt_config *cfg, loom_param_info *out, size_t *n_params);
 
+/* Typed views (kernels.h) of the model's memory: fp32 in the backend's memory; token
+ * ids (int32) are read in place, so they live where the backend computes (host memory
+ * for cpu and ref; a device backend's model copies them in first). */
+static inline loom_tensor model_view(const loom_gpt *g, const float *p, size_t n) {
+    return loom_view(p, p ? n : 0, LOOM_DTYPE_F32, ((const loom_backend *)g->backend)->device);
+}
+static inline loom_tensor model_ids(const loom_gpt *g, const int32_t *p, size_t n) {
+    return loom_view(p, p ? n : 0, LOOM_DTYPE_I32, ((const loom_backend *)g->backend)->device);
+}
+
 /* A slot of layer l, and a slot after the layers (AG_*), of a model's arena. */
-static inline float *model_act(const loom_gpt *g, int layer, int slot) {
+static inline loom_tensor model_act(const loom_gpt *g, int layer, int slot) {
     const act_layout *a = (const act_layout *)g->act_layout;
-    return g->acts + (size_t)layer * a->layer_span + a->layer_off[slot];
+    return model_view(g, g->acts + (size_t)layer * a->layer_span + a->layer_off[slot], a->layer_len[slot]);
 }
-static inline float *model_act_global(const loom_gpt *g, int slot) {
-    return g->acts + ((const act_layout *)g->act_layout)->global_off[slot];
+static inline loom_tensor model_act_global(const loom_gpt *g, int slot) {
+    const act_layout *a = (const act_layout *)g->act_layout;
+    return model_view(g, g->acts + a->global_off[slot], a->global_len[slot]);
 }
+/* Tensor idx of a buffer laid out as the parameters (the parameters, a gradient). */
+static inline loom_tensor model_param_view(const loom_gpt *g, const float *buf, int idx) {
+    return model_view(g, buf + g->params_info[idx].offset, g->params_info[idx].numel);
+}
+/* Tensors idx .. idx+count-1 as one view (they lie back to back: Llama's q/k/v and
+ * gate/up weights, each pair or triple one GEMM's operand). */
+static inline loom_tensor model_param_span(const loom_gpt *g, const float *buf, int idx, int count) {
+    const loom_param_info *a = &g->params_info[idx], *b = &g->params_info[idx + count - 1];
+    return model_view(g, buf + a->offset, b->offset + b->numel - a->offset);
+}
+/* The rotary tables (Llama). */
+static inline loom_tensor model_rope_cos(const loom_gpt *g) { return model_view(g, g->rope_cos, g->sizes.n_rope / 2); }
+static inline loom_tensor model_rope_sin(const loom_gpt *g) { return model_view(g, g->rope_sin, g->sizes.n_rope / 2); }
 
 /* Layer l's k-th tensor and its gradient. */
 static inline int model_layer_tensor(const loom_gpt *g, int l, int k) {
     return g->sizes.first_layer_tensor + l * g->sizes.layer_tensors + k;
 }
 
-/* Runs one backend call, timing it into g->prof_s[kind] when profiling is on. */
+/* Runs one op, timing it into g->prof_s[kind] when profiling is on; the first failure
+ * is kept in g->status (the forward then returns NaN, and the trainer stops on it). */
 #define OP(kind, call)                                                                                       \
     do {                                                                                                     \
         double t0_ = g->profile ? loom_now() : 0.0;                                                          \
-        call;                                                                                                \
+        loom_status st_ = (call);                                                                            \
+        if (st_ && !g->status) g->status = st_;                                                              \
         if (g->profile) g->prof_s[kind] += loom_now() - t0_;                                                 \
     } while (0)
-#define P(idx) (g->params + g->params_info[idx].offset)
-#define G(idx) (pass->grads + g->params_info[idx].offset)
+#define P(idx) model_param_view(g, g->params, idx)
+#define G(idx) model_param_view(g, pass->grads, idx)
 #define LP(l, k) P(model_layer_tensor(g, l, k))
 #define LG(l, k) G(model_layer_tensor(g, l, k))
+#define LPS(l, k, n) model_param_span(g, g->params, model_layer_tensor(g, l, k), n)
+#define LGS(l, k, n) model_param_span(g, pass->grads, model_layer_tensor(g, l, k), n)
+#define A(l, slot) model_act(g, l, slot)
+#define AG(slot) model_act_global(g, slot)
 
 /* The LM head and the loss after the final norm (its output in AG_LNF): logits =
  * lnf @ head^T, then (targets given) the mean cross-entropy, leaving grad_scale *
  * dlogits in the logits when grad_scale != 0. */
-float model_head_forward(loom_gpt *g, const float *head, const int32_t *targets, int BT, float grad_scale);
+float model_head_forward(loom_gpt *g, loom_tensor head, const int32_t *targets, int BT, float grad_scale);
 /* Its backward: dlnf(BT,C) = dlogits @ head (overwrite), dhead += dlogits^T lnf; then
  * grad_ready(LOOM_GRAD_HEAD_DONE). */
-void model_head_backward(loom_gpt *g, const loom_pass *pass, const float *head, float *dhead, float *dlnf, int BT);
+void model_head_backward(loom_gpt *g, const loom_pass *pass, loom_tensor head, loom_tensor dhead, loom_tensor dlnf,
+                         int BT);
 
 /* Llama's forward and backward (llama.c), as loom_gpt_forward and loom_gpt_backward. */
 float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, const int32_t *targets, int B, int T,

@@ -129,13 +129,13 @@ void model_act_layout(const loom_gpt_config *c, int B, int T, act_layout *a) {
         grad = BT * (C + C + 3 * C + 4 * C);
     }
     size_t off = 0;
-    for (int k = 0; k < a->n_layer_slots; k++) a->layer_off[k] = off, off += sz[k];
+    for (int k = 0; k < a->n_layer_slots; k++) a->layer_off[k] = off, a->layer_len[k] = sz[k], off += sz[k];
     a->layer_span = off;
     off *= (size_t)c->n_layer;
     const size_t g[AG_SLOTS] = {[AG_ENCODED] = BT * C, [AG_LNF] = BT * C,
                                 [AG_LNF_MEAN] = c->arch == LOOM_ARCH_LLAMA ? 0 : BT, [AG_LNF_RSTD] = BT,
                                 [AG_LOGITS] = BT * c->vocab_size, [AG_LOSSES] = BT, [AG_SCRATCH] = BT * C};
-    for (int k = 0; k < AG_SLOTS; k++) a->global_off[k] = off, off += g[k];
+    for (int k = 0; k < AG_SLOTS; k++) a->global_off[k] = off, a->global_len[k] = g[k], off += g[k];
     a->total = off;
     a->grad_total = grad;
 }

@@ -133,10 +133,14 @@ loom_status loom_generate(const loom_gpt *g, int B, const int32_t *const *prompt
         if (!active) break;
         const float *logits;
         if (kv) {
-            logits = loom_gpt_kv_step(g, kv, tok, pos);
+            if (!(logits = loom_gpt_kv_step(g, kv, tok, pos))) {
+                st = LOOM_ERR_ARG;
+                goto end;
+            }
         } else { /* the whole prefix again: rows are (B, step+1) */
             for (int b = 0; b < B; b++) memcpy(prefix + (size_t)b * (step + 1), hist + (size_t)b * Tm, sizeof(int32_t) * (step + 1));
             loom_gpt_forward(full, prefix, NULL, B, step + 1, 0.0f);
+            if ((st = full->status)) goto end;
             for (int b = 0; b < B; b++) /* gather each row's last position into row b of the logits */
                 memmove(full->logits + (size_t)b * V, full->logits + ((size_t)b * (step + 1) + step) * V, sizeof(float) * V);
             logits = full->logits;

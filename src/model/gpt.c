@@ -69,8 +69,8 @@ loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B,
     LOOM_CHECK(model_describe_params(cfg, g->params_info, &n_params) == s->n_tensors && n_params == s->n_params);
     model_act_layout(cfg, max_B, max_T, (act_layout *)g->act_layout);
     if (s->n_rope) llama_rope_tables(cfg, g->rope_cos, g->rope_sin);
-    g->logits = model_act_global(g, AG_LOGITS);
-    g->losses = model_act_global(g, AG_LOSSES);
+    g->logits = model_act_global(g, AG_LOGITS).data;
+    g->losses = model_act_global(g, AG_LOSSES).data;
     *out = g;
     return LOOM_OK;
 }
@@ -140,9 +140,6 @@ const char *loom_prof_name(loom_prof_kind k) {
     return (unsigned)k < LOOM_PROF_COUNT ? names[k] : "?";
 }
 
-#define A(l, slot) model_act(g, l, slot)
-#define AG(slot) model_act_global(g, slot)
-
 float loom_gpt_forward(loom_gpt *g, const int32_t *inputs, const int32_t *targets, int B, int T,
                        float grad_scale) {
     return loom_gpt_forward_pass(g, NULL, inputs, targets, B, T, grad_scale);
@@ -163,55 +160,62 @@ float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
     const int C = g->cfg.n_embd, H = g->cfg.n_head, L = g->cfg.n_layer;
     const int BT = B * T;
     const int nt = g->sizes.n_tensors;
+    const loom_tensor scratch = AG(AG_SCRATCH);
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
-    OP(LOOM_PROF_EMBED, be->encoder_forward(AG(AG_ENCODED), inputs, P(0), P(1), B, T, C));
-    const float *res = AG(AG_ENCODED);
+    OP(LOOM_PROF_EMBED,
+       op_encoder_forward(be, AG(AG_ENCODED), model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0), P(1), B, T, C));
+    loom_tensor res = AG(AG_ENCODED);
     for (int l = 0; l < L; l++) {
         if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
-        OP(LOOM_PROF_LAYERNORM, be->layernorm_forward(A(l, GA_LN1), A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), res, LP(l, G_LN1_W),
-                                                      LP(l, G_LN1_B), BT, C));
+        OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, A(l, GA_LN1), A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), res,
+                                                     LP(l, G_LN1_W), LP(l, G_LN1_B), BT, C));
         OP(LOOM_PROF_MATMUL,
-           be->matmul_forward(A(l, GA_QKV), A(l, GA_LN1), LP(l, G_QKV_W), LP(l, G_QKV_B), BT, C, 3 * C));
-        OP(LOOM_PROF_ATTENTION, be->attention_forward(A(l, GA_ATTY), A(l, GA_LSE), A(l, GA_QKV), B, T, H, H, C / H));
+           op_matmul_forward(be, A(l, GA_QKV), A(l, GA_LN1), LP(l, G_QKV_W), LP(l, G_QKV_B), BT, C, 3 * C));
+        OP(LOOM_PROF_ATTENTION,
+           op_attention_forward(be, A(l, GA_ATTY), A(l, GA_LSE), A(l, GA_QKV), B, T, H, H, C / H));
         OP(LOOM_PROF_MATMUL,
-           be->matmul_forward(AG(AG_SCRATCH), A(l, GA_ATTY), LP(l, G_ATTPROJ_W), LP(l, G_ATTPROJ_B), BT, C, C));
-        OP(LOOM_PROF_RESIDUAL, be->residual_forward(A(l, GA_RES2), res, AG(AG_SCRATCH), (size_t)BT * C));
-        OP(LOOM_PROF_LAYERNORM, be->layernorm_forward(A(l, GA_LN2), A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD), A(l, GA_RES2),
-                                                      LP(l, G_LN2_W), LP(l, G_LN2_B), BT, C));
+           op_matmul_forward(be, scratch, A(l, GA_ATTY), LP(l, G_ATTPROJ_W), LP(l, G_ATTPROJ_B), BT, C, C));
+        OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES2), res, scratch, (size_t)BT * C));
+        OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, A(l, GA_LN2), A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD),
+                                                     A(l, GA_RES2), LP(l, G_LN2_W), LP(l, G_LN2_B), BT, C));
         OP(LOOM_PROF_MATMUL,
-           be->matmul_forward(A(l, GA_FCH), A(l, GA_LN2), LP(l, G_FC_W), LP(l, G_FC_B), BT, C, 4 * C));
-        OP(LOOM_PROF_GELU, be->gelu_forward(A(l, GA_FCH_GELU), A(l, GA_FCH), (size_t)BT * 4 * C));
-        OP(LOOM_PROF_MATMUL, be->matmul_forward(AG(AG_SCRATCH), A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W),
-                                                LP(l, G_FCPROJ_B), BT, 4 * C, C));
-        OP(LOOM_PROF_RESIDUAL, be->residual_forward(A(l, GA_RES3), A(l, GA_RES2), AG(AG_SCRATCH), (size_t)BT * C));
+           op_matmul_forward(be, A(l, GA_FCH), A(l, GA_LN2), LP(l, G_FC_W), LP(l, G_FC_B), BT, C, 4 * C));
+        OP(LOOM_PROF_GELU, op_gelu_forward(be, A(l, GA_FCH_GELU), A(l, GA_FCH), (size_t)BT * 4 * C));
+        OP(LOOM_PROF_MATMUL, op_matmul_forward(be, scratch, A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W),
+                                               LP(l, G_FCPROJ_B), BT, 4 * C, C));
+        OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES3), A(l, GA_RES2), scratch, (size_t)BT * C));
         res = A(l, GA_RES3);
     }
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, L);
-    OP(LOOM_PROF_LAYERNORM,
-       be->layernorm_forward(AG(AG_LNF), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), res, P(nt - 2), P(nt - 1), BT, C));
+    OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, AG(AG_LNF), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), res, P(nt - 2),
+                                                 P(nt - 1), BT, C));
     return model_head_forward(g, P(0), targets, BT, grad_scale); /* tied: the head is wte */
 }
 
-float model_head_forward(loom_gpt *g, const float *head, const int32_t *targets, int BT, float grad_scale) {
+float model_head_forward(loom_gpt *g, loom_tensor head, const int32_t *targets, int BT, float grad_scale) {
     const loom_backend *be = g->backend;
     const int C = g->cfg.n_embd, V = g->cfg.vocab_size;
-    float *logits = AG(AG_LOGITS), *losses = AG(AG_LOSSES);
+    const loom_tensor logits = AG(AG_LOGITS), losses = AG(AG_LOSSES);
     /* logits(BT,V) = lnf(BT,C) @ head(V,C)^T */
-    OP(LOOM_PROF_LMHEAD, be->gemm(0, 1, BT, V, C, 1.0f, AG(AG_LNF), C, head, C, 0.0f, logits, V));
-    if (!targets) return 0.0f;
-    OP(LOOM_PROF_XENT, be->crossentropy(losses, logits, targets, BT, V, grad_scale));
-    double sum = 0.0; /* fixed order: the mean does not depend on threads */
+    OP(LOOM_PROF_LMHEAD, op_gemm(be, 0, 1, BT, V, C, 1.0f, AG(AG_LNF), C, head, C, 0.0f, logits, V));
+    if (!targets) return g->status ? NAN : 0.0f;
+    OP(LOOM_PROF_XENT, op_crossentropy(be, losses, logits, model_ids(g, targets, BT), BT, V, grad_scale));
+    if (g->status) return NAN;
+    /* fixed order: the mean does not depend on threads (host memory: cpu and ref; a
+     * device backend copies the BT losses out first) */
+    double sum = 0.0;
     for (int i = 0; i < BT; i++)
-        sum += losses[i];
+        sum += g->losses[i];
     return (float)(sum / BT);
 }
 
-void model_head_backward(loom_gpt *g, const loom_pass *pass, const float *head, float *dhead, float *dlnf, int BT) {
+void model_head_backward(loom_gpt *g, const loom_pass *pass, loom_tensor head, loom_tensor dhead, loom_tensor dlnf,
+                         int BT) {
     const loom_backend *be = g->backend;
     const int C = g->cfg.n_embd, V = g->cfg.vocab_size;
-    const float *dlogits = AG(AG_LOGITS); /* the training forward left dlogits there */
-    OP(LOOM_PROF_LMHEAD_B, be->gemm(0, 0, BT, C, V, 1.0f, dlogits, V, head, C, 0.0f, dlnf, C));
-    OP(LOOM_PROF_LMHEAD_B, be->gemm(1, 0, V, C, BT, 1.0f, dlogits, V, AG(AG_LNF), C, 1.0f, dhead, C));
+    const loom_tensor dlogits = AG(AG_LOGITS); /* the training forward left dlogits there */
+    OP(LOOM_PROF_LMHEAD_B, op_gemm(be, 0, 0, BT, C, V, 1.0f, dlogits, V, head, C, 0.0f, dlnf, C));
+    OP(LOOM_PROF_LMHEAD_B, op_gemm(be, 1, 0, V, C, BT, 1.0f, dlogits, V, AG(AG_LNF), C, 1.0f, dhead, C));
     /* the embedding's rows of tokens that are not inputs here get nothing more */
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
 }
@@ -227,43 +231,45 @@ void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
     const int BT = B * T;
     const int nt = g->sizes.n_tensors;
     const size_t BTm = (size_t)g->max_B * g->max_T;
-    float *dres = g->grad_acts;       /* (B,T,C) gradient of the residual stream */
-    float *dbuf = dres + BTm * C;     /* (B,T,C) gradient of a LayerNorm output / atty */
-    float *dqkv = dbuf + BTm * C;     /* (B,T,3C) */
-    float *dfch = dqkv + BTm * 3 * C; /* (B,T,4C) */
+    const float *ga = g->grad_acts;
+    const loom_tensor dres = model_view(g, ga, BTm * C);               /* (B,T,C) residual stream's gradient */
+    const loom_tensor dbuf = model_view(g, ga + BTm * C, BTm * C);     /* (B,T,C) a LayerNorm output's / atty's */
+    const loom_tensor dqkv = model_view(g, ga + 2 * BTm * C, BTm * 3 * C); /* (B,T,3C) */
+    const loom_tensor dfch = model_view(g, ga + 5 * BTm * C, BTm * 4 * C); /* (B,T,4C) */
 
     model_head_backward(g, pass, P(0), G(0), dbuf, BT); /* tied: the head is wte */
-    OP(LOOM_PROF_ZERO, memset(dres, 0, (size_t)BT * C * sizeof(float)));
-    OP(LOOM_PROF_LAYERNORM_B, be->layernorm_backward_acc(dres, G(nt - 2), G(nt - 1), dbuf, A(L - 1, GA_RES3),
-                                                         P(nt - 2), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), BT, C));
+    OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)BT * C));
+    OP(LOOM_PROF_LAYERNORM_B, op_layernorm_backward_acc(be, dres, G(nt - 2), G(nt - 1), dbuf, A(L - 1, GA_RES3),
+                                                        P(nt - 2), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), BT, C));
     for (int l = L - 1; l >= 0; l--) {
-        const float *res_in = l > 0 ? A(l - 1, GA_RES3) : AG(AG_ENCODED);
+        const loom_tensor res_in = l > 0 ? A(l - 1, GA_RES3) : AG(AG_ENCODED);
         /* MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))); dres flows to res2 unchanged */
-        OP(LOOM_PROF_MATMUL_B, be->matmul_backward(dfch, LG(l, G_FCPROJ_W), LG(l, G_FCPROJ_B), dres,
-                                                   A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W), BT, 4 * C, C));
-        OP(LOOM_PROF_GELU_B, be->gelu_backward(dfch, A(l, GA_FCH), dfch, (size_t)BT * 4 * C));
-        OP(LOOM_PROF_MATMUL_B, be->matmul_backward(dbuf, LG(l, G_FC_W), LG(l, G_FC_B), dfch, A(l, GA_LN2),
-                                                   LP(l, G_FC_W), BT, C, 4 * C));
+        OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dfch, LG(l, G_FCPROJ_W), LG(l, G_FCPROJ_B), dres,
+                                                  A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W), BT, 4 * C, C));
+        OP(LOOM_PROF_GELU_B, op_gelu_backward(be, dfch, A(l, GA_FCH), dfch, (size_t)BT * 4 * C));
+        OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_FC_W), LG(l, G_FC_B), dfch, A(l, GA_LN2),
+                                                  LP(l, G_FC_W), BT, C, 4 * C));
         OP(LOOM_PROF_LAYERNORM_B,
-           be->layernorm_backward_acc(dres, LG(l, G_LN2_W), LG(l, G_LN2_B), dbuf, A(l, GA_RES2),
-                                      LP(l, G_LN2_W), A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD), BT, C));
+           op_layernorm_backward_acc(be, dres, LG(l, G_LN2_W), LG(l, G_LN2_B), dbuf, A(l, GA_RES2), LP(l, G_LN2_W),
+                                     A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD), BT, C));
         /* attention: res2 = res + attproj(attn(qkv(ln1(res)))) */
-        OP(LOOM_PROF_MATMUL_B, be->matmul_backward(dbuf, LG(l, G_ATTPROJ_W), LG(l, G_ATTPROJ_B), dres,
-                                                   A(l, GA_ATTY), LP(l, G_ATTPROJ_W), BT, C, C));
-        OP(LOOM_PROF_ATTENTION_B, be->attention_backward(dqkv, dbuf, A(l, GA_QKV), A(l, GA_ATTY), A(l, GA_LSE), B, T, H, H, C / H));
-        OP(LOOM_PROF_MATMUL_B, be->matmul_backward(dbuf, LG(l, G_QKV_W), LG(l, G_QKV_B), dqkv, A(l, GA_LN1),
-                                                   LP(l, G_QKV_W), BT, C, 3 * C));
+        OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_ATTPROJ_W), LG(l, G_ATTPROJ_B), dres,
+                                                  A(l, GA_ATTY), LP(l, G_ATTPROJ_W), BT, C, C));
+        OP(LOOM_PROF_ATTENTION_B, op_attention_backward(be, dqkv, dbuf, A(l, GA_QKV), A(l, GA_ATTY), A(l, GA_LSE), B,
+                                                        T, H, H, C / H));
+        OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_QKV_W), LG(l, G_QKV_B), dqkv, A(l, GA_LN1),
+                                                  LP(l, G_QKV_W), BT, C, 3 * C));
         OP(LOOM_PROF_LAYERNORM_B,
-           be->layernorm_backward_acc(dres, LG(l, G_LN1_W), LG(l, G_LN1_B), dbuf, res_in,
-                                      LP(l, G_LN1_W), A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), BT, C));
+           op_layernorm_backward_acc(be, dres, LG(l, G_LN1_W), LG(l, G_LN1_B), dbuf, res_in, LP(l, G_LN1_W),
+                                     A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), BT, C));
         /* layer l and everything after it (later layers, ln_f) are final */
         if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
-    OP(LOOM_PROF_EMBED_B, be->encoder_backward(G(0), G(1), dres, inputs, B, T, C));
+    OP(LOOM_PROF_EMBED_B, op_encoder_backward(be, G(0), G(1), dres, model_ids(g, inputs, BT), B, T, C));
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, 0);
 }
 
 void loom_gpt_zero_grad(loom_gpt *g, float *grads) {
     if (!grads) grads = g->grads;
-    if (grads) OP(LOOM_PROF_ZERO, memset(grads, 0, g->sizes.n_params * sizeof(float)));
+    if (grads) OP(LOOM_PROF_ZERO, op_zero(g->backend, model_view(g, grads, g->sizes.n_params), g->sizes.n_params));
 }

@@ -10,9 +10,6 @@
 
 #include "model/arch.h"
 
-#define A(l, slot) model_act(g, l, slot)
-#define AG(slot) model_act_global(g, slot)
-
 void llama_rope_tables(const loom_gpt_config *c, float *cos_t, float *sin_t) {
     const int hs = c->n_embd / c->n_head, half = hs / 2;
     float inv[4096];
@@ -50,32 +47,36 @@ float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, c
     const int C = c->n_embd, H = c->n_head, KVH = c->n_kv_head, hs = C / H, L = c->n_layer, F = c->ffn_dim;
     const int BT = B * T, W = (H + 2 * KVH) * hs, norm_t = model_layer_tensor(g, L, 0);
     const float eps = c->norm_eps;
-    float *scratch = AG(AG_SCRATCH);
+    const loom_tensor scratch = AG(AG_SCRATCH), rcos = model_rope_cos(g), rsin = model_rope_sin(g);
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
-    OP(LOOM_PROF_EMBED, be->encoder_forward(AG(AG_ENCODED), inputs, P(0), NULL, B, T, C));
-    const float *res = AG(AG_ENCODED);
+    OP(LOOM_PROF_EMBED, op_encoder_forward(be, AG(AG_ENCODED), model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
+                                           LOOM_NO_TENSOR, B, T, C));
+    loom_tensor res = AG(AG_ENCODED);
     for (int l = 0; l < L; l++) {
         if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
-        float *xn = A(l, LA_XN1), *qkv = A(l, LA_QKV), *atty = A(l, LA_ATTY);
-        OP(LOOM_PROF_LAYERNORM, be->rmsnorm_forward(xn, A(l, LA_RSTD1), res, LP(l, L_NORM1_W), BT, C, eps));
+        const loom_tensor xn = A(l, LA_XN1), qkv = A(l, LA_QKV), atty = A(l, LA_ATTY);
+        OP(LOOM_PROF_LAYERNORM, op_rmsnorm_forward(be, xn, A(l, LA_RSTD1), res, LP(l, L_NORM1_W), BT, C, eps));
         /* q, k, v: one GEMM against the (W, C) weight that q_proj, k_proj, v_proj form */
-        OP(LOOM_PROF_MATMUL, be->gemm(0, 1, BT, W, C, 1.0f, xn, C, LP(l, L_Q_W), C, 0.0f, qkv, W));
-        OP(LOOM_PROF_ATTENTION, be->rope(qkv, BT, T, NULL, H, hs, W, g->rope_cos, g->rope_sin, 0));
-        OP(LOOM_PROF_ATTENTION, be->rope(qkv + H * hs, BT, T, NULL, KVH, hs, W, g->rope_cos, g->rope_sin, 0));
-        OP(LOOM_PROF_ATTENTION, be->attention_forward(atty, A(l, LA_LSE), qkv, B, T, H, KVH, hs));
-        OP(LOOM_PROF_MATMUL, be->gemm(0, 1, BT, C, H * hs, 1.0f, atty, H * hs, LP(l, L_O_W), H * hs, 0.0f, scratch, C));
-        OP(LOOM_PROF_RESIDUAL, be->residual_forward(A(l, LA_RES2), res, scratch, (size_t)BT * C));
-        float *xn2 = A(l, LA_XN2), *gu = A(l, LA_GU), *act = A(l, LA_ACT);
-        OP(LOOM_PROF_LAYERNORM, be->rmsnorm_forward(xn2, A(l, LA_RSTD2), A(l, LA_RES2), LP(l, L_NORM2_W), BT, C, eps));
+        OP(LOOM_PROF_MATMUL, op_gemm(be, 0, 1, BT, W, C, 1.0f, xn, C, LPS(l, L_Q_W, 3), C, 0.0f, qkv, W));
+        OP(LOOM_PROF_ATTENTION, op_rope(be, qkv, BT, T, LOOM_NO_TENSOR, H, hs, W, rcos, rsin, 0));
+        OP(LOOM_PROF_ATTENTION,
+           op_rope(be, loom_view_at(qkv, (size_t)H * hs), BT, T, LOOM_NO_TENSOR, KVH, hs, W, rcos, rsin, 0));
+        OP(LOOM_PROF_ATTENTION, op_attention_forward(be, atty, A(l, LA_LSE), qkv, B, T, H, KVH, hs));
+        OP(LOOM_PROF_MATMUL,
+           op_gemm(be, 0, 1, BT, C, H * hs, 1.0f, atty, H * hs, LP(l, L_O_W), H * hs, 0.0f, scratch, C));
+        OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, LA_RES2), res, scratch, (size_t)BT * C));
+        const loom_tensor xn2 = A(l, LA_XN2), gu = A(l, LA_GU), act = A(l, LA_ACT);
+        OP(LOOM_PROF_LAYERNORM,
+           op_rmsnorm_forward(be, xn2, A(l, LA_RSTD2), A(l, LA_RES2), LP(l, L_NORM2_W), BT, C, eps));
         /* gate and up: one GEMM against the (2F, C) weight they form */
-        OP(LOOM_PROF_MATMUL, be->gemm(0, 1, BT, 2 * F, C, 1.0f, xn2, C, LP(l, L_GATE_W), C, 0.0f, gu, 2 * F));
-        OP(LOOM_PROF_GELU, be->swiglu_forward(act, gu, BT, F));
-        OP(LOOM_PROF_MATMUL, be->gemm(0, 1, BT, C, F, 1.0f, act, F, LP(l, L_DOWN_W), F, 0.0f, scratch, C));
-        OP(LOOM_PROF_RESIDUAL, be->residual_forward(A(l, LA_RES3), A(l, LA_RES2), scratch, (size_t)BT * C));
+        OP(LOOM_PROF_MATMUL, op_gemm(be, 0, 1, BT, 2 * F, C, 1.0f, xn2, C, LPS(l, L_GATE_W, 2), C, 0.0f, gu, 2 * F));
+        OP(LOOM_PROF_GELU, op_swiglu_forward(be, act, gu, BT, F));
+        OP(LOOM_PROF_MATMUL, op_gemm(be, 0, 1, BT, C, F, 1.0f, act, F, LP(l, L_DOWN_W), F, 0.0f, scratch, C));
+        OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, LA_RES3), A(l, LA_RES2), scratch, (size_t)BT * C));
         res = A(l, LA_RES3);
     }
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, L);
-    OP(LOOM_PROF_LAYERNORM, be->rmsnorm_forward(AG(AG_LNF), AG(AG_LNF_RSTD), res, P(norm_t), BT, C, eps));
+    OP(LOOM_PROF_LAYERNORM, op_rmsnorm_forward(be, AG(AG_LNF), AG(AG_LNF_RSTD), res, P(norm_t), BT, C, eps));
     return model_head_forward(g, P(head_tensor(g)), targets, BT, grad_scale);
 }
 
@@ -85,42 +86,50 @@ void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, i
     const int C = c->n_embd, H = c->n_head, KVH = c->n_kv_head, hs = C / H, L = c->n_layer, F = c->ffn_dim;
     const int BT = B * T, W = (H + 2 * KVH) * hs, Q = H * hs, norm_t = model_layer_tensor(g, L, 0);
     const size_t BTm = (size_t)g->max_B * g->max_T;
-    float *dres = g->grad_acts;            /* (BT,C) gradient of the residual stream */
-    float *dbuf = dres + BTm * C;          /* (BT,C) gradient of a norm's output */
-    float *dqkv = dbuf + BTm * C;          /* (BT,W) */
-    float *dgu = dqkv + BTm * W;           /* (BT,2F) */
-    float *dact = dgu + BTm * 2 * F;       /* (BT,F) and, later in the layer, datty (BT,Q) */
+    const loom_tensor rcos = model_rope_cos(g), rsin = model_rope_sin(g);
+    const float *ga = g->grad_acts;
+    const loom_tensor dres = model_view(g, ga, BTm * C);                   /* (BT,C) residual stream's gradient */
+    const loom_tensor dbuf = model_view(g, ga + BTm * C, BTm * C);         /* (BT,C) a norm output's gradient */
+    const loom_tensor dqkv = model_view(g, ga + 2 * BTm * C, BTm * W);     /* (BT,W) */
+    const loom_tensor dgu = model_view(g, ga + BTm * (2 * C + W), BTm * 2 * F); /* (BT,2F) */
+    /* (BT,F), and later in the layer datty (BT,Q) */
+    const loom_tensor dact = model_view(g, ga + BTm * (2 * C + W + 2 * F), BTm * (F > Q ? F : Q));
     const int ht = head_tensor(g);
     model_head_backward(g, pass, P(ht), G(ht), dbuf, BT);
-    OP(LOOM_PROF_ZERO, memset(dres, 0, (size_t)BT * C * sizeof(float)));
-    OP(LOOM_PROF_LAYERNORM_B, be->rmsnorm_backward_acc(dres, G(norm_t), dbuf, A(L - 1, LA_RES3), P(norm_t),
-                                                       AG(AG_LNF_RSTD), BT, C));
+    OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)BT * C));
+    OP(LOOM_PROF_LAYERNORM_B, op_rmsnorm_backward_acc(be, dres, G(norm_t), dbuf, A(L - 1, LA_RES3), P(norm_t),
+                                                      AG(AG_LNF_RSTD), BT, C));
     for (int l = L - 1; l >= 0; l--) {
-        const float *res_in = l > 0 ? A(l - 1, LA_RES3) : AG(AG_ENCODED);
+        const loom_tensor res_in = l > 0 ? A(l - 1, LA_RES3) : AG(AG_ENCODED);
         /* MLP: res3 = res2 + down(swiglu(gate_up(norm2(res2)))) */
-        OP(LOOM_PROF_MATMUL_B, be->gemm(0, 0, BT, F, C, 1.0f, dres, C, LP(l, L_DOWN_W), F, 0.0f, dact, F));
-        OP(LOOM_PROF_MATMUL_B, be->gemm(1, 0, C, F, BT, 1.0f, dres, C, A(l, LA_ACT), F, 1.0f, LG(l, L_DOWN_W), F));
-        OP(LOOM_PROF_GELU_B, be->swiglu_backward(dgu, dact, A(l, LA_GU), BT, F));
-        OP(LOOM_PROF_MATMUL_B, be->gemm(0, 0, BT, C, 2 * F, 1.0f, dgu, 2 * F, LP(l, L_GATE_W), C, 0.0f, dbuf, C));
+        OP(LOOM_PROF_MATMUL_B, op_gemm(be, 0, 0, BT, F, C, 1.0f, dres, C, LP(l, L_DOWN_W), F, 0.0f, dact, F));
         OP(LOOM_PROF_MATMUL_B,
-           be->gemm(1, 0, 2 * F, C, BT, 1.0f, dgu, 2 * F, A(l, LA_XN2), C, 1.0f, LG(l, L_GATE_W), C));
-        OP(LOOM_PROF_LAYERNORM_B, be->rmsnorm_backward_acc(dres, LG(l, L_NORM2_W), dbuf, A(l, LA_RES2),
-                                                           LP(l, L_NORM2_W), A(l, LA_RSTD2), BT, C));
+           op_gemm(be, 1, 0, C, F, BT, 1.0f, dres, C, A(l, LA_ACT), F, 1.0f, LG(l, L_DOWN_W), F));
+        OP(LOOM_PROF_GELU_B, op_swiglu_backward(be, dgu, dact, A(l, LA_GU), BT, F));
+        OP(LOOM_PROF_MATMUL_B,
+           op_gemm(be, 0, 0, BT, C, 2 * F, 1.0f, dgu, 2 * F, LPS(l, L_GATE_W, 2), C, 0.0f, dbuf, C));
+        OP(LOOM_PROF_MATMUL_B,
+           op_gemm(be, 1, 0, 2 * F, C, BT, 1.0f, dgu, 2 * F, A(l, LA_XN2), C, 1.0f, LGS(l, L_GATE_W, 2), C));
+        OP(LOOM_PROF_LAYERNORM_B, op_rmsnorm_backward_acc(be, dres, LG(l, L_NORM2_W), dbuf, A(l, LA_RES2),
+                                                          LP(l, L_NORM2_W), A(l, LA_RSTD2), BT, C));
         /* attention: res2 = res + o(attn(rope(qkv(norm1(res))))) */
-        float *datty = dact;
-        OP(LOOM_PROF_MATMUL_B, be->gemm(0, 0, BT, Q, C, 1.0f, dres, C, LP(l, L_O_W), Q, 0.0f, datty, Q));
-        OP(LOOM_PROF_MATMUL_B, be->gemm(1, 0, C, Q, BT, 1.0f, dres, C, A(l, LA_ATTY), Q, 1.0f, LG(l, L_O_W), Q));
+        const loom_tensor datty = dact;
+        OP(LOOM_PROF_MATMUL_B, op_gemm(be, 0, 0, BT, Q, C, 1.0f, dres, C, LP(l, L_O_W), Q, 0.0f, datty, Q));
+        OP(LOOM_PROF_MATMUL_B,
+           op_gemm(be, 1, 0, C, Q, BT, 1.0f, dres, C, A(l, LA_ATTY), Q, 1.0f, LG(l, L_O_W), Q));
+        OP(LOOM_PROF_ATTENTION_B, op_attention_backward(be, dqkv, datty, A(l, LA_QKV), A(l, LA_ATTY), A(l, LA_LSE),
+                                                        B, T, H, KVH, hs));
+        OP(LOOM_PROF_ATTENTION_B, op_rope(be, dqkv, BT, T, LOOM_NO_TENSOR, H, hs, W, rcos, rsin, 1));
         OP(LOOM_PROF_ATTENTION_B,
-           be->attention_backward(dqkv, datty, A(l, LA_QKV), A(l, LA_ATTY), A(l, LA_LSE), B, T, H, KVH, hs));
-        OP(LOOM_PROF_ATTENTION_B, be->rope(dqkv, BT, T, NULL, H, hs, W, g->rope_cos, g->rope_sin, 1));
-        OP(LOOM_PROF_ATTENTION_B, be->rope(dqkv + Q, BT, T, NULL, KVH, hs, W, g->rope_cos, g->rope_sin, 1));
-        OP(LOOM_PROF_MATMUL_B, be->gemm(0, 0, BT, C, W, 1.0f, dqkv, W, LP(l, L_Q_W), C, 0.0f, dbuf, C));
-        OP(LOOM_PROF_MATMUL_B, be->gemm(1, 0, W, C, BT, 1.0f, dqkv, W, A(l, LA_XN1), C, 1.0f, LG(l, L_Q_W), C));
-        OP(LOOM_PROF_LAYERNORM_B, be->rmsnorm_backward_acc(dres, LG(l, L_NORM1_W), dbuf, res_in, LP(l, L_NORM1_W),
-                                                           A(l, LA_RSTD1), BT, C));
+           op_rope(be, loom_view_at(dqkv, Q), BT, T, LOOM_NO_TENSOR, KVH, hs, W, rcos, rsin, 1));
+        OP(LOOM_PROF_MATMUL_B, op_gemm(be, 0, 0, BT, C, W, 1.0f, dqkv, W, LPS(l, L_Q_W, 3), C, 0.0f, dbuf, C));
+        OP(LOOM_PROF_MATMUL_B,
+           op_gemm(be, 1, 0, W, C, BT, 1.0f, dqkv, W, A(l, LA_XN1), C, 1.0f, LGS(l, L_Q_W, 3), C));
+        OP(LOOM_PROF_LAYERNORM_B, op_rmsnorm_backward_acc(be, dres, LG(l, L_NORM1_W), dbuf, res_in,
+                                                          LP(l, L_NORM1_W), A(l, LA_RSTD1), BT, C));
         /* layer l and everything after it (later layers, the norm, an untied head) are final */
         if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
-    OP(LOOM_PROF_EMBED_B, be->encoder_backward(G(0), NULL, dres, inputs, B, T, C));
+    OP(LOOM_PROF_EMBED_B, op_encoder_backward(be, G(0), LOOM_NO_TENSOR, dres, model_ids(g, inputs, BT), B, T, C));
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, 0);
 }

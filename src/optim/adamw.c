@@ -64,12 +64,12 @@ double loom_grad_norm(const loom_gpt *g, const float *grads) {
     return sqrt(s);
 }
 
-void loom_adamw_step(loom_adamw *opt, loom_gpt *g, float lr, double grad_norm) {
+loom_status loom_adamw_step(loom_adamw *opt, loom_gpt *g, float lr, double grad_norm) {
     LOOM_CHECK(opt->lo == 0 && opt->hi == g->sizes.n_params);
-    loom_adamw_step_shard(opt, g, g->grads, lr, grad_norm);
+    return loom_adamw_step_shard(opt, g, g->grads, lr, grad_norm);
 }
 
-void loom_adamw_step_shard(loom_adamw *opt, loom_gpt *g, const float *grad, float lr, double grad_norm) {
+loom_status loom_adamw_step_shard(loom_adamw *opt, loom_gpt *g, const float *grad, float lr, double grad_norm) {
     const loom_backend *be = g->backend;
     const loom_adamw_config *c = &opt->cfg;
     float gscale = 1.0f;
@@ -86,7 +86,15 @@ void loom_adamw_step_shard(loom_adamw *opt, loom_gpt *g, const float *grad, floa
         size_t a = pi->offset > opt->lo ? pi->offset : opt->lo;
         size_t b = pi->offset + pi->numel < opt->hi ? pi->offset + pi->numel : opt->hi;
         if (a >= b) continue;
-        be->adamw(g->params + a, grad + (a - opt->lo), opt->m + (a - opt->lo), opt->v + (a - opt->lo), b - a, lr, c->beta1,
-                  c->beta2, c->eps, pi->decay ? c->weight_decay : 0.0f, bc1, bc2, gscale);
+        const size_t n = b - a, at = a - opt->lo;
+        /* the weights and gradients in the backend's memory; the moments on the host */
+        const loom_tensor p = loom_view(g->params + a, n, LOOM_DTYPE_F32, be->device);
+        const loom_tensor gr = loom_view(grad + at, n, LOOM_DTYPE_F32, be->device);
+        const loom_tensor m = loom_view(opt->m + at, n, LOOM_DTYPE_F32, LOOM_DEVICE_HOST);
+        const loom_tensor v = loom_view(opt->v + at, n, LOOM_DTYPE_F32, LOOM_DEVICE_HOST);
+        loom_status st = op_adamw(be, p, gr, m, v, n, lr, c->beta1, c->beta2, c->eps,
+                                  pi->decay ? c->weight_decay : 0.0f, bc1, bc2, gscale);
+        if (st) return st;
     }
+    return LOOM_OK;
 }

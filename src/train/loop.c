@@ -62,6 +62,11 @@ static loom_status metrics_open(const char *path, int start, FILE **out) {
  * is saved, blaming what overflowed. Every rank returns the same status. */
 static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const loom_dist *dist,
                               const loom_adamw_config *oc, int step, float loss, double norm, float lr) {
+    if (loom_dist_any(&dist->dp, g->status != LOOM_OK)) { /* an op refused its arguments: a bug, named */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", g->status ? loom_error_msg() : "an op failed on another rank");
+        return loom_error(g->status ? g->status : LOOM_ERR_ARG, "step %d: %s", step + 1, msg);
+    }
     if (!isfinite(loss))
         return loom_error(LOOM_ERR_ARG, "step %d: the loss is %f (the run diverged; nothing was saved from this step): "
                           "lower --lr%s", step + 1, loss, oc->clip > 0 ? "" : " or enable --clip");

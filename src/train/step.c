@@ -251,7 +251,8 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
     }
     double t1 = loom_now();
     loom_trace_add(c->trace, "grad norm", -1, t0);
-    loom_adamw_step_shard(opt, g, grad, lr, norm);
+    loom_status st = loom_adamw_step_shard(opt, g, grad, lr, norm);
+    if (st && !g->status) g->status = st;
     loom_trace_add(c->trace, "adamw", -1, t1);
     /* ZeRO: the other ranks' updated shards arrive during the next step's first forward
      * (or at loom_step_ctx_sync_params) */

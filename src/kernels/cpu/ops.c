@@ -44,8 +44,8 @@ static void colsum_acc(float *out, const float *x, int N, int C) {
     }
 }
 
-static void cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
-                                int B, int T, int C) {
+static void cpu_encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
+                                const float *wpe, int B, int T, int C) {
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
         const float *e = wte + (size_t)inp[bt] * C;
@@ -54,7 +54,7 @@ static void cpu_encoder_forward(float *out, const int32_t *inp, const float *wte
             memcpy(o, e, sizeof(float) * (size_t)C);
             continue;
         }
-        const float *p = wpe + (size_t)(bt % T) * C;
+        const float *p = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
 #pragma omp simd
         for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
     }
@@ -278,6 +278,7 @@ static float *thread_workspace(size_t floats) {
 }
 
 static void host_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void host_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void host_sync(void) {}
 static int f32_only(int dtype) { return dtype == LOOM_DTYPE_F32; }
 
@@ -508,14 +509,7 @@ static double cpu_sumsq(const float *x, size_t n) {
     return s;
 }
 
-static const loom_backend cpu_backend = {
-    .name = "cpu",
-    .alloc = loom_alloc,
-    .free = loom_free,
-    .copy = host_copy,
-    .sync = host_sync,
-    .supports = f32_only,
-    .reserve = cpu_reserve,
+static const loom_f32_kernels cpu_f32 = {
     .gemm = cpu_gemm,
     .encoder_forward = cpu_encoder_forward,
     .encoder_backward = cpu_encoder_backward,
@@ -537,6 +531,19 @@ static const loom_backend cpu_backend = {
     .crossentropy = cpu_crossentropy,
     .adamw = cpu_adamw,
     .sumsq = cpu_sumsq,
+};
+
+static const loom_backend cpu_backend = {
+    .name = "cpu",
+    .device = LOOM_DEVICE_HOST,
+    .alloc = loom_alloc,
+    .free = loom_free,
+    .copy = host_copy,
+    .zero = host_zero,
+    .sync = host_sync,
+    .supports = f32_only,
+    .reserve = cpu_reserve,
+    .f32 = &cpu_f32,
 };
 
 const loom_backend *loom_backend_cpu(void) { return &cpu_backend; }

@@ -29,7 +29,7 @@ static void ref_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
     }
 }
 
-static void ref_encoder_forward(float *out, const int32_t *inp, const float *wte,
+static void ref_encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
                                 const float *wpe, int B, int T, int C) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -39,7 +39,7 @@ static void ref_encoder_forward(float *out, const int32_t *inp, const float *wte
                 for (int c = 0; c < C; c++) o[c] = we[c];
                 continue;
             }
-            const float *wp = wpe + (size_t)t * C;
+            const float *wp = wpe + (size_t)(pos ? pos[b * T + t] : t) * C;
             for (int c = 0; c < C; c++) o[c] = we[c] + wp[c];
         }
 }
@@ -422,6 +422,7 @@ static double ref_sumsq(const float *x, size_t n) {
 }
 
 static void ref_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void host_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void ref_sync(void) {}
 static int ref_supports(int dtype) { return dtype == LOOM_DTYPE_F32; }
 /* the reference ops take what they need from malloc per call: nothing to reserve */
@@ -430,14 +431,7 @@ static loom_status ref_reserve(int max_T, int threads) {
     return LOOM_OK;
 }
 
-static const loom_backend ref_backend = {
-    .name = "ref",
-    .alloc = loom_alloc,
-    .free = loom_free,
-    .copy = ref_copy,
-    .sync = ref_sync,
-    .supports = ref_supports,
-    .reserve = ref_reserve,
+static const loom_f32_kernels ref_f32 = {
     .gemm = ref_gemm,
     .encoder_forward = ref_encoder_forward,
     .encoder_backward = ref_encoder_backward,
@@ -459,6 +453,19 @@ static const loom_backend ref_backend = {
     .crossentropy = ref_crossentropy,
     .adamw = ref_adamw,
     .sumsq = ref_sumsq,
+};
+
+static const loom_backend ref_backend = {
+    .name = "ref",
+    .device = LOOM_DEVICE_HOST,
+    .alloc = loom_alloc,
+    .free = loom_free,
+    .copy = ref_copy,
+    .zero = host_zero,
+    .sync = ref_sync,
+    .supports = ref_supports,
+    .reserve = ref_reserve,
+    .f32 = &ref_f32,
 };
 
 const loom_backend *loom_backend_ref(void) { return &ref_backend; }

@@ -10,6 +10,9 @@
 #   THREADS=2              OpenMP / torch threads
 #   IMPLS="loom torch-debian-skx torch-debian torch-pypi"   what to run, in this order:
 #       loom              $BUILD_DIR/loom train (its metrics.jsonl)
+#       loom-base         another loom binary, the same way: $LOOM_BASE, or else built here from
+#                         git revision $LOOM_BASE_REV (default 8789770, main before the model-layer
+#                         redesign), so that a refactoring's speed is compared in the same run
 #       torch-debian-skx  /usr/bin/python3 (Debian python3-torch 1.13, OpenBLAS) with OPENBLAS_CORETYPE=SkylakeX
 #       torch-debian      the same with OPENBLAS_CORETYPE unset (OpenBLAS as installed)
 #       torch-pypi        $LOOM_BENCH_VENV/bin/python (newest PyPI torch; bench/setup_torch.sh)
@@ -71,9 +74,23 @@ measured() {
   return $rc
 }
 
+if [[ " $impls " == *" loom-base "* && -z "${LOOM_BASE:-}" ]]; then
+  rev=${LOOM_BASE_REV:-8789770}
+  echo "building loom at $rev for loom-base ..."
+  if git worktree add -f --detach "$work/base" "$rev" >/dev/null 2>&1 &&
+     cmake -S "$work/base" -B "$work/base/build" -DCMAKE_BUILD_TYPE=Release >/dev/null 2>&1 &&
+     cmake --build "$work/base/build" -j2 --target loom >/dev/null 2>&1; then
+    LOOM_BASE=$work/base/build/loom
+  else
+    echo "note: could not build loom at $rev; loom-base skipped"
+  fi
+  trap 'git worktree remove --force "$work/base" >/dev/null 2>&1; rm -rf "$work"' EXIT
+fi
+
 have_impl() {
   case "$1" in
     loom) return 0 ;;
+    loom-base) [ -n "${LOOM_BASE:-}" ] && [ -x "$LOOM_BASE" ] ;;
     torch-debian|torch-debian-skx) "$py" -c 'import torch' >/dev/null 2>&1 ;;
     torch-pypi) [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import torch' >/dev/null 2>&1 ;;
     *) return 1 ;;
@@ -83,25 +100,27 @@ for impl in $impls; do
   have_impl "$impl" || echo "note: $impl not available (run bench/setup_torch.sh); skipped"
 done
 
-run_loom() { # preset B T steps round
-  local out=$work/loom-$1-$5
-  echo "--- loom $1 (B=$2 T=$3, $4 steps, $threads threads, round $5)"
-  measured "$loom" train --model "$1" --data "$data" --batch "$2" --seq-len "$3" --steps "$4" \
+run_loom() { # preset B T steps round [impl]
+  local impl=${6:-loom} exe=$loom
+  [ "$impl" = loom-base ] && exe=$LOOM_BASE
+  local out=$work/$impl-$1-$5
+  echo "--- $impl $1 (B=$2 T=$3, $4 steps, $threads threads, round $5)"
+  measured "$exe" train --model "$1" --data "$data" --batch "$2" --seq-len "$3" --steps "$4" \
     --threads "$threads" --peak-gflops "$PEAK_GFLOPS" --out "$out" >"$out.log" 2>&1
   local rc=$?
   echo "  (other processes used ${other_pct}% of the CPUs meanwhile)"
   sed 's/^/  /' "$out.log" | grep -E '^  (step|done|loom|model|train)' | head -20
   [ $rc -eq 0 ] || { echo "  loom train failed (rc $rc)"; tail -5 "$out.log"; return 0; }
-  "$py" - "$out/metrics.jsonl" "$1" "$PEAK_GFLOPS" "$2" "$3" "$5" "$other_pct" >>"$results" <<'EOF'
+  "$py" - "$out/metrics.jsonl" "$1" "$PEAK_GFLOPS" "$2" "$3" "$5" "$other_pct" "$impl" >>"$results" <<'EOF'
 import json, statistics, sys
 path, preset, peak, B, T, rnd = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-other = float(sys.argv[7])
+other, impl = float(sys.argv[7]), sys.argv[8]
 rows = [json.loads(l) for l in open(path) if l.strip()]
 timed = [r for r in rows if r["step"] >= 2] or rows
 tok = [r["tokens_per_s"] for r in timed]
 # loom's mfu field = flops_per_token * tokens_per_s / peak, so flops/token = mfu * peak / tokens_per_s
 fpt = statistics.median(r["mfu"] * peak * 1e9 / r["tokens_per_s"] for r in rows)
-print(json.dumps({"preset": preset, "impl": "loom", "round": rnd, "tokens_per_s_steps": tok,
+print(json.dumps({"preset": preset, "impl": impl, "round": rnd, "tokens_per_s_steps": tok,
                   "ms": [r["ms"] for r in rows], "flops_per_token": fpt, "other_pct": other}))
 EOF
   rm -rf "$out"
@@ -146,7 +165,7 @@ for preset in $presets; do
   for ((r = 1; r <= rounds; r++)); do
     for impl in $impls; do
       have_impl "$impl" || continue
-      if [ "$impl" = loom ]; then run_loom "$preset" $B $T "$steps" $r
+      if [ "$impl" = loom ] || [ "$impl" = loom-base ]; then run_loom "$preset" $B $T "$steps" $r "$impl"
       else run_torch "$impl" "$preset" $B $T "$steps" $r; fi
     done
   done
@@ -173,10 +192,10 @@ for (preset, impl) in order:
     med = statistics.median(a["tok"])
     loom = agg.get((preset, "loom"))
     ratio = statistics.median(loom["tok"]) / med if loom else float("nan")
-    ver = "loom" if impl == "loom" else f"torch {a['torch']} {a['blas']}"
+    ver = impl if impl.startswith("loom") else f"torch {a['torch']} {a['blas']}"
     print(f"{preset:<7} {impl:<17} {ver:<22} {med:9.0f} {min(a['tok']):7.0f}-{max(a['tok']):<7.0f} "
           f"{100 * a['fpt'] * med / peak:6.1f} {a['fpt'] / 1e9:9.3f} {ratio:8.2f}x {a['other']:4.0f}%")
-print("loom/impl = loom tokens/s / impl tokens/s (>1: loom faster). torch-debian* = Debian python3-torch on "
+print("loom/impl = loom tokens/s / impl tokens/s (>1: loom faster; loom-base: an earlier loom). torch-debian* = Debian python3-torch on "
       "OpenBLAS 0.3.21; torch-pypi = newest PyPI wheel (MKL + oneDNN).\n"
       "other = CPU time other processes used during that run (max over rounds), % of all CPUs; "
       "above ~5% that row is disturbed.")

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/ckpt_runs.h"
 #include "io/json.h"
 #include "loom/checkpoint.h"
 
@@ -317,91 +318,144 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
     return ckpt_commit(dir, tmp, keep, s->step, path_out, cap, bytes);
 }
 
+long ckpt_tensor_runs(const loom_param_info *pi, int k, int tp, int tps, size_t base, size_t lo, size_t hi,
+                        ckpt_run *out) {
+    int64_t off[2], len[2];
+    if (pi->ndim > 2 || loom_param_slice(pi, tp, tps, off, len)) return pi->ndim > 2 ? 0 : -1;
+    const size_t local = (size_t)(len[0] * len[1]), cols = (size_t)(pi->ndim == 2 ? pi->shape[1] : len[1]);
+    if (hi <= base || lo >= base + local) return 0; /* none of it in [lo, hi) */
+    const size_t a = lo > base ? lo - base : 0, b = hi < base + local ? hi - base : local;
+    if ((size_t)len[1] == cols) { /* whole rows: one run */
+        if (out) *out = (ckpt_run){k, base + a, b - a, (uint64_t)off[0] * cols + a};
+        return 1;
+    }
+    long n = 0; /* a column slice: one run per row */
+    const size_t w = (size_t)len[1];
+    for (size_t r = a / w; r * w < b; r++) {
+        const size_t r0 = r * w > a ? r * w : a, r1 = (r + 1) * w < b ? (r + 1) * w : b;
+        if (out) out[n] = (ckpt_run){k, base + r0, r1 - r0, ((uint64_t)off[0] + r) * cols + (uint64_t)off[1] + (r0 - r * w)};
+        n++;
+    }
+    return n;
+}
+
+
+/* Every run of the three buffers (parameters, m, v) a rank holds, in tensor order:
+ * shard [lo, hi) of each (this layout: tp 1, the model's tensors back to back). */
+static long ckpt_runs(const loom_gpt *g, size_t lo, size_t hi, ckpt_run *out) {
+    const int nt = g->sizes.n_tensors;
+    long n = 0;
+    for (int k = 0; k < 3 * nt; k++) {
+        const loom_param_info *pi = &g->params_info[k % nt];
+        long m = ckpt_tensor_runs(pi, k, 0, 1, pi->offset, lo, hi, out ? out + n : NULL);
+        if (m < 0) return -1;
+        n += m;
+    }
+    return n;
+}
+
+static int cmp_run(const void *x, const void *y) {
+    const uint32_t *a = x, *b = y; /* packed runs: k, file_at (hi, lo), n (hi, lo), crc */
+    for (int i = 0; i < 3; i++)
+        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+    return 0;
+}
+
+/* Rank 0: every rank's runs (packed, 6 words each) sorted into file order must tile
+ * each tensor exactly once; their CRC32Cs combine into the tensor's. */
+static loom_status combine_runs(const loom_gpt *g, uint32_t *all, size_t words, uint32_t *crc) {
+    const int nt = g->sizes.n_tensors;
+    const size_t nr = words / 6;
+    qsort(all, nr, 6 * sizeof(uint32_t), cmp_run);
+    size_t i = 0;
+    for (int k = 0; k < 3 * nt; k++) {
+        const loom_param_info *pi = &g->params_info[k % nt];
+        uint64_t covered = 0;
+        crc[k] = 0;
+        for (; i < nr && all[6 * i] == (uint32_t)k; i++) {
+            const uint32_t *r = all + 6 * i;
+            const uint64_t at = (uint64_t)r[1] << 32 | r[2], n = (uint64_t)r[3] << 32 | r[4];
+            if (at != covered) break;
+            crc[k] = covered ? loom_crc32c_combine(crc[k], r[5], n * sizeof(float)) : r[5];
+            covered += n;
+        }
+        if (covered != pi->numel)
+            return loom_error(LOOM_ERR_ARG, "checkpoint: the ranks' parts of tensor %d ('%s') cover %llu of its %zu "
+                              "elements or overlap (a layout bug)", k, pi->name, (unsigned long long)covered, pi->numel);
+    }
+    return LOOM_OK;
+}
+
 loom_status loom_ckpt_save_dist(const loom_group *d, const char *dir, int keep, const loom_gpt *g,
                                 const loom_adamw *opt, const loom_ckpt_state *s, char *path_out, size_t cap,
                                 double *bytes) {
     const size_t n = g->sizes.n_params;
-    const int nt = g->sizes.n_tensors, R = d->size, lead = d->rank == 0;
+    const int nt = g->sizes.n_tensors, lead = d->rank == 0;
     size_t lo, hi;
-    loom_dist_shard(d->rank, R, n, LOOM_NORM_BLOCK, &lo, &hi);
+    loom_dist_shard(d->rank, d->size, n, LOOM_NORM_BLOCK, &lo, &hi);
     LOOM_CHECK(opt->lo <= lo && hi <= opt->hi);
-    for (int k = 1; k < nt; k++) /* the tensors lie back to back in the flat buffer, as in the file */
-        LOOM_CHECK(g->params_info[k].offset == g->params_info[k - 1].offset + g->params_info[k - 1].numel);
     char tmp[4200];
     uint64_t pid = (uint64_t)getpid(); /* rank 0's names the file of all ranks */
     loom_dist_bcast_u64(d, &pid);
     tmp_path(tmp, sizeof tmp, dir, s->step, pid);
-    /* 1. each rank: the CRC32C of each tensor's part inside its shard; rank 0 combines
-     * them in file order */
-    const float *shard[3] = {g->params + lo, opt->m + (lo - opt->lo), opt->v + (lo - opt->lo)};
-    uint32_t *mine = malloc(sizeof(uint32_t) * 3 * nt), *all = NULL, *crc = NULL;
-    if (!mine) return loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
+    /* 1. each rank: its runs of every tensor and their CRC32Cs; rank 0 gathers them,
+     * checks that they tile every tensor and combines the CRCs in file order */
+    const float *buf[3] = {g->params, opt->m - opt->lo, opt->v - opt->lo}; /* element i of the model's layout */
+    const long nr = ckpt_runs(g, lo, hi, NULL);
+    LOOM_CHECK(nr >= 0);
+    ckpt_run *runs = malloc(sizeof(ckpt_run) * (nr ? nr : 1));
+    uint32_t *mine = malloc(sizeof(uint32_t) * 6 * (nr ? nr : 1)), *all = NULL, *crc = NULL;
+    loom_file_piece *p = malloc(sizeof(loom_file_piece) * (nr + 1));
+    if (!runs || !mine || !p) {
+        free(runs), free(mine), free(p);
+        return loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
+    }
+    ckpt_runs(g, lo, hi, runs);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int k = 0; k < 3 * nt; k++) {
-        const loom_param_info *pi = &g->params_info[k % nt];
-        size_t a = pi->offset > lo ? pi->offset : lo, b = pi->offset + pi->numel < hi ? pi->offset + pi->numel : hi;
-        mine[k] = a < b ? loom_crc32c(0, shard[k / nt] + (a - lo), (b - a) * sizeof(float)) : 0;
+    for (long i = 0; i < nr; i++) {
+        const ckpt_run *r = &runs[i];
+        const uint32_t c = loom_crc32c(0, buf[r->k / nt] + r->at, r->n * sizeof(float));
+        const uint32_t w[6] = {(uint32_t)r->k, (uint32_t)(r->file_at >> 32), (uint32_t)r->file_at,
+                               (uint32_t)((uint64_t)r->n >> 32), (uint32_t)r->n, c};
+        memcpy(mine + 6 * i, w, sizeof w);
     }
     size_t total = 0;
-    loom_status st = loom_dist_gather_u32(d, mine, 3 * (size_t)nt, &all, &total);
+    loom_status st = loom_dist_gather_u32(d, mine, 6 * (size_t)nr, &all, &total);
     free(mine);
     unsigned char *head = NULL;
     size_t hlen = 0;
     if (!st && lead) {
         crc = calloc(3 * (size_t)nt, sizeof *crc);
-        int *order = malloc(sizeof(int) * R);
-        size_t *rlo = malloc(sizeof(size_t) * 2 * R);
-        if (!crc || !order || !rlo) {
-            st = loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
-        } else {
-            for (int r = 0; r < R; r++) loom_dist_shard(r, R, n, LOOM_NORM_BLOCK, &rlo[2 * r], &rlo[2 * r + 1]);
-            for (int r = 0; r < R; r++) order[r] = r;
-            for (int i = 1; i < R; i++) /* ranks by shard offset */
-                for (int j = i; j > 0 && rlo[2 * order[j]] < rlo[2 * order[j - 1]]; j--) {
-                    int t = order[j];
-                    order[j] = order[j - 1], order[j - 1] = t;
-                }
-            for (int k = 0; k < 3 * nt; k++) {
-                const loom_param_info *pi = &g->params_info[k % nt];
-                int any = 0;
-                for (int i = 0; i < R; i++) {
-                    const int r = order[i];
-                    size_t a = pi->offset > rlo[2 * r] ? pi->offset : rlo[2 * r];
-                    size_t b = pi->offset + pi->numel < rlo[2 * r + 1] ? pi->offset + pi->numel : rlo[2 * r + 1];
-                    if (a >= b) continue;
-                    uint32_t piece = all[(size_t)r * 3 * nt + k];
-                    crc[k] = any ? loom_crc32c_combine(crc[k], piece, (b - a) * sizeof(float)) : piece;
-                    any = 1;
-                }
-            }
-            /* only the header is built from this writer: its data pointers are never read */
+        if (!crc) st = loom_error(LOOM_ERR_NOMEM, "out of memory preparing a checkpoint");
+        if (!st) st = combine_runs(g, all, total, crc);
+        if (!st) { /* only the header is built from this writer: its data pointers are never read */
             const float *const placeholder[3] = {g->params, g->params, g->params};
             loom_st_writer *w = NULL;
             st = ckpt_writer(g, placeholder, crc, s, &w);
             if (!st) st = loom_st_writer_prefix(w, &head, &hlen);
             loom_st_writer_free(w);
         }
-        free(order);
-        free(rlo);
         unlink(tmp); /* a stale one from a killed save */
     }
     free(all);
     free(crc);
-    /* 2. all ranks write at once: rank 0 the header, every rank its shard of the
-     * parameters, m and v, at their offsets behind the header */
+    /* 2. all ranks write at once: rank 0 the header, every rank its runs at their
+     * offsets behind it (tensor k's data begins at element k/nt * n + its offset) */
     if (loom_dist_any(d, st != LOOM_OK)) {
-        free(head);
+        free(head), free(runs), free(p);
         return st ? st : loom_error(LOOM_ERR_IO, "%s: rank 0 could not prepare the checkpoint", tmp);
     }
     uint64_t base = hlen;
     loom_dist_bcast_u64(d, &base);
-    loom_file_piece p[4];
     int np = 0;
     if (lead) p[np++] = (loom_file_piece){head, hlen, 0};
-    for (int b = 0; b < 3; b++)
-        p[np++] = (loom_file_piece){shard[b], (hi - lo) * sizeof(float), base + sizeof(float) * ((uint64_t)b * n + lo)};
+    for (long i = 0; i < nr; i++) {
+        const ckpt_run *r = &runs[i];
+        const uint64_t el = (uint64_t)(r->k / nt) * n + g->params_info[r->k % nt].offset + r->file_at;
+        p[np++] = (loom_file_piece){buf[r->k / nt] + r->at, r->n * sizeof(float), base + sizeof(float) * el};
+    }
     st = loom_dist_write_file(d, tmp, p, np);
-    free(head);
+    free(head), free(runs), free(p);
     /* 3. rank 0 commits; every rank learns the outcome */
     if (!st && lead) st = ckpt_commit(dir, tmp, keep, s->step, path_out, cap, bytes);
     if (st && lead) unlink(tmp);
@@ -589,25 +643,28 @@ loom_status loom_ckpt_check_match(const char *path, const loom_gpt_config *cc, c
 }
 
 loom_status loom_ckpt_load(const loom_st_file *f, loom_gpt *g, loom_adamw *opt) {
-    /* the optimizer may own a shard [lo, hi) only (ZeRO-1): copy that part of m and v */
-    float *dst[3] = {g->params, opt->m - opt->lo, opt->v - opt->lo};
+    const int nt = g->sizes.n_tensors;
     static const char *prefix[3] = {"", "optim.m.", "optim.v."};
-    for (int k = 0; k < 3; k++)
-        for (int i = 0; i < g->sizes.n_tensors; i++) {
-            const loom_param_info *pi = &g->params_info[i];
-            char name[96];
-            snprintf(name, sizeof name, "%s%s", prefix[k], pi->name);
-            const loom_st_tensor *t = loom_st_find(f, name);
-            if (!t || t->dtype != LOOM_DTYPE_F32 || t->end - t->begin != pi->numel * sizeof(float))
-                return loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' is missing or has the wrong size or dtype",
-                                  loom_st_path(f), name);
-            size_t a = pi->offset, b = pi->offset + pi->numel;
-            if (k > 0) {
-                a = a > opt->lo ? a : opt->lo;
-                b = b < opt->hi ? b : opt->hi;
-                if (a >= b) continue;
-            }
-            memcpy(dst[k] + a, (const char *)loom_st_data(f, t) + (a - pi->offset) * sizeof(float), (b - a) * sizeof(float));
-        }
+    /* what this process holds, as the runs a save writes: all parameters; m and v of
+     * the optimizer's shard [lo, hi) only (ZeRO) */
+    float *dst[3] = {g->params, opt->m - opt->lo, opt->v - opt->lo};
+    for (int k = 0; k < 3 * nt; k++) {
+        const loom_param_info *pi = &g->params_info[k % nt];
+        char name[96];
+        snprintf(name, sizeof name, "%s%s", prefix[k / nt], pi->name);
+        const loom_st_tensor *t = loom_st_find(f, name);
+        if (!t || t->dtype != LOOM_DTYPE_F32 || t->end - t->begin != pi->numel * sizeof(float))
+            return loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' is missing or has the wrong size or dtype",
+                              loom_st_path(f), name);
+        const size_t lo = k < nt ? 0 : opt->lo, hi = k < nt ? g->sizes.n_params : opt->hi;
+        const long nr = ckpt_tensor_runs(pi, k, 0, 1, pi->offset, lo, hi, NULL);
+        ckpt_run one, *runs = nr <= 1 ? &one : malloc(sizeof(ckpt_run) * nr);
+        if (nr < 0 || !runs) return nr < 0 ? LOOM_ERR_ARG : loom_error(LOOM_ERR_NOMEM, "out of memory loading %s", name);
+        ckpt_tensor_runs(pi, k, 0, 1, pi->offset, lo, hi, runs);
+        for (long i = 0; i < nr; i++)
+            memcpy(dst[k / nt] + runs[i].at, (const float *)loom_st_data(f, t) + runs[i].file_at,
+                   runs[i].n * sizeof(float));
+        if (runs != &one) free(runs);
+    }
     return LOOM_OK;
 }

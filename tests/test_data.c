@@ -37,6 +37,41 @@ static void test_permutation(void) {
     CHECK(diff_epoch > 90 && diff_seed > 90, "orders barely change: %d %d", diff_epoch, diff_seed);
 }
 
+/* uint32 shards (llm.c's 20240801 header), for vocabularies past 65536: ids above
+ * 16 bits read back whole, mixed with uint16 shards in one dataset; a bad version and
+ * an id >= vocab refused naming the file. */
+static void test_wide(const char *dir) {
+    uint32_t a[40];
+    uint16_t b[20];
+    for (int i = 0; i < 40; i++) a[i] = 128000u + (uint32_t)i;
+    for (int i = 0; i < 20; i++) b[i] = (uint16_t)i;
+    char pa[512], pb[512], pat[512];
+    snprintf(pa, sizeof pa, "%s/w_000.bin", dir);
+    snprintf(pb, sizeof pb, "%s/w_001.bin", dir);
+    snprintf(pat, sizeof pat, "%s/w_*.bin", dir);
+    CHECK(!loom_shard_write(pa, a, 40, 1) && !loom_shard_write(pb, b, 20, 0), "write: %s", loom_error_msg());
+    loom_dataset *ds = NULL;
+    CHECK(!loom_dataset_open(&ds, pat, LOOM_DATA_AUTO, 128256, 4, "--data"), "open: %s", loom_error_msg());
+    if (ds) {
+        int32_t in[4], tg[4];
+        loom_dataset_sample(ds, 1, 0, 0, in, tg);
+        CHECK(in[0] == 128004 && tg[3] == 128008, "wide window 1: %d %d", in[0], tg[3]);
+        loom_dataset_sample(ds, 9, 0, 0, in, tg); /* (40-1)/4 = 9 windows in the wide file: the second file's first */
+        CHECK(in[0] == 0 && tg[3] == 4, "narrow window after the wide file: %d %d", in[0], tg[3]);
+        loom_dataset_close(ds);
+    }
+    CHECK(loom_dataset_open(&ds, pa, LOOM_DATA_AUTO, 128010, 4, "--data") == LOOM_ERR_FORMAT &&
+              strstr(loom_error_msg(), "token 128010 at position 10"), "wide id >= vocab: %s", loom_error_msg());
+    FILE *fp = fopen(pa, "r+b");
+    const int32_t v = 1;
+    CHECK(fp && fseek(fp, 4, SEEK_SET) == 0 && fwrite(&v, 4, 1, fp) == 1 && fclose(fp) == 0, "patch the version");
+    CHECK(loom_dataset_open(&ds, pa, LOOM_DATA_AUTO, 200000, 4, "--data") == LOOM_ERR_FORMAT &&
+              strstr(loom_error_msg(), "unsupported shard version 1 (expected 7: uint32 tokens)"),
+          "wide magic with version 1: %s", loom_error_msg());
+    unlink(pa);
+    unlink(pb);
+}
+
 static void test_windows(const char *dir) {
     /* two shards: 0..99 and 100..149 (as token values) */
     uint16_t a[100], b[50];
@@ -46,7 +81,7 @@ static void test_windows(const char *dir) {
     snprintf(pa, sizeof pa, "%s/d_000.bin", dir);
     snprintf(pb, sizeof pb, "%s/d_001.bin", dir);
     snprintf(pat, sizeof pat, "%s/d_*.bin", dir);
-    CHECK(!loom_shard_write(pa, a, 100) && !loom_shard_write(pb, b, 50), "write: %s", loom_error_msg());
+    CHECK(!loom_shard_write(pa, a, 100, 0) && !loom_shard_write(pb, b, 50, 0), "write: %s", loom_error_msg());
     loom_dataset *ds;
     const int T = 8;
     CHECK(!loom_dataset_open(&ds, pat, LOOM_DATA_AUTO, 200, T, "--data"), "open: %s", loom_error_msg());
@@ -104,6 +139,7 @@ int main(void) {
     if (!mkdtemp(dir)) return 1;
     test_permutation();
     test_windows(dir);
+    test_wide(dir);
     rmdir(dir);
     printf("test_data: %d passed, %d failed\n", checks - failures, failures);
     return failures ? 1 : 0;

@@ -81,6 +81,15 @@ loom_status loom_mkdir_p(const char *dir, const char *flag);
 loom_status loom_dir_lock(const char *dir, const char *flag, int *fd);
 void loom_dir_unlock(int fd);
 
+/* One signal thread per process (train and prep): loom_signals_block(sigs, n) blocks
+ * them in the calling thread, and so in every thread started after it (call it first,
+ * before OpenMP or MPI start theirs); loom_signals_thread_start then takes them in one
+ * thread in sigwait() and calls on_signal(sig, ctx) there for each, never in an
+ * asynchronous handler; loom_signals_thread_stop ends the thread and restores the mask. */
+void loom_signals_block(const int *sigs, int n);
+loom_status loom_signals_thread_start(void (*on_signal)(int sig, void *ctx), void *ctx);
+void loom_signals_thread_stop(void);
+
 /* CRC32C (Castagnoli), incremental: crc = loom_crc32c(crc, buf, n), starting at 0. */
 uint32_t loom_crc32c(uint32_t crc, const void *buf, size_t n);
 /* The CRC32C of A followed by B, from the CRC32Cs of A and B and B's length. */

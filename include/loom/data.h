@@ -1,6 +1,7 @@
 /* Token datasets and the global sample order. A dataset is a set of token files
- * (llm.c shards: 256 x int32 header {20240520, 1, count} then uint16 tokens; or
- * headerless uint16 files), memory-mapped and validated at open. A sample is a window
+ * (llm.c shards: 256 x int32 header {20240520, 1, count} then uint16 tokens, or
+ * {20240801, 7, count} then uint32 tokens, llm.c's form for vocabularies past 65536
+ * such as Llama 3's; or headerless uint16 files), memory-mapped and validated at open. A sample is a window
  * of T+1 tokens: file-local sample i covers tokens [i*T, i*T+T+1). Samples are numbered
  * globally across files in glob order; an epoch visits each once, in a seeded order
  * that depends only on (seed, epoch, index). */
@@ -18,6 +19,8 @@ extern "C" {
 
 #define LOOM_SHARD_MAGIC 20240520
 #define LOOM_SHARD_VERSION 1
+#define LOOM_SHARD32_MAGIC 20240801 /* uint32 tokens */
+#define LOOM_SHARD32_VERSION 7
 #define LOOM_SHARD_HEADER_INTS 256
 
 typedef enum loom_data_format {
@@ -57,8 +60,9 @@ void loom_dataset_sample(const loom_dataset *ds, uint64_t cursor, int shuffle, u
 /* A bijection of [0, n) keyed by (seed, epoch): a Feistel network with cycle walking. */
 uint64_t loom_permute(uint64_t i, uint64_t n, uint64_t seed, uint64_t epoch);
 
-/* Writes an llm.c shard (header + uint16 tokens) to path. */
-loom_status loom_shard_write(const char *path, const uint16_t *tokens, size_t n);
+/* Writes an llm.c shard (header + n tokens) to path: uint16 tokens, or with wide
+ * uint32 tokens (the 20240801 header). */
+loom_status loom_shard_write(const char *path, const void *tokens, size_t n, int wide);
 
 #ifdef __cplusplus
 }

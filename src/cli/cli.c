@@ -220,27 +220,29 @@ int cli_bad_flag(const char *cmd, const char *arg, int missing_value) {
 int cli_load_model(const cli_model *m, const char *init_from, uint64_t seed, int B, int T,
                    loom_gpt **out) {
     loom_gpt_config cfg;
-    if (cli_model_config(m, &cfg)) return -1;
+    if (cli_model_config(m, &cfg)) return 2;
     if (init_from && m->overrides[2] < 0) cfg.n_head = 0; /* the file's, or an error asking for --n-head */
-    if (init_from && loom_model_file_config(init_from, &cfg, &cfg)) return -1;
-    if (init_from && cli_model_check_init(m, init_from, &cfg)) return -1;
+    if (init_from && loom_model_file_config(init_from, &cfg, &cfg)) return 1;
+    if (init_from && cli_model_check_init(m, init_from, &cfg)) return 2;
     if (T == 0) T = cfg.block_size;
     if (T > cfg.block_size) {
         loom_error(LOOM_ERR_ARG, "--seq-len: %d exceeds the model's block size %d", T, cfg.block_size);
-        return -1;
+        return 2;
     }
-    if (loom_gpt_init(out, &cfg, B, T, 0, "cpu")) return -1;
+    if (loom_gpt_init(out, &cfg, B, T, 0, "cpu")) return 1;
     if (init_from) {
         if (loom_model_load(*out, init_from)) {
             loom_gpt_free(*out);
             *out = NULL;
-            return -1;
+            return 1;
         }
     } else {
         loom_gpt_init_weights(*out, seed);
     }
     return 0;
 }
+
+int cli_load_failed(const char *cmd, int rc) { return rc == 2 ? cli_bad_value(cmd) : cli_fail(cmd); }
 
 const char *cli_default_tokenizer(void) {
     static char found[4200];

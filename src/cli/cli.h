@@ -94,6 +94,9 @@ int cmd_prep(int argc, char **argv);
 
 /* The model a command works on: the file `init_from` if given (its config comes from
  * the file), else a fresh GPT-2 initialisation of the flags' config with `seed`.
- * Capacity for micro-batches of B x T (T = 0: the block size). -1 on error. */
+ * Capacity for micro-batches of B x T (T = 0: the block size). 0, or on error the
+ * exit code: 2 for a flag the model refuses, 1 otherwise; cli_load_failed prints the
+ * error and returns it. */
+int cli_load_failed(const char *cmd, int rc);
 int cli_load_model(const cli_model *m, const char *init_from, uint64_t seed, int B, int T,
                    loom_gpt **out);

@@ -65,7 +65,8 @@ int cmd_eval(int argc, char **argv) {
     if (!data) return cli_usage_error(cmd, "--data is required");
     if (threads > 0) omp_set_num_threads((int)threads);
     loom_gpt *g = NULL;
-    if (cli_load_model(&m, init, (uint64_t)seed, (int)B, (int)T, &g)) return cli_fail(cmd);
+    int lrc = cli_load_model(&m, init, (uint64_t)seed, (int)B, (int)T, &g);
+    if (lrc) return cli_load_failed(cmd, lrc);
     loom_dataset *ds = NULL;
     double loss = 0;
     long nb = 0;

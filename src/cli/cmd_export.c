@@ -46,7 +46,8 @@ int cmd_export(int argc, char **argv) {
     if (!out) return cli_usage_error(cmd, "--out is required");
     if (loom_mkdir_p(out, "--out")) return cli_fail(cmd);
     loom_gpt *g = NULL;
-    if (cli_load_model(&m, init, (uint64_t)seed, 1, 1, &g)) return cli_fail(cmd);
+    int lrc = cli_load_model(&m, init, (uint64_t)seed, 1, 1, &g);
+    if (lrc) return cli_load_failed(cmd, lrc);
     char path[4096];
     int rc = 0;
     snprintf(path, sizeof path, "%s/model.safetensors", out);

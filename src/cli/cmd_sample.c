@@ -99,9 +99,10 @@ int cmd_sample(int argc, char **argv) {
     if (!tokpath) tokpath = cli_default_tokenizer();
     if (loom_tokenizer_load(tokpath, &tok)) return cli_fail(cmd);
     loom_gpt *g = NULL;
-    if (cli_load_model(&m, init, (uint64_t)seed, 1, 1, &g)) {
+    int lrc = cli_load_model(&m, init, (uint64_t)seed, 1, 1, &g);
+    if (lrc) {
         loom_tokenizer_free(tok);
-        return cli_fail(cmd);
+        return cli_load_failed(cmd, lrc);
     }
     int rc = 0;
     if (np == 0) { ptext[0] = ""; pfile[0] = 0; np = 1; } /* no prompt: from the end-of-text token */

@@ -15,7 +15,8 @@ typedef struct token_file {
     char *path;
     void *map;
     size_t map_len;
-    const uint16_t *tokens;
+    const void *tokens;    /* uint16, or uint32 (wide) */
+    int wide;
     uint64_t n_tokens;
     uint64_t first_sample; /* global number of this file's sample 0 */
     uint64_t n_samples;
@@ -27,6 +28,10 @@ struct loom_dataset {
     int T;
     uint64_t n_samples, n_tokens;
 };
+
+static inline uint32_t token_at(const token_file *f, uint64_t i) {
+    return f->wide ? ((const uint32_t *)f->tokens)[i] : ((const uint16_t *)f->tokens)[i];
+}
 
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -60,46 +65,51 @@ static loom_status open_file(token_file *f, const char *path, loom_data_format f
     const size_t hdr = LOOM_SHARD_HEADER_INTS * sizeof(int32_t);
     int32_t h[3] = {0, 0, 0};
     if (len >= sizeof h) memcpy(h, f->map, sizeof h);
-    int is_shard = fmt == LOOM_DATA_SHARD || (fmt == LOOM_DATA_AUTO && h[0] == LOOM_SHARD_MAGIC);
+    const int wide_magic = h[0] == LOOM_SHARD32_MAGIC;
+    int is_shard = fmt == LOOM_DATA_SHARD || (fmt == LOOM_DATA_AUTO && (h[0] == LOOM_SHARD_MAGIC || wide_magic));
     if (fmt == LOOM_DATA_AUTO && !is_shard && !ends_with(path, ".u16"))
         return loom_error(LOOM_ERR_FORMAT,
-                          "%s: bad magic %d (an llm.c shard starts with %d; name headerless "
+                          "%s: bad magic %d (an llm.c shard starts with %d, or %d for uint32 tokens; name headerless "
                           "uint16 files *.u16 or pass --data-format u16)",
-                          path, h[0], LOOM_SHARD_MAGIC);
+                          path, h[0], LOOM_SHARD_MAGIC, LOOM_SHARD32_MAGIC);
     if (is_shard) {
         if (len < hdr)
             return loom_error(LOOM_ERR_FORMAT, "%s: truncated header (%zu bytes, a shard header is %zu)",
                               path, len, hdr);
-        if (h[0] != LOOM_SHARD_MAGIC)
-            return loom_error(LOOM_ERR_FORMAT, "%s: bad magic %d (expected %d)", path, h[0], LOOM_SHARD_MAGIC);
-        if (h[1] != LOOM_SHARD_VERSION)
-            return loom_error(LOOM_ERR_FORMAT, "%s: unsupported shard version %d (expected %d: uint16 tokens)",
-                              path, h[1], LOOM_SHARD_VERSION);
+        if (h[0] != LOOM_SHARD_MAGIC && !wide_magic)
+            return loom_error(LOOM_ERR_FORMAT, "%s: bad magic %d (expected %d or %d)", path, h[0], LOOM_SHARD_MAGIC,
+                              LOOM_SHARD32_MAGIC);
+        const int want = wide_magic ? LOOM_SHARD32_VERSION : LOOM_SHARD_VERSION;
+        if (h[1] != want)
+            return loom_error(LOOM_ERR_FORMAT, "%s: unsupported shard version %d (expected %d: %s tokens)", path, h[1],
+                              want, wide_magic ? "uint32" : "uint16");
         if (h[2] <= 0)
             return loom_error(LOOM_ERR_FORMAT, "%s: the header's token count is %d (it must be positive)", path, h[2]);
-        if ((uint64_t)(len - hdr) < (uint64_t)h[2] * 2)
+        const uint64_t size = wide_magic ? 4 : 2, have = (uint64_t)(len - hdr);
+        if (have < (uint64_t)h[2] * size)
             return loom_error(LOOM_ERR_FORMAT, "%s: truncated: header says %d tokens, file holds %zu bytes of tokens",
                               path, h[2], len - hdr);
-        if ((uint64_t)(len - hdr) > (uint64_t)h[2] * 2)
+        if (have > (uint64_t)h[2] * size)
             return loom_error(LOOM_ERR_FORMAT, "%s: the header says %d tokens, but the file holds %zu bytes of tokens "
-                              "(%zu tokens): the count is too small or the file has trailing bytes",
-                              path, h[2], len - hdr, (len - hdr) / 2);
-        f->tokens = (const uint16_t *)((const char *)f->map + hdr);
+                              "(%llu tokens): the count is too small or the file has trailing bytes",
+                              path, h[2], len - hdr, (unsigned long long)(have / size));
+        f->tokens = (const char *)f->map + hdr;
+        f->wide = wide_magic;
         f->n_tokens = (uint64_t)h[2];
     } else {
         if (len % 2)
             return loom_error(LOOM_ERR_FORMAT, "%s: odd size %zu for uint16 tokens (truncated?)", path, len);
-        f->tokens = (const uint16_t *)f->map;
+        f->tokens = f->map;
         f->n_tokens = len / 2;
     }
     /* every token < vocab, checked once here so training never reads a bad id */
     uint64_t bad = UINT64_MAX;
 #pragma omp parallel for reduction(min : bad) schedule(static)
     for (uint64_t i = 0; i < f->n_tokens; i++)
-        if (f->tokens[i] >= vocab && i < bad) bad = i;
+        if (token_at(f, i) >= (uint32_t)vocab && i < bad) bad = i;
     if (bad != UINT64_MAX)
         return loom_error(LOOM_ERR_FORMAT, "%s: token %u at position %llu is >= vocab size %d", path,
-                          f->tokens[bad], (unsigned long long)bad, vocab);
+                          token_at(f, bad), (unsigned long long)bad, vocab);
     return LOOM_OK;
 }
 
@@ -215,19 +225,21 @@ void loom_dataset_sample(const loom_dataset *ds, uint64_t cursor, int shuffle, u
         else hi = mid - 1;
     }
     const token_file *f = &ds->files[lo];
-    const uint16_t *w = f->tokens + (s - f->first_sample) * (uint64_t)ds->T;
+    const uint64_t w = (s - f->first_sample) * (uint64_t)ds->T;
     for (int t = 0; t < ds->T; t++) {
-        inputs[t] = w[t];
-        targets[t] = w[t + 1];
+        inputs[t] = (int32_t)token_at(f, w + t);
+        targets[t] = (int32_t)token_at(f, w + t + 1);
     }
 }
 
-loom_status loom_shard_write(const char *path, const uint16_t *tokens, size_t n) {
+loom_status loom_shard_write(const char *path, const void *tokens, size_t n, int wide) {
     if (n > INT32_MAX) return loom_error(LOOM_ERR_ARG, "%s: %zu tokens do not fit one shard", path, n);
     FILE *fp = fopen(path, "wb");
     if (!fp) return loom_error(LOOM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    int32_t h[LOOM_SHARD_HEADER_INTS] = {LOOM_SHARD_MAGIC, LOOM_SHARD_VERSION, (int32_t)n};
-    int ok = fwrite(h, sizeof h, 1, fp) == 1 && (n == 0 || fwrite(tokens, 2, n, fp) == n);
+    int32_t h[LOOM_SHARD_HEADER_INTS] = {wide ? LOOM_SHARD32_MAGIC : LOOM_SHARD_MAGIC,
+                                         wide ? LOOM_SHARD32_VERSION : LOOM_SHARD_VERSION, (int32_t)n};
+    const size_t size = wide ? 4 : 2;
+    int ok = fwrite(h, sizeof h, 1, fp) == 1 && (n == 0 || fwrite(tokens, size, n, fp) == n);
     ok = (fclose(fp) == 0) && ok;
     if (!ok) return loom_error(LOOM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     return LOOM_OK;

@@ -33,9 +33,6 @@ static char g_tmp[4096];       /* the temporary directory while it exists, else 
 static const char *g_out_name; /* --out as given, for the interrupt message */
 static int g_progress;         /* a progress bar may be mid-line on stderr */
 static int g_committed;        /* the output is in place: a signal no longer undoes it */
-static sigset_t g_sig_set, g_sig_old;
-static int g_sig_blocked, g_sig_thread_running;
-static pthread_t g_sig_thread;
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) { return remove(path); }
 
@@ -52,30 +49,20 @@ static loom_status sync_path(const char *path) {
     return LOOM_OK;
 }
 
-static void *signal_thread(void *arg) {
-    (void)arg;
-    for (;;) {
-        int sig;
-        if (sigwait(&g_sig_set, &sig) != 0) continue;
-        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-        pthread_mutex_lock(&g_out_lock);
-        if (!g_committed) {
-            if (g_tmp[0]) remove_tree(g_tmp);
-            fprintf(stderr, "%sloom prep: interrupted: nothing written to %s\n", g_progress ? "\n" : "", g_out_name);
-            _exit(128 + sig);
-        }
-        pthread_mutex_unlock(&g_out_lock);
-        pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+static void on_signal(int sig, void *ctx) {
+    (void)ctx;
+    pthread_mutex_lock(&g_out_lock);
+    if (!g_committed) {
+        if (g_tmp[0]) remove_tree(g_tmp);
+        fprintf(stderr, "%sloom prep: interrupted: nothing written to %s\n", g_progress ? "\n" : "", g_out_name);
+        _exit(128 + sig);
     }
+    pthread_mutex_unlock(&g_out_lock);
 }
 
 void loom_prep_block_signals(void) {
-    if (g_sig_blocked) return;
-    sigemptyset(&g_sig_set);
-    sigaddset(&g_sig_set, SIGINT);
-    sigaddset(&g_sig_set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &g_sig_set, &g_sig_old);
-    g_sig_blocked = 1;
+    static const int sigs[] = {SIGINT, SIGTERM};
+    loom_signals_block(sigs, 2);
 }
 
 static void signals_start(const loom_prep_opts *o) {
@@ -84,22 +71,11 @@ static void signals_start(const loom_prep_opts *o) {
     g_committed = 0;
     g_tmp[0] = 0;
     loom_prep_block_signals();
-    g_sig_thread_running = pthread_create(&g_sig_thread, NULL, signal_thread, NULL) == 0;
-    if (!g_sig_thread_running) { /* no thread to take them: the default actions again */
-        pthread_sigmask(SIG_SETMASK, &g_sig_old, NULL);
-        g_sig_blocked = 0;
-    }
+    if (loom_signals_thread_start(on_signal, NULL))
+        fprintf(stderr, "loom prep: warning: %s: signals take their default actions\n", loom_error_msg());
 }
 
-static void signals_stop(void) {
-    if (g_sig_thread_running) {
-        pthread_cancel(g_sig_thread); /* it waits in sigwait, a cancellation point */
-        pthread_join(g_sig_thread, NULL);
-        g_sig_thread_running = 0;
-    }
-    if (g_sig_blocked) pthread_sigmask(SIG_SETMASK, &g_sig_old, NULL);
-    g_sig_blocked = 0;
-}
+static void signals_stop(void) { loom_signals_thread_stop(); }
 
 /* LOOM_OK when dir is empty, else "--out: DIR is not empty (...)". */
 static loom_status check_empty(const loom_prep_opts *o, const char *dir) {
@@ -218,7 +194,8 @@ static void out_abandon(void) {
 typedef struct shard_sink {
     const char *dir;
     long shard_tokens, val_left;
-    uint16_t *buf;
+    void *buf;             /* uint16 tokens, or uint32 when wide */
+    int wide;              /* the vocabulary needs more than 16 bits (Llama 3) */
     long fill;
     int val_shards, train_shards;
     uint64_t train_tokens, val_tokens;
@@ -232,7 +209,7 @@ static loom_status sink_flush(shard_sink *s) {
     if (s->in_val) snprintf(path, sizeof path, "%s/val_%06d.bin", s->dir, s->val_shards++);
     else snprintf(path, sizeof path, "%s/train_%06d.bin", s->dir, s->train_shards++);
     pthread_mutex_lock(&g_out_lock);
-    loom_status st = loom_shard_write(path, s->buf, (size_t)s->fill);
+    loom_status st = loom_shard_write(path, s->buf, (size_t)s->fill, s->wide);
     if (!st) st = sync_path(path);
     pthread_mutex_unlock(&g_out_lock);
     if (st) return st;
@@ -251,7 +228,8 @@ static loom_status sink_put(shard_sink *s, const uint32_t *ids, size_t n) {
             if (st) return st;
             s->in_val = val;
         }
-        s->buf[s->fill++] = (uint16_t)ids[i];
+        if (s->wide) ((uint32_t *)s->buf)[s->fill++] = ids[i];
+        else ((uint16_t *)s->buf)[s->fill++] = (uint16_t)ids[i];
         if (val) s->val_left--, s->val_tokens++;
         else s->train_tokens++;
     }
@@ -378,10 +356,11 @@ static loom_status write_manifest(const loom_prep_opts *o, const char *dir, cons
         loom_json_buf tk = {0};
         loom_json_escape(&tk, o->tokenizer, strlen(o->tokenizer));
         fprintf(fp,
-                "{\n  \"format\": \"llm.c shards: 256 x int32 header {20240520, 1, count}, uint16 tokens\",\n"
+                "{\n  \"format\": \"llm.c shards: 256 x int32 header {%d, %d, count}, %s tokens\",\n"
                 "  \"tokenizer\": %s,\n  \"documents\": %llu,\n  \"skipped_lines\": %llu,\n  \"bytes\": %llu,\n"
                 "  \"train_tokens\": %llu,\n  \"val_tokens\": %llu,\n  \"shard_tokens\": %ld,\n  \"shards\": [%s\n  ]\n}\n",
-                tk.data ? tk.data : "\"\"", (unsigned long long)stats->documents,
+                sink->wide ? LOOM_SHARD32_MAGIC : LOOM_SHARD_MAGIC, sink->wide ? LOOM_SHARD32_VERSION : LOOM_SHARD_VERSION,
+                sink->wide ? "uint32" : "uint16", tk.data ? tk.data : "\"\"", (unsigned long long)stats->documents,
                 (unsigned long long)stats->skipped, (unsigned long long)stats->bytes,
                 (unsigned long long)sink->train_tokens, (unsigned long long)sink->val_tokens, o->shard_tokens,
                 sink->manifest_shards.data ? sink->manifest_shards.data : "");
@@ -401,14 +380,10 @@ static loom_status prep_run(const loom_prep_opts *o, const loom_dist *dist, cons
     loom_status st = loom_tokenizer_load(o->tokenizer, &tok);
     if (st) return st;
     const uint32_t vocab = loom_tokenizer_vocab_size(tok);
-    if (vocab > 65536) {
-        loom_tokenizer_free(tok);
-        return loom_error(LOOM_ERR_ARG, "--tokenizer: %u ids do not fit the uint16 shards", vocab);
-    }
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     shard_sink sink = {.dir = dir, .shard_tokens = o->shard_tokens, .val_left = o->val_tokens,
-                       .in_val = o->val_tokens > 0};
-    sink.buf = malloc(sizeof(uint16_t) * (size_t)o->shard_tokens);
+                       .in_val = o->val_tokens > 0, .wide = vocab > 65536};
+    sink.buf = malloc((sink.wide ? sizeof(uint32_t) : sizeof(uint16_t)) * (size_t)o->shard_tokens);
     if (!sink.buf) {
         loom_tokenizer_free(tok);
         return loom_error(LOOM_ERR_NOMEM, "--shard-tokens: out of memory for a shard of %ld tokens", o->shard_tokens);

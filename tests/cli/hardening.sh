@@ -157,6 +157,10 @@ expect_error "--init-from with --n-layer" "--n-layer: the model's shape comes fr
   "$LOOM" train --data $D --steps 1 --init-from "$TMP/ok/model.safetensors" --n-layer 4
 expect_error "--init-from with --vocab-size" "--vocab-size: the model's shape comes from --init-from" \
   "$LOOM" eval $E --init-from "$TMP/ok/model.safetensors" --vocab-size 1000
+"$LOOM" eval $E --init-from "$TMP/ok/model.safetensors" --vocab-size 1000 >/dev/null 2>&1
+check "eval refuses a shape flag with --init-from with exit 2, as train does" test $? -eq 2
+"$LOOM" sample --init-from "$TMP/ok/model.safetensors" --n-layer 4 --max-tokens 1 >/dev/null 2>&1
+check "sample too" test $? -eq 2
 expect_error "--init-from with another --n-head" "--n-head: the model's shape comes from --init-from" \
   "$LOOM" train --data $D --steps 1 --init-from "$TMP/ok/model.safetensors" --n-head 4
 { head -c 8 $D; printf '\xff\xff\xff\xff'; tail -c +13 $D; } >"$TMP/negcount.bin"

@@ -72,8 +72,26 @@ check "one good line of two (--skip-bad) equals the good text alone" cmp -s "$TM
       print s, r } }'
 } >"$TMP/big.tiktoken"
 check "the big tokenizer has 70257 entries" test "$(wc -l <"$TMP/big.tiktoken")" -eq 70257
-expect_error "too many ids for uint16" "--tokenizer: 70258 ids do not fit the uint16 shards" \
-  "$LOOM" prep "$TMP/hello.txt" --out "$TMP/b7" --tokenizer "$TMP/big.tiktoken" --quiet
+# ... gets uint32 shards (llm.c's 20240801 header, as for Llama 3): the end-of-text id
+# 70257 survives whole, and train reads them
+"$LOOM" prep "$TMP/hello.txt" --out "$TMP/b7" --tokenizer "$TMP/big.tiktoken" --quiet >/dev/null
+check "a tokenizer past 65536 ids: prep succeeds" test $? -eq 0
+/usr/bin/python3 - "$TMP/b7/train_000000.bin" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+magic, version, n = struct.unpack("<3i", b[:12])
+ids = struct.unpack("<%dI" % n, b[1024:])
+ok = (magic, version) == (20240801, 7) and len(b) == 1024 + 4 * n and ids[0] == 70257 and all(i < 256 for i in ids[1:])
+sys.exit(0 if ok else 1)
+PY
+check "uint32 shard: header {20240801, 7, n}, the end-of-text id 70257 whole, the bytes of 'hello'" test $? -eq 0
+grep -q '"format": "llm.c shards: 256 x int32 header {20240801, 7, count}, uint32 tokens"' "$TMP/b7/manifest.json"
+check "the manifest names the uint32 format" test $? -eq 0
+printf 'hello hello hello hello hello hello hello hello hello\n' >"$TMP/hello9.txt"
+"$LOOM" prep "$TMP/hello9.txt" --out "$TMP/b8" --tokenizer "$TMP/big.tiktoken" --quiet >/dev/null &&
+  "$LOOM" train --model tiny --vocab-size 70258 --data "$TMP/b8/train_*.bin" --steps 1 --batch 1 --seq-len 8 \
+    --threads 1 --out "$TMP/b8run" --quiet >/dev/null 2>"$TMP/err"
+check "train reads uint32 shards ($(head -c 200 "$TMP/err"))" test $? -eq 0
 
 # --out: a directory with files in it is refused, untouched; an empty one is used;
 # --overwrite replaces the old output whole (no stale shards)

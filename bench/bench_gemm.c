@@ -12,6 +12,8 @@
  *     fwd   NT  logits(BT,V) = lnf(BT,C) @ wte^T
  *     dlnf  NN  dlnf(BT,C)   = dlogits(BT,V) @ wte
  *     dwte  TN  dwte(V,C)   += dlogits^T @ lnf
+ *   smollm (Llama, smollm-135m's shape at B=4 T=256): the linears over (out, in)
+ *   weights: fwd NT, dinp NN, dw TN (beta 1), and the same tied head
  *
  * Every number is the median of --trials trials (default 5); a trial repeats the call
  * until it has run at least --min-time seconds and reports the time per call. Each
@@ -26,7 +28,7 @@
  * OPENBLAS_CORETYPE was set when bench_gemm started, a second copy of the library is
  * loaded into its own namespace (dlmopen) with that variable set and timed as well.
  *
- * usage: bench_gemm [--trials N] [--threads 1,2] [--preset small|gpt2|all]
+ * usage: bench_gemm [--trials N] [--threads 1,2] [--preset small|gpt2|smollm|all]
  *                   [--min-time S] [--no-openblas] [--openblas-coretype NAME] [--quick]
  */
 #include <dlfcn.h>
@@ -100,14 +102,35 @@ static void add_linear(const char *preset, const char *name_fwd, const char *nam
     shapes[n_shapes++] = (shape){preset, name_dw, 1, 0, in, out, BT, 1.0f, L};
 }
 
+/* Llama's linears over Hugging Face's (out, in) weights, as llama.c calls them. */
+static void add_linear_t(const char *preset, const char *name_fwd, const char *name_dinp,
+                         const char *name_dw, int BT, int in, int out, int L) {
+    shapes[n_shapes++] = (shape){preset, name_fwd, 0, 1, BT, out, in, 0.0f, L};
+    shapes[n_shapes++] = (shape){preset, name_dinp, 0, 0, BT, in, out, 0.0f, L};
+    shapes[n_shapes++] = (shape){preset, name_dw, 1, 0, out, in, BT, 1.0f, L};
+}
+
+static void add_lmhead(const char *preset, int C, int BT, int V) {
+    shapes[n_shapes++] = (shape){preset, "lmhead fwd", 0, 1, BT, V, C, 0.0f, 1};
+    shapes[n_shapes++] = (shape){preset, "lmhead dlnf", 0, 0, BT, C, V, 0.0f, 1};
+    shapes[n_shapes++] = (shape){preset, "lmhead dwte", 1, 0, V, C, BT, 1.0f, 1};
+}
+
+/* smollm-135m: C 576, 9 heads over 3 KV heads of 64 (q/k/v 960 wide), FFN 1536 */
+static void add_preset_llama(const char *preset, int C, int W, int F, int BT, int V, int L) {
+    add_linear_t(preset, "qkv fwd", "qkv dinp", "qkv dw", BT, C, W, L);
+    add_linear_t(preset, "o fwd", "o dinp", "o dw", BT, C, C, L);
+    add_linear_t(preset, "gate|up fwd", "gate|up dinp", "gate|up dw", BT, C, 2 * F, L);
+    add_linear_t(preset, "down fwd", "down dinp", "down dw", BT, F, C, L);
+    add_lmhead(preset, C, BT, V);
+}
+
 static void add_preset(const char *preset, int C, int BT, int V, int L) {
     add_linear(preset, "qkv fwd", "qkv dinp", "qkv dw", BT, C, 3 * C, L);
     add_linear(preset, "attproj fwd", "attproj dinp", "attproj dw", BT, C, C, L);
     add_linear(preset, "fc fwd", "fc dinp", "fc dw", BT, C, 4 * C, L);
     add_linear(preset, "fcproj fwd", "fcproj dinp", "fcproj dw", BT, 4 * C, C, L);
-    shapes[n_shapes++] = (shape){preset, "lmhead fwd", 0, 1, BT, V, C, 0.0f, 1};
-    shapes[n_shapes++] = (shape){preset, "lmhead dlnf", 0, 0, BT, C, V, 0.0f, 1};
-    shapes[n_shapes++] = (shape){preset, "lmhead dwte", 1, 0, V, C, BT, 1.0f, 1};
+    add_lmhead(preset, C, BT, V);
 }
 
 typedef struct gemm_args {
@@ -248,7 +271,7 @@ int main(int argc, char **argv) {
         else {
             int help = !strcmp(a, "--help") || !strcmp(a, "-h");
             fprintf(help ? stdout : stderr,
-                    "usage: %s [--trials N>=5] [--threads 1,2] [--preset small|gpt2|all] [--min-time S]\n"
+                    "usage: %s [--trials N>=5] [--threads 1,2] [--preset small|gpt2|smollm|all] [--min-time S]\n"
                     "          [--no-openblas] [--openblas-coretype NAME] [--quick]\n",
                     argv[0]);
             return help ? 0 : 2;
@@ -295,6 +318,8 @@ int main(int argc, char **argv) {
 
     if (!strcmp(preset, "small") || !strcmp(preset, "all")) add_preset("small", 384, 8 * 256, 50257, 6);
     if (!strcmp(preset, "gpt2") || !strcmp(preset, "all")) add_preset("gpt2", 768, 4 * 256, 50257, 12);
+    if (!strcmp(preset, "smollm") || !strcmp(preset, "all"))
+        add_preset_llama("smollm", 576, 15 * 64, 1536, 4 * 256, 50257, 30);
     if (n_shapes == 0) {
         fprintf(stderr, "bench_gemm: unknown --preset %s\n", preset);
         return 2;

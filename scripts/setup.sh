@@ -29,3 +29,8 @@ if ! "$HF_VENV/bin/python" -c "import transformers, safetensors" 2>/dev/null; th
     "$HF_VENV/bin/pip" install -q --disable-pip-version-check "transformers==4.45.2" "safetensors>=0.4" ||
     echo "setup: could not install transformers into $HF_VENV (is PyPI reachable?): the Llama parity tests will skip"
 fi
+# TensorBoard's own readers, for the --tensorboard test
+if [ -x "$HF_VENV/bin/python" ] && ! "$HF_VENV/bin/python" -c "import tensorboard" 2>/dev/null; then
+  "$HF_VENV/bin/pip" install -q --disable-pip-version-check "tensorboard==2.18.0" ||
+    echo "setup: could not install tensorboard into $HF_VENV (is PyPI reachable?): the tensorboard test will skip"
+fi

@@ -44,6 +44,7 @@ typedef struct loom_train_opts {
     double bucket_mb;              /* MiB per gradient communication bucket */
     int overlap;                   /* reduce buckets during the backward on a communication thread */
     const char *trace;             /* each rank writes TRACE.rank<r>.json (Chrome trace events) */
+    const char *tensorboard;       /* rank 0 writes TensorBoard event files into this directory, or NULL */
     int overwrite;                 /* a fresh run may discard the checkpoints in ckpt_dir */
     unsigned allow_change;         /* LOOM_ALLOW_*: what a resumed run may change */
 } loom_train_opts;

@@ -43,6 +43,8 @@ static const char *help =
     "  --quiet              no per-step lines\n"
     "  --profile            at the end, print the time per op kind (forward, backward, optimizer)\n"
     "  --trace PREFIX       each rank writes PREFIX.rank<r>.json, a Chrome trace (Perfetto) of its steps\n"
+    "  --tensorboard DIR    rank 0 writes TensorBoard event files there: loss, val loss, lr, grad norm,\n"
+    "                       step time, tokens/s, MFU, peak host memory (every step, readable while running)\n"
     "checkpoints (crash-safe, checksummed; resume continues bitwise):\n"
     "  --ckpt-dir DIR       write DIR/step_%08d.safetensors and DIR/latest\n"
     "  --ckpt-every N       every N steps (default 0: at the end and on a signal only)\n"
@@ -70,7 +72,7 @@ static const char *help =
 enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
-    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_BUCKET,
+    O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_TB, O_BUCKET,
     O_OVERLAP, O_OVERWRITE, O_ALLOW, O_HELP
 };
 
@@ -114,7 +116,8 @@ int cmd_train(int argc, char **argv) {
         {"keep", required_argument, 0, O_KEEP}, {"resume", optional_argument, 0, O_RESUME},
         {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT},
         {"comm-timeout", required_argument, 0, O_COMMTO}, {"zero", required_argument, 0, O_ZERO},
-        {"trace", required_argument, 0, O_TRACE}, {"bucket-mb", required_argument, 0, O_BUCKET},
+        {"trace", required_argument, 0, O_TRACE}, {"tensorboard", required_argument, 0, O_TB},
+        {"bucket-mb", required_argument, 0, O_BUCKET},
         {"overlap", required_argument, 0, O_OVERLAP}, {"overwrite", no_argument, 0, O_OVERWRITE},
         {"allow-change", required_argument, 0, O_ALLOW}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *cmd = "train";
@@ -178,6 +181,7 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_STOPAT: bad = cli_int("--stop-at", optarg, 1, 1L << 30, &iv); o.stop_at = (int)iv; break;
         case O_TRACE: o.trace = optarg; break;
+        case O_TB: o.tensorboard = optarg; break;
         case O_ZERO: bad = cli_int("--zero", optarg, 0, 2, &iv); o.zero = (int)iv; break;
         case O_BUCKET: bad = cli_float("--bucket-mb", optarg, 1e-3, 1024, &fv); o.bucket_mb = fv; break;
         case O_OVERLAP: bad = cli_int("--overlap", optarg, 0, 1, &iv); o.overlap = (int)iv; break;

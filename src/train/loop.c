@@ -11,6 +11,7 @@
 
 #include "loom/checkpoint.h"
 #include "loom/io.h"
+#include "loom/tensorboard.h"
 #include "loom/train.h"
 #include "train/preflight.h"
 #include "train/signals.h"
@@ -102,6 +103,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     loom_dataset *train = NULL, *val = NULL;
     loom_adamw opt = {0};
     FILE *metrics = NULL;
+    loom_tb *tb = NULL;
     int32_t *batch = NULL;
     char path[4096], *train_desc = NULL, *val_desc = NULL;
     int lock_fd = -1, out_fd = -1, stopped = 0;
@@ -214,6 +216,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
     if (lead && (st = metrics_open(path, start_step, &metrics))) goto done;
+    if (lead && o->tensorboard && (st = loom_tb_open(&tb, o->tensorboard, "--tensorboard"))) goto done;
 
     /* the MFU denominator: the measured peak of this rank's threads, times the ranks */
     const double peak = R * (o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3));
@@ -308,6 +311,17 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         if (metrics && !isnan(val_loss)) fprintf(metrics, ", \"val_loss\": %.9g", val_loss);
         if (metrics) fprintf(metrics, "}\n");
         if (metrics) fflush(metrics);
+        if (tb) { /* the values metrics.jsonl has, as TensorBoard scalars */
+            const char *tags[] = {"train/loss", "train/lr", "train/grad_norm", "train/step_ms", "train/tokens_per_s",
+                                  "train/mfu", "memory/host_peak_mib", "val/loss"};
+            const float vals[] = {loss, lr, (float)norm, (float)(dt * 1e3), (float)tok_s, (float)mfu,
+                                  (float)(loom_alloc_bytes_peak() / 1048576.0), (float)val_loss};
+            if (loom_tb_scalars(tb, step + 1, isnan(val_loss) ? 7 : 8, tags, vals)) { /* the run goes on */
+                fprintf(stderr, "loom: warning: --tensorboard: %s; no more events are written\n", loom_error_msg());
+                loom_tb_close(tb);
+                tb = NULL;
+            }
+        }
         int stop = loom_dist_any(&dist->world, loom_signals_pending() != 0); /* every rank stops at the same step */
         if (o->ckpt_dir && (stop || step + 1 == end_step || (o->ckpt_every > 0 && (step + 1) % o->ckpt_every == 0))) {
             loom_ckpt_state cs = want;
@@ -381,6 +395,7 @@ done:
     }
     if (g) loom_step_ctx_free(&sc, g);
     loom_st_close(resume);
+    loom_tb_close(tb);
     if (metrics && fclose(metrics) != 0 && !st)
         st = loom_error(LOOM_ERR_IO, "%s/metrics.jsonl: write failed: %s", o->out_dir, strerror(errno));
     loom_free(batch);

@@ -86,12 +86,12 @@ expect_error "no head count" \
   "$H: the number of heads is not in the file's metadata nor in $TMP/hf/config.json (n_head); give --n-head" \
   "$LOOM" eval --init-from "$H" $EVAL
 "$LOOM" eval --init-from "$H" --n-head 2 $EVAL >/dev/null 2>"$TMP/e2"
-check "--n-head gives the head count: $(head -c 300 "$TMP/e2")" test $? -eq 0
+rc=$?; check "--n-head gives the head count: $(head -c 300 "$TMP/e2")" test $rc -eq 0
 expect_error "--n-head does not divide" "$H: --n-head 3 does not divide the file's width 32" \
   "$LOOM" eval --init-from "$H" --n-head 3 $EVAL
 echo '{"n_head": 2}' >"$TMP/hf/config.json"
 "$LOOM" eval --init-from "$H" $EVAL >/dev/null 2>"$TMP/e2"
-check "config.json gives the head count: $(head -c 300 "$TMP/e2")" test $? -eq 0
+rc=$?; check "config.json gives the head count: $(head -c 300 "$TMP/e2")" test $rc -eq 0
 printf '{"n_embd": 32, "n_head": 2,' >"$TMP/hf/config.json"
 expect_error "malformed config.json" "$TMP/hf/config.json:1:28: not valid JSON" "$LOOM" eval --init-from "$H" $EVAL
 echo '{"n_head": "two"}' >"$TMP/hf/config.json"
@@ -147,7 +147,7 @@ expect_error "max-tokens past the block size, batch" \
   "--max-tokens: 26 new tokens after prompt 2 of 7 tokens exceed the model's block size 32 (at most 25)" \
   "$LOOM" sample --init-from "$M" --prompt "ROMEO:" --prompt "a b c d e f g" --max-tokens 26
 "$LOOM" sample --init-from "$M" --prompt "ROMEO:" --max-tokens 29 --threads 2 >/dev/null 2>"$TMP/e5"
-check "max-tokens that fit: $(head -c 300 "$TMP/e5")" test $? -eq 0
+rc=$?; check "max-tokens that fit: $(head -c 300 "$TMP/e5")" test $rc -eq 0
 # a data directory instead of its files
 mkdir -p "$TMP/shards"
 expect_error "train --data DIR" "$TMP/shards: is a directory (give its files, e.g. '$TMP/shards/*.bin')" \

@@ -91,7 +91,7 @@ printf 'hello hello hello hello hello hello hello hello hello\n' >"$TMP/hello9.t
 "$LOOM" prep "$TMP/hello9.txt" --out "$TMP/b8" --tokenizer "$TMP/big.tiktoken" --quiet >/dev/null &&
   "$LOOM" train --model tiny --vocab-size 70258 --data "$TMP/b8/train_*.bin" --steps 1 --batch 1 --seq-len 8 \
     --threads 1 --out "$TMP/b8run" --quiet >/dev/null 2>"$TMP/err"
-check "train reads uint32 shards ($(head -c 200 "$TMP/err"))" test $? -eq 0
+rc=$?; check "train reads uint32 shards ($(head -c 200 "$TMP/err"))" test $rc -eq 0
 
 # --out: a directory with files in it is refused, untouched; an empty one is used;
 # --overwrite replaces the old output whole (no stale shards)

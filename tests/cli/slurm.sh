@@ -18,7 +18,7 @@ M0=$M # without --steps, for the cases that set their own (a flag given twice is
 M="$M0 --steps 6"
 "$LOOM" train $M --out "$TMP/single"
 timeout 120 srun --mpi=pmix -n 2 --overcommit "$LOOM" train $M --out "$TMP/srun" >"$TMP/srun.log" 2>&1
-check "srun --mpi=pmix -n 2: exit 0 ($(tail -c 300 "$TMP/srun.log"))" test $? -eq 0
+rc=$?; check "srun --mpi=pmix -n 2: exit 0 ($(tail -c 300 "$TMP/srun.log"))" test $rc -eq 0
 check "srun: losses bitwise the single process's" cmp -s <(cut -d, -f1-4 "$TMP/single/metrics.jsonl") <(cut -d, -f1-4 "$TMP/srun/metrics.jsonl")
 check "srun: final weights bitwise" cmp -s "$TMP/single/model.safetensors" "$TMP/srun/model.safetensors"
 

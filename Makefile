@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build test demo asan asan-mpi clean bench
+.PHONY: all setup build test demo asan asan-mpi clean bench install
 
 all: build
 
@@ -34,6 +34,12 @@ asan:
 asan-mpi:
 	@$(MAKE) build BUILD=build-asan-mpi CMAKE_FLAGS="-DLOOM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DLOOM_MPI=ON"
 	@LOOM=$(CURDIR)/build-asan-mpi/loom ASAN_OPTIONS=detect_leaks=0 bash tests/cli/mpi.sh
+
+# make install PREFIX=/opt/loom: bin/loom, lib/libloom.{a,so}, include/loom, lib/pkgconfig/loom.pc,
+# share/loom/data/gpt2 (the tokenizer), share/man/man1/loom*.1
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 bench: setup build
 	@bash bench/run_all.sh $(BUILD)

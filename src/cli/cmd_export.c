@@ -1,4 +1,4 @@
-/* loom export: a model as Hugging Face GPT-2 safetensors + config.json. */
+/* loom export: a model as a Hugging Face model directory (GPT-2 or Llama). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,8 +9,8 @@
 static const char *help =
     "usage: loom export --init-from MODEL.safetensors --out DIR [flags]\n"
     "\n"
-    "Writes DIR/model.safetensors (Hugging Face GPT-2 names and layouts, F32) and\n"
-    "DIR/config.json (GPT2Config), which transformers' GPT2LMHeadModel loads.\n"
+    "Writes DIR/model.safetensors (Hugging Face names and layouts, F32) and DIR/config.json:\n"
+    "GPT2Config for GPT-2 (GPT2LMHeadModel loads it), LlamaConfig for Llama (LlamaForCausalLM).\n"
     "\n"
     "  --init-from FILE     the model (without it: a fresh init of --model with --seed)\n" CLI_MODEL_HELP
     "  --seed N             seed of a fresh init (default 1337)\n"

@@ -11,7 +11,8 @@
 static const char *help =
     "usage: loom prep INPUT... --out DIR [flags]\n"
     "\n"
-    "Tokenizes text (GPT-2 BPE, exactly as tiktoken) into llm.c shards: OUT/val_%06d.bin\n"
+    "Tokenizes text (byte-level BPE: GPT-2's as tiktoken, or a tokenizer.json as Hugging Face\n"
+    "tokenizers) into llm.c shards (uint16; uint32 past 65,536 ids): OUT/val_%06d.bin\n"
     "(the first --val-tokens tokens), OUT/train_%06d.bin, and OUT/manifest.json. Every\n"
     "document is preceded by <|endoftext|>. A plain file is one document; in a *.jsonl\n"
     "file each line is a JSON object and its --jsonl-field is one document. An INPUT of\n"

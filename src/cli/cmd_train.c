@@ -9,11 +9,11 @@
 static const char *help =
     "usage: loom train --data GLOB [flags]\n"
     "\n"
-    "Trains a GPT-2 model; prints one line per step and writes OUT/metrics.jsonl, and at\n"
-    "the end OUT/model.safetensors + OUT/config.json (Hugging Face GPT-2 form).\n"
+    "Trains a GPT-2 or Llama model; prints one line per step and writes OUT/metrics.jsonl,\n"
+    "and at the end OUT/model.safetensors + OUT/config.json (Hugging Face form).\n"
     "\n"
     "model:\n" CLI_MODEL_HELP
-    "  --init-from FILE     start from a safetensors model (ours or Hugging Face GPT-2)\n"
+    "  --init-from FILE     start from a model: ours, or a Hugging Face GPT-2 or Llama file or directory\n"
     "data:\n"
     "  --data GLOB[,GLOB]   training tokens: llm.c shards, or headerless *.u16 files\n"
     "  --val-data GLOB      validation tokens (loss every --eval-every steps and at the end)\n"

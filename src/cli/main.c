@@ -7,16 +7,16 @@
 #include "loom/train.h"
 
 static const char *usage =
-    "loom " LOOM_VERSION ": train and run GPT-2 models on CPU clusters\n"
+    "loom " LOOM_VERSION ": train and run GPT-2 and Llama models on CPU clusters\n"
     "\n"
     "usage: loom <command> [flags]   (loom <command> --help for its flags)\n"
     "\n"
     "commands:\n"
     "  prep     tokenize text (plain or JSON-lines) into token shards, in parallel\n"
-    "  train    train a GPT-2 model on token shards\n"
+    "  train    train a GPT-2 or Llama model on token shards\n"
     "  eval     mean cross-entropy of a model over a token file's windows\n"
     "  sample   generate text from a model or checkpoint (KV cache, top-k, top-p)\n"
-    "  export   write a model as Hugging Face GPT-2 safetensors + config.json\n"
+    "  export   write a model as a Hugging Face model (GPT-2 or Llama safetensors + config.json)\n"
     "  info     this build and machine: GEMM library, threads, CPU features, peak FLOP/s\n";
 
 /* train takes SIGTERM, SIGINT and SIGUSR1 in a thread of its own once it runs: until

@@ -38,4 +38,15 @@ for c in "" prep train eval sample export info; do
   check "man $page lists all $(wc -l <"$TMP/flags") flags of loom $c --help${missing:+ (missing: $missing)}" \
     test -z "$missing" -a "$(wc -l <"$TMP/flags")" -gt 0 -o -z "$c" -a -z "$missing"
 done
+# bash completion: commands, and each command's flags
+C="$P/share/bash-completion/completions/loom"
+check "installed bash completion" test -f "$C"
+complete_words() { # words... -> the completions of the last one
+  bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _loom; printf "%s\n" "${COMPREPLY[@]}"' _ "$C" "$@"
+}
+check "completes 'loom tr' to train" test "$(complete_words loom tr)" = train
+check "completes 'loom train --tensor' to --tensorboard" test "$(complete_words loom train --tensor)" = --tensorboard
+got=$(complete_words loom sample -- | sort | tr '\n' ' ')
+want=$("$P/bin/loom" sample --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u | tr '\n' ' ')
+check "completes every flag of loom sample --help" test "$got" = "$want"
 finish install

@@ -126,6 +126,11 @@ loom_status loom_dist_gather_u32(const loom_group *d, const uint32_t *mine, size
 /* v from rank 0 to every rank. */
 void loom_dist_bcast_u64(const loom_group *d, uint64_t *v);
 
+/* Collective: what to add to this rank's loom_now() to read rank 0's clock, by NTP's
+ * estimate from the quickest of 8 round trips with rank 0 (error at most half that
+ * round trip, put in *rtt); rank 0 and a single process: 0. */
+double loom_dist_clock_offset(const loom_group *d, double *rtt);
+
 /* One file written by all ranks at once with MPI-IO (collective writes at explicit
  * offsets), then synced to the device and closed: each rank writes its n pieces. The
  * file is created or truncated. Every rank returns the same status; the message names

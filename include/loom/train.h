@@ -59,6 +59,14 @@ enum { LOOM_ALLOW_DATA = 1, LOOM_ALLOW_THREADS = 2 };
  * second SIGINT exits at once with status 130. */
 loom_status loom_train(const loom_train_opts *opts, const loom_dist *dist);
 
+/* `loom trace merge`: the per-rank traces PREFIX.rank<r>.json of one run (r = 0, 1, ...
+ * while they exist) into one Chrome trace at `out` (written aside, then renamed), one
+ * process per rank. Their times are already on one axis: rank 0's clock, each rank's
+ * offset measured with MPI at start-up (in each file's "clock_sync" event). A file that
+ * is not JSON, not an array, or holds another rank's events is refused, naming it.
+ * *ranks: how many were merged. */
+loom_status loom_trace_merge(const char *prefix, const char *out, int *ranks);
+
 
 /* Blocks SIGTERM, SIGINT and SIGUSR1 in the calling thread, so that threads created
  * afterwards (MPI's, OpenMP's, oneDNN's) inherit the mask and only loom_train's signal

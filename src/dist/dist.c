@@ -262,6 +262,38 @@ void loom_dist_bcast_u64(const loom_group *d, uint64_t *v) {
 #endif
 }
 
+double loom_dist_clock_offset(const loom_group *d, double *rtt) {
+    *rtt = 0.0;
+#ifdef LOOM_HAVE_MPI
+    if (d->size < 2) return 0.0;
+    enum { ROUNDS = 8, TAG = 7301 };
+    double best = 1e30, offset = 0.0;
+    coll_begin("clock offsets (trace alignment)", 0, 0);
+    for (int r = 1; r < d->size; r++) /* one rank at a time, so rank 0 answers at once */
+        for (int k = 0; k < ROUNDS; k++) {
+            if (d->rank == r) {
+                double t1 = loom_now(), t0;
+                MPI_Send(&t1, 1, MPI_DOUBLE, 0, TAG, COMM(d));
+                MPI_Recv(&t0, 1, MPI_DOUBLE, 0, TAG, COMM(d), MPI_STATUS_IGNORE);
+                const double t2 = loom_now();
+                if (t2 - t1 < best) best = t2 - t1, offset = t0 - 0.5 * (t1 + t2);
+            } else if (d->rank == 0) {
+                double t;
+                MPI_Recv(&t, 1, MPI_DOUBLE, r, TAG, COMM(d), MPI_STATUS_IGNORE);
+                t = loom_now();
+                MPI_Send(&t, 1, MPI_DOUBLE, r, TAG, COMM(d));
+            }
+        }
+    coll_end();
+    if (d->rank == 0) return 0.0;
+    *rtt = best;
+    return offset;
+#else
+    (void)d;
+    return 0.0;
+#endif
+}
+
 /* The lowest rank with `bad` set, or -1 (collective). */
 static int first_bad_rank(const loom_group *d, int bad) {
 #ifdef LOOM_HAVE_MPI

@@ -209,6 +209,13 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
          * reductions (one per micro-batch at most) and of the all-gather */
         size_t per_step = 2 * (size_t)sc.local + 10 + (sc.comm ? (size_t)loom_comm_max_buckets(sc.comm) * (sc.local + 1) : 0);
         if ((st = loom_trace_init(&trace, span * per_step + 16, rank))) goto done;
+        /* one time axis for every rank's file: rank 0's clock and time zero */
+        double rtt, off = loom_dist_clock_offset(&dist->world, &rtt), origin = trace.origin + off;
+        uint64_t bits;
+        memcpy(&bits, &origin, sizeof bits);
+        loom_dist_bcast_u64(&dist->world, &bits);
+        memcpy(&origin, &bits, sizeof origin);
+        loom_trace_align(&trace, off, rtt, origin);
         sc.trace = &trace;
     }
     const int local = sc.local; /* this rank's micro-batches: global ones rank*local ... */

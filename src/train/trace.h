@@ -20,7 +20,8 @@ typedef struct loom_trace {
     loom_trace_event *ev;
     size_t n, cap, dropped;
     int rank;
-    double origin;
+    double origin;      /* time zero of the file, on rank 0's clock */
+    double offset, rtt; /* this rank's clock + offset = rank 0's (loom_dist_clock_offset) */
 } loom_trace;
 
 loom_status loom_trace_init(loom_trace *t, size_t cap, int rank);
@@ -29,6 +30,9 @@ void loom_trace_free(loom_trace *t);
 void loom_trace_add(loom_trace *t, const char *name, int arg, double t0);
 /* Records [t0, t1) on thread row tid. */
 void loom_trace_add_span(loom_trace *t, const char *name, int arg, int tid, double t0, double t1);
+/* Puts the events on rank 0's clock: offset and rtt from loom_dist_clock_offset, origin
+ * rank 0's time zero; then every rank's file has one time axis. */
+void loom_trace_align(loom_trace *t, double offset, double rtt, double origin);
 /* Writes the events to path as a JSON array. */
 loom_status loom_trace_write(const loom_trace *t, const char *path);
 

@@ -30,7 +30,7 @@ rc=$?; check "statically, with pkg-config --static ($(head -c 300 "$TMP/cc.log")
 rc=$?; check "... trains one step: $(cat "$TMP/one.log")" test $rc -eq 0
 (cd "$TMP" && "$P/bin/loom" sample --model tiny --max-tokens 3 --prompt hi >"$TMP/s.log" 2>&1)
 rc=$?; check "the installed binary finds its tokenizer outside the source tree ($(tail -c 200 "$TMP/s.log"))" test $rc -eq 0
-for c in "" prep train eval sample export info; do
+for c in "" prep train eval sample export info trace; do
   page=loom${c:+-$c}
   man -l "$P/share/man/man1/$page.1" 2>/dev/null | col -b >"$TMP/man.txt"
   "$P/bin/loom" $c --help 2>&1 | grep -o -- '--[a-z][a-z0-9-]*' | sort -u >"$TMP/flags"
@@ -44,7 +44,7 @@ check "installed bash completion" test -f "$C"
 complete_words() { # words... -> the completions of the last one
   bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _loom; printf "%s\n" "${COMPREPLY[@]}"' _ "$C" "$@"
 }
-check "completes 'loom tr' to train" test "$(complete_words loom tr)" = train
+check "completes 'loom ex' to export" test "$(complete_words loom ex)" = export
 check "completes 'loom train --tensor' to --tensorboard" test "$(complete_words loom train --tensor)" = --tensorboard
 got=$(complete_words loom sample -- | sort | tr '\n' ' ')
 want=$("$P/bin/loom" sample --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u | tr '\n' ' ')

@@ -44,6 +44,44 @@ need = {'data', 'forward + backward', 'bucket reduce-scatter', 'grad norm', 'ada
 comm = [e for e in ev if e['name'].startswith('bucket ')]
 sys.exit(0 if need <= names and all(e.get('pid') == $r for e in ev) and all(e['tid'] == 1 for e in comm) else 1)"
 done
+# one merged trace: every rank a process, on one time axis (rank 0's clock): each
+# collective's k-th bucket overlaps in time on both ranks (neither can finish one before
+# the other has started it), within the measured round trips
+"$LOOM" trace merge "$TMP/tr" --out "$TMP/job.json" >/dev/null
+check "trace merge: exit 0" test $? -eq 0
+/usr/bin/python3 - "$TMP/job.json" >"$TMP/merge.log" 2>&1 <<'PY'
+import json, sys
+ev = json.load(open(sys.argv[1]))
+pids = {e["pid"] for e in ev}
+names = {e["pid"]: e["args"]["name"] for e in ev if e["name"] == "process_name"}
+sync = {e["pid"]: e["args"] for e in ev if e["name"] == "clock_sync"}
+fails = []
+if pids != {0, 1} or set(names) != {0, 1} or set(sync) != {0, 1}:
+    fails.append("pids %s, process names %s, clock_sync %s" % (pids, names, sorted(sync)))
+tol = 2 * max(s["round_trip_us"] for s in sync.values()) + 200.0
+worst, n = 0.0, 0
+for name in ("bucket reduce-scatter", "bucket all-gather"):
+    per = [[e for e in ev if e["pid"] == r and e["name"] == name] for r in (0, 1)]
+    if len(per[0]) != len(per[1]) or not per[0]:
+        fails.append("%s: %d vs %d events" % (name, len(per[0]), len(per[1])))
+        continue
+    for a, b in zip(*per):
+        gap = max(a["ts"], b["ts"]) - min(a["ts"] + a["dur"], b["ts"] + b["dur"])
+        worst, n = max(worst, gap), n + 1
+if worst > tol:
+    fails.append("a collective's bucket ended on one rank %.0f us before it began on the other (tolerance %.0f us)" % (worst, tol))
+print("%d collective buckets, worst gap %.0f us (tolerance %.0f us)" % (n, worst, tol))
+for f in fails:
+    print("FAIL:", f)
+sys.exit(1 if fails else 0)
+PY
+rc=$?; check "merged trace: one process per rank, collectives aligned ($(tail -1 "$TMP/merge.log"))" test $rc -eq 0
+expect_error "trace merge of a missing prefix" "nope.rank0.json: cannot read" \
+  "$LOOM" trace merge "$TMP/nope" --out "$TMP/x.json"
+cp "$TMP/tr.rank0.json" "$TMP/bad.rank0.json"
+cp "$TMP/tr.rank0.json" "$TMP/bad.rank1.json"
+expect_error "trace merge of another rank's file" "bad.rank1.json: event 0 is not rank 1's" \
+  "$LOOM" trace merge "$TMP/bad" --out "$TMP/x.json"
 
 # ZeRO-1: each rank keeps AdamW state for its shard only; the result is bitwise the same
 for n in 2 4; do

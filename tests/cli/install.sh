@@ -18,13 +18,15 @@ done
 export PKG_CONFIG_PATH="$P/$L/pkgconfig"
 check "pkg-config knows loom $(pkg-config --modversion loom 2>&1)" pkg-config --exists loom
 SRC="$(dirname "$0")/../install/train_one_step.c"
-cc -std=c11 -o "$TMP/one" "$SRC" $(pkg-config --cflags --libs loom) -Wl,-rpath,"$P/$L" 2>"$TMP/cc.log"
+# a sanitizer build's library needs the program built with the sanitizers too
+SAN=$(nm -D "$P/$L/libloom.so" 2>/dev/null | grep -q __asan_init && echo "-fsanitize=address,undefined")
+cc -std=c11 $SAN -o "$TMP/one" "$SRC" $(pkg-config --cflags --libs loom) -Wl,-rpath,"$P/$L" 2>"$TMP/cc.log"
 rc=$?; check "a program builds against the shared library ($(head -c 300 "$TMP/cc.log"))" test $rc -eq 0
 "$TMP/one" >"$TMP/one.log" 2>&1
 rc=$?; check "... and trains one step: $(cat "$TMP/one.log")" test $rc -eq 0
 ldd "$TMP/one" | grep -q "$P/$L/libloom.so"
 check "... linked to the installed libloom.so" test $? -eq 0
-cc -std=c11 -o "$TMP/one_static" "$SRC" -I"$P/include" "$P/$L/libloom.a" $(pkg-config --static --libs-only-other --libs-only-l loom | sed 's/-lloom//') 2>"$TMP/cc.log"
+cc -std=c11 $SAN -o "$TMP/one_static" "$SRC" -I"$P/include" "$P/$L/libloom.a" $(pkg-config --static --libs-only-other --libs-only-l loom | sed 's/-lloom//') 2>"$TMP/cc.log"
 rc=$?; check "statically, with pkg-config --static ($(head -c 300 "$TMP/cc.log"))" test $rc -eq 0
 "$TMP/one_static" >"$TMP/one.log" 2>&1
 rc=$?; check "... trains one step: $(cat "$TMP/one.log")" test $rc -eq 0

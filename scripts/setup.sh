@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential make cmake libdnnl-dev python3 python3-venv python3-torch libpcre2-dev unicode-data
       openmpi-bin libopenmpi-dev mpich libmpich-dev iproute2 iputils-ping
-      slurmctld slurmd slurm-client munge pkg-config man-db bsdextrautils)
+      slurmctld slurmd slurm-client munge pkg-config man-db bsdextrautils chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -90,6 +90,7 @@ int cmd_info(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif
 

@@ -11,6 +11,7 @@
 
 #include "loom/checkpoint.h"
 #include "loom/io.h"
+#include "loom/report.h"
 #include "loom/tensorboard.h"
 #include "loom/train.h"
 #include "train/preflight.h"
@@ -89,6 +90,14 @@ static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const 
                           "norm %g; nothing was saved from this step): lower --lr or raise --eps", step + 1,
                           g->params_info[bad].name, lr, oc->eps, norm);
     return LOOM_OK;
+}
+
+/* OUT/report.html from what OUT holds so far; a failure only warns. */
+static void write_report(const char *out_dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/report.html", out_dir);
+    if (loom_report_write(&out_dir, 1, path))
+        fprintf(stderr, "loom: warning: %s not written: %s\n", path, loom_error_msg());
 }
 
 static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
@@ -351,6 +360,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             if (cst && lead) fprintf(stderr, "loom: warning: checkpoint at step %d failed: %s\n", step + 1, loom_error_msg());
             else if (!cst && !quiet)
                 printf("checkpoint %s: %.1f MB in %.2f s (%.0f MB/s)\n", cpath, bytes / 1e6, dts, bytes / 1e6 / dts);
+            if (lead) write_report(o->out_dir);
             fflush(stdout);
         }
         if (stop) {
@@ -387,6 +397,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         snprintf(path, sizeof path, "%s/config.json", o->out_dir);
         if ((st = loom_model_write_hf_config(&cfg, path))) goto done;
         if (!quiet) printf("saved %s/model.safetensors\n", o->out_dir);
+        write_report(o->out_dir);
     }
 done:
     if (stopped && !st) st = LOOM_STOPPED;

@@ -32,7 +32,7 @@ rc=$?; check "statically, with pkg-config --static ($(head -c 300 "$TMP/cc.log")
 rc=$?; check "... trains one step: $(cat "$TMP/one.log")" test $rc -eq 0
 (cd "$TMP" && "$P/bin/loom" sample --model tiny --max-tokens 3 --prompt hi >"$TMP/s.log" 2>&1)
 rc=$?; check "the installed binary finds its tokenizer outside the source tree ($(tail -c 200 "$TMP/s.log"))" test $rc -eq 0
-for c in "" prep train eval sample export info trace; do
+for c in "" prep train eval sample export info trace report; do
   page=loom${c:+-$c}
   man -l "$P/share/man/man1/$page.1" 2>/dev/null | col -b >"$TMP/man.txt"
   "$P/bin/loom" $c --help 2>&1 | grep -o -- '--[a-z][a-z0-9-]*' | sort -u >"$TMP/flags"

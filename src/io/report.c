@@ -27,7 +27,7 @@ typedef struct series {
 typedef struct run {
     const char *dir, *name;
     series m[N_METRICS], loss_t; /* loss over wall-clock seconds */
-    loom_json_doc *config;
+    loom_json_doc *config, *info; /* config.json, run.json (either may be absent) */
 } run;
 
 static int push(series *s, double x, double y) {
@@ -80,11 +80,13 @@ static loom_status read_run(run *r) {
     }
     free(buf);
     if (!st && r->m[0].n == 0) st = loom_error(LOOM_ERR_FORMAT, "%s: no steps", path);
-    snprintf(path, sizeof path, "%s/config.json", r->dir);
-    char *cfg = st ? NULL : loom_read_file(path, &len);
-    if (cfg) {
-        r->config = loom_json_parse(cfg, len, NULL, NULL); /* shown when it parses */
-        free(cfg);
+    loom_json_doc **docs[2] = {&r->config, &r->info};
+    static const char *names[2] = {"config.json", "run.json"};
+    for (int i = 0; i < 2 && !st; i++) {
+        snprintf(path, sizeof path, "%s/%s", r->dir, names[i]);
+        char *text = loom_read_file(path, &len);
+        if (text) *docs[i] = loom_json_parse(text, len, NULL, NULL); /* shown when it parses */
+        free(text);
     }
     return st;
 }
@@ -160,6 +162,72 @@ static void plot(FILE *fp, const char *id, const char *title, const char *xlabel
     fprintf(fp, "</svg>\n");
 }
 
+static void put_value(FILE *fp, const loom_json *v) {
+    if (v->type == LOOM_JSON_STRING || v->type == LOOM_JSON_NUMBER) {
+        put_escaped(fp, v->str, v->len);
+    } else if (v->type == LOOM_JSON_BOOL) {
+        fputs(v->boolean ? "true" : "false", fp);
+    } else if (v->type == LOOM_JSON_ARRAY) { /* e.g. "architectures": ["GPT2LMHeadModel"] */
+        for (size_t i = 0; i < v->n; i++) {
+            if (i) fputs(", ", fp);
+            put_value(fp, &v->items[i]);
+        }
+    } else {
+        fputs(loom_json_type_name(v->type), fp);
+    }
+}
+
+/* An object's members as rows; with `share`, each number also as a bar of its share of
+ * the sum (the memory per buffer, the profile's time split). */
+static void table_object(FILE *fp, const char *cls, const loom_json *o, int share) {
+    double sum = 0.0;
+    for (size_t j = 0; j < o->n; j++)
+        if (o->items[j].type == LOOM_JSON_NUMBER && strcmp(o->items[j].key, "all_allocated")) sum += o->items[j].number;
+    fprintf(fp, "<table class=\"%s\">\n", cls);
+    for (size_t j = 0; j < o->n; j++) {
+        const loom_json *v = &o->items[j];
+        fputs("<tr><th>", fp);
+        put_escaped(fp, v->key, v->key_len);
+        fputs("</th><td>", fp);
+        put_value(fp, v);
+        fputs("</td>", fp);
+        if (share && v->type == LOOM_JSON_NUMBER && sum > 0 && strcmp(v->key, "all_allocated")) {
+            const double f = v->number / sum;
+            fprintf(fp, "<td>%.1f%%</td><td><svg class=\"bar\" width=\"200\" height=\"10\"><rect width=\"%.1f\" "
+                        "height=\"10\" fill=\"#1f77b4\"/></svg></td>", 100 * f, 200 * f);
+        }
+        fputs("</tr>\n", fp);
+    }
+    fputs("</table>\n", fp);
+}
+
+/* An array of objects as a table, the columns the first one's keys. */
+static void table_array(FILE *fp, const char *cls, const loom_json *a) {
+    if (!a->n || a->items[0].type != LOOM_JSON_OBJECT) {
+        fputs("<p>none</p>\n", fp);
+        return;
+    }
+    const loom_json *h = &a->items[0];
+    fprintf(fp, "<table class=\"%s\">\n<tr>", cls);
+    for (size_t j = 0; j < h->n; j++) {
+        fputs("<th>", fp);
+        put_escaped(fp, h->items[j].key, h->items[j].key_len);
+        fputs("</th>", fp);
+    }
+    fputs("</tr>\n", fp);
+    for (size_t i = 0; i < a->n; i++) {
+        fputs("<tr>", fp);
+        for (size_t j = 0; j < h->n; j++) {
+            const loom_json *v = loom_json_get(&a->items[i], h->items[j].key);
+            fputs("<td>", fp);
+            if (v) put_value(fp, v);
+            fputs("</td>", fp);
+        }
+        fputs("</tr>\n", fp);
+    }
+    fputs("</table>\n", fp);
+}
+
 static series *pick_metric(run *r, int k) { return &r->m[k]; }
 static series *pick_loss_time(run *r, int k) {
     (void)k;
@@ -197,23 +265,26 @@ loom_status loom_report_write(const char *const *dirs, int n, const char *out) {
         for (int k = 0; k < N_METRICS; k++) plot(fp, METRICS[k][0], METRICS[k][1], "step", runs, n, pick_metric, k);
         fputs("<h2>Over time</h2>\n", fp);
         plot(fp, "loss-time", "training loss", "seconds of training", runs, n, pick_loss_time, 0);
-        fputs("<h2>Configs</h2>\n", fp);
         for (int i = 0; i < n; i++) {
             const loom_json *c = runs[i].config ? loom_json_root(runs[i].config) : NULL;
-            if (!c || c->type != LOOM_JSON_OBJECT) continue;
-            fputs("<h3>", fp);
+            const loom_json *ri = runs[i].info ? loom_json_root(runs[i].info) : NULL;
+            fputs("<h2>Run ", fp);
             put_escaped(fp, runs[i].dir, strlen(runs[i].dir));
-            fputs("</h3>\n<table class=\"config\">\n", fp);
-            for (size_t j = 0; j < c->n; j++) {
-                const loom_json *v = &c->items[j];
-                fputs("<tr><th>", fp);
-                put_escaped(fp, v->key, v->key_len);
-                fputs("</th><td>", fp);
-                if (v->type == LOOM_JSON_STRING || v->type == LOOM_JSON_NUMBER) put_escaped(fp, v->str, v->len);
-                else fputs(loom_json_type_name(v->type), fp);
-                fputs("</td></tr>\n", fp);
+            fputs("</h2>\n", fp);
+            if (c && c->type == LOOM_JSON_OBJECT) {
+                fputs("<h3>Model config</h3>\n", fp);
+                table_object(fp, "config", c, 0);
             }
-            fputs("</table>\n", fp);
+            static const char *const parts[][2] = {{"layout", "Layout"}, {"memory_mib_per_rank", "Memory per rank (MiB)"},
+                                                   {"profile_ms_per_step", "Time per step (ms, --profile)"},
+                                                   {"checkpoints", "Checkpoints written"}};
+            for (int k = 0; ri && ri->type == LOOM_JSON_OBJECT && k < 4; k++) {
+                const loom_json *v = loom_json_get(ri, parts[k][0]);
+                if (!v) continue;
+                fprintf(fp, "<h3>%s</h3>\n", parts[k][1]);
+                if (v->type == LOOM_JSON_OBJECT) table_object(fp, parts[k][0], v, k == 1 || k == 2);
+                else if (v->type == LOOM_JSON_ARRAY) table_array(fp, parts[k][0], v);
+            }
         }
         fputs("</body></html>\n", fp);
         if (fclose(fp) != 0) st = loom_error(LOOM_ERR_IO, "--out: write to %s failed: %s", tmp, strerror(errno));
@@ -225,6 +296,7 @@ loom_status loom_report_write(const char *const *dirs, int n, const char *out) {
         for (int k = 0; k < N_METRICS; k++) free(runs[i].m[k].x), free(runs[i].m[k].y);
         free(runs[i].loss_t.x), free(runs[i].loss_t.y);
         loom_json_free(runs[i].config);
+        loom_json_free(runs[i].info);
     }
     return st;
 }

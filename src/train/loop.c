@@ -11,10 +11,10 @@
 
 #include "loom/checkpoint.h"
 #include "loom/io.h"
-#include "loom/report.h"
 #include "loom/tensorboard.h"
 #include "loom/train.h"
 #include "train/preflight.h"
+#include "train/runinfo.h"
 #include "train/signals.h"
 #include "train/trace.h"
 
@@ -92,14 +92,6 @@ static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const 
     return LOOM_OK;
 }
 
-/* OUT/report.html from what OUT holds so far; a failure only warns. */
-static void write_report(const char *out_dir) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/report.html", out_dir);
-    if (loom_report_write(&out_dir, 1, path))
-        fprintf(stderr, "loom: warning: %s not written: %s\n", path, loom_error_msg());
-}
-
 static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     loom_status st = LOOM_OK;
     const loom_dist one = loom_dist_single();
@@ -113,6 +105,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     loom_adamw opt = {0};
     FILE *metrics = NULL;
     loom_tb *tb = NULL;
+    run_info ri = {0};
     int32_t *batch = NULL;
     char path[4096], *train_desc = NULL, *val_desc = NULL;
     int lock_fd = -1, out_fd = -1, stopped = 0;
@@ -233,9 +226,14 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
     if (lead && (st = metrics_open(path, start_step, &metrics))) goto done;
     if (lead && o->tensorboard && (st = loom_tb_open(&tb, o->tensorboard, "--tensorboard"))) goto done;
-
-    /* the MFU denominator: the measured peak of this rank's threads, times the ranks */
     const double peak = R * (o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3));
+    if (lead) {
+        run_info_start(&ri, o->out_dir, R, dist->local_size, threads, o->zero, local, B, T, total, peak / 1e9, &mem,
+                       (double)loom_alloc_bytes_live());
+        run_info_write(&ri, 0);
+    }
+
+    /* the MFU denominator (above): the measured peak of this rank's threads, times the ranks */
     const double flops_tok = g->sizes.flops_per_token;
     if (!quiet) {
         if (R > 1) printf("ranks: %d (%d per node), %d micro-batch(es) each, %d threads per rank\n", R, dist->local_size, local, threads);
@@ -360,7 +358,10 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             if (cst && lead) fprintf(stderr, "loom: warning: checkpoint at step %d failed: %s\n", step + 1, loom_error_msg());
             else if (!cst && !quiet)
                 printf("checkpoint %s: %.1f MB in %.2f s (%.0f MB/s)\n", cpath, bytes / 1e6, dts, bytes / 1e6 / dts);
-            if (lead) write_report(o->out_dir);
+            if (lead && !cst) {
+                run_info_checkpoint(&ri, step + 1, cpath, bytes, dts);
+                run_info_write(&ri, 1);
+            }
             fflush(stdout);
         }
         if (stop) {
@@ -397,7 +398,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         snprintf(path, sizeof path, "%s/config.json", o->out_dir);
         if ((st = loom_model_write_hf_config(&cfg, path))) goto done;
         if (!quiet) printf("saved %s/model.safetensors\n", o->out_dir);
-        write_report(o->out_dir);
+        if (o->profile && ran > 1 && !stopped) run_info_profile(&ri, g, ran - 1);
+        run_info_write(&ri, 1);
     }
 done:
     if (stopped && !st) st = LOOM_STOPPED;
@@ -414,6 +416,7 @@ done:
     if (g) loom_step_ctx_free(&sc, g);
     loom_st_close(resume);
     loom_tb_close(tb);
+    run_info_free(&ri);
     if (metrics && fclose(metrics) != 0 && !st)
         st = loom_error(LOOM_ERR_IO, "%s/metrics.jsonl: write failed: %s", o->out_dir, strerror(errno));
     loom_free(batch);

@@ -6,15 +6,44 @@
 #    ranges) to the metric's value; ticks and axis labels present;
 #  - rendered by headless Chromium (Debian's chromium): the DOM it builds holds the
 #    plots, and its screenshot shows both runs' colours;
+#  - run.json (layout, memory per buffer, checkpoints, profile) and its tables in the page;
 #  - a missing directory and a malformed metrics line: one line each, exit 1.
 source "$(dirname "$0")/lib.sh"
 D=data/tinyshakespeare_train.bin
 V=data/tinyshakespeare_val.bin
 M="--model tiny --batch 2 --seq-len 32 --threads 1 --quiet"
 "$LOOM" train $M --data $D --val-data $V --eval-every 2 --steps 6 --out "$TMP/a" --ckpt-dir "$TMP/ck" \
-  --ckpt-every 3 >/dev/null 2>"$TMP/err"
+  --ckpt-every 3 --profile >/dev/null 2>"$TMP/err"
 rc=$?; check "train a ($(head -c 200 "$TMP/err"))" test $rc -eq 0
 check "train wrote a/report.html" test -s "$TMP/a/report.html"
+# run.json: layout, memory per buffer, the checkpoints written, the profile; in the page
+/usr/bin/python3 - "$TMP/a" >"$TMP/out" 2>&1 <<'PY'
+import json, os, re, sys
+d = sys.argv[1]
+info = json.load(open(d + "/run.json"))
+page = open(d + "/report.html").read()
+fails = []
+steps = [c["step"] for c in info["checkpoints"]]
+if steps != [3, 6] or not all(os.path.exists(c["file"]) for c in info["checkpoints"]):
+    fails.append("checkpoints %s" % info["checkpoints"])
+if info["layout"]["ranks"] != 1 or info["layout"]["batch"] != 2 or info["layout"]["seq_len"] != 32:
+    fails.append("layout %s" % info["layout"])
+mem = info["memory_mib_per_rank"]
+if not (mem["parameters"] > 0 and mem["adamw_m_v"] == 2 * mem["parameters"]):
+    fails.append("memory %s" % mem)
+if "matmul fwd" not in info.get("profile_ms_per_step", {}):
+    fails.append("no profile")
+for cls, want in (("layout", "tokens_per_step"), ("memory_mib_per_rank", "adamw_m_v"),
+                  ("profile_ms_per_step", "matmul fwd"), ("checkpoints", "step_00000006")):
+    t = re.search(r'<table class="%s">(.*?)</table>' % cls, page, re.S)
+    if not t or want not in t.group(1):
+        fails.append("the page's %s table lacks %s" % (cls, want))
+print("run.json: %d checkpoints, %d memory rows" % (len(steps), len(mem)))
+for f in fails:
+    print("FAIL:", f)
+sys.exit(1 if fails else 0)
+PY
+rc=$?; check "run.json and its tables in the page ($(grep -m3 FAIL "$TMP/out"; tail -1 "$TMP/out"))" test $rc -eq 0
 "$LOOM" train $M --data $D --steps 4 --lr 1e-3 --out "$TMP/b" >/dev/null 2>&1
 "$LOOM" report "$TMP/a" "$TMP/b" --out "$TMP/both.html" >/dev/null 2>"$TMP/err"
 rc=$?; check "loom report of two runs ($(head -c 200 "$TMP/err"))" test $rc -eq 0

@@ -107,12 +107,13 @@ if mode == "values":
             fails.append("cut at %d: %d events read, %d whole records" % (cut, n, whole))
     print("checked %d scalars' steps, %d cuts" % (len(want), len(cuts)))
 elif mode == "live":
-    buf = open(path, "rb").read()
+    buf = open(path, "rb").read()  # one snapshot for both readers: the run may still be appending
+    open(path + ".snap", "wb").write(buf)
     ends = records(buf)
-    n = len(list(event_file_loader.EventFileLoader(path).Load()))
+    n = len(list(event_file_loader.EventFileLoader(path + ".snap").Load()))
     if n != len(ends) or n < 2:
         fails.append("%d events read, %d whole records" % (n, len(ends)))
-    steps = [e.step for e in event_file_loader.LegacyEventFileLoader(path).Load()][1:]
+    steps = [e.step for e in event_file_loader.LegacyEventFileLoader(path + ".snap").Load()][1:]
     if len(sys.argv) > 3:
         metrics = [json.loads(l)["step"] for l in open(sys.argv[3]) if l.endswith("\n")]
         if steps != metrics[:len(steps)] or len(metrics) - len(steps) > 1:

@@ -464,15 +464,20 @@ loom_status loom_tokenizer_from_tiktoken_mem(const void *buf, size_t len, const 
     return st;
 }
 
-loom_status loom_tokenizer_load_tiktoken(const char *path, loom_tokenizer **out) {
+loom_status loom_tok_load_with(const char *path, loom_tokenizer **out,
+                               loom_status (*from_mem)(const void *, size_t, const char *, loom_tokenizer **)) {
     uint8_t *buf;
     size_t len;
     *out = NULL;
     loom_status st = loom_tok_read_file(path, &buf, &len);
     if (st) return st;
-    st = loom_tokenizer_from_tiktoken_mem(buf, len, path, out);
+    st = from_mem(buf, len, path, out);
     free(buf);
     return st;
+}
+
+loom_status loom_tokenizer_load_tiktoken(const char *path, loom_tokenizer **out) {
+    return loom_tok_load_with(path, out, loom_tokenizer_from_tiktoken_mem);
 }
 
 /* ---- encoder.json + vocab.bpe ------------------------------------------------------ */

@@ -121,6 +121,9 @@ const char *loom_tok_shown(char *buf, size_t cap, const void *s, size_t n);
 
 /* Reads a whole file; errors name the path. */
 loom_status loom_tok_read_file(const char *path, uint8_t **buf, size_t *len);
+/* Reads path whole and builds a tokenizer from its bytes with from_mem (named by path). */
+loom_status loom_tok_load_with(const char *path, loom_tokenizer **out,
+                               loom_status (*from_mem)(const void *, size_t, const char *, loom_tokenizer **));
 
 /* 1-based line and column of byte `off` of s. */
 void loom_tok_line_col(const uint8_t *s, size_t off, size_t *line, size_t *col);

@@ -670,14 +670,7 @@ loom_status loom_tokenizer_from_json_mem(const void *buf, size_t len, const char
 }
 
 loom_status loom_tokenizer_load_json(const char *path, loom_tokenizer **out) {
-    uint8_t *buf;
-    size_t len;
-    *out = NULL;
-    loom_status st = loom_tok_read_file(path, &buf, &len);
-    if (st) return st;
-    st = loom_tokenizer_from_json_mem(buf, len, path, out);
-    free(buf);
-    return st;
+    return loom_tok_load_with(path, out, loom_tokenizer_from_json_mem);
 }
 
 loom_status loom_tokenizer_load(const char *path, loom_tokenizer **out) {

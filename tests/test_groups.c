@@ -30,15 +30,17 @@ static void check_slices(const loom_gpt_config *cfg, int tp) {
         const loom_param_info *pi = &g->params_info[i];
         int64_t covered = 0;
         for (int r = 0; r < tp; r++) {
-            int64_t off[2], len[2];
-            CHECK(loom_param_slice(pi, r, tp, off, len) == 0, "%s: %s", pi->name, loom_error_msg());
-            covered += len[0] * len[1];
-            if (pi->split_dim < 0) CHECK(off[0] == 0 && off[1] == 0, "%s replicated but offset", pi->name);
-            else CHECK(off[pi->split_dim] == r * len[pi->split_dim], "%s: rank %d's slice at %lld", pi->name, r,
-                       (long long)off[pi->split_dim]);
+            loom_slice sl;
+            CHECK(loom_param_slice(pi, r, tp, &sl) == 0, "%s: %s", pi->name, loom_error_msg());
+            covered += sl.rows * sl.parts * sl.width;
+            if (pi->split_dim < 0) CHECK(sl.row0 == 0 && sl.col0 == 0, "%s replicated but offset", pi->name);
+            else if (sl.parts * sl.width == (pi->ndim > 1 ? pi->full[1] : pi->full[0]))
+                CHECK(sl.row0 == r * loom_tp_local_rows(pi->full[0], tp, pi->split == LOOM_TP_VOCAB) || sl.rows == 0,
+                      "%s: rank %d's rows at %lld", pi->name, r, (long long)sl.row0);
+            else CHECK(sl.col0 == r * sl.width, "%s: rank %d's columns at %lld", pi->name, r, (long long)sl.col0);
         }
-        CHECK(covered == (pi->split_dim < 0 ? tp : 1) * (int64_t)pi->numel, "%s: the slices cover %lld of %zu",
-              pi->name, (long long)covered, pi->numel);
+        CHECK(covered == (pi->split_dim < 0 ? tp : 1) * (int64_t)pi->full_numel, "%s: the slices cover %lld of %zu",
+              pi->name, (long long)covered, pi->full_numel);
         /* the roles decide the dimension: Llama's Linear is (out, in), GPT-2's Conv1D (in, out) */
         const int out_dim = cfg->arch == LOOM_ARCH_LLAMA ? 0 : 1;
         if (pi->split == LOOM_TP_COLUMN && pi->ndim == 2) CHECK(pi->split_dim == out_dim, "%s: column split on dim %d", pi->name, pi->split_dim);

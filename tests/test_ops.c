@@ -151,7 +151,7 @@ static void test_encoder(const loom_backend *be, int B, int T, int C, int V) {
     float *wte = randn_new((size_t)V * C, 1, 0), *wpe = randn_new((size_t)T * C, 1, 0);
     float *dout = randn_new(BTC, 1, 0), *out = FALLOC(BTC);
     fill(out, BTC, NAN);
-    be->f32->encoder_forward(out, inp, NULL, wte, wpe, B, T, C);
+    be->f32->encoder_forward(out, inp, NULL, wte, wpe, B, T, C, 0, V);
     enc_ctx c = {B, T, C, inp, f2d(wte, (size_t)V * C), f2d(wpe, (size_t)T * C), f2d(dout, BTC),
                  DALLOC(BTC)};
     double *want = DALLOC(BTC);
@@ -160,7 +160,7 @@ static void test_encoder(const loom_backend *be, int B, int T, int C, int V) {
 
     float *g0te = randn_new((size_t)V * C, 1, 0), *g0pe = randn_new((size_t)T * C, 1, 0);
     float *dwte = fcopy(g0te, (size_t)V * C), *dwpe = fcopy(g0pe, (size_t)T * C);
-    be->f32->encoder_backward(dwte, dwpe, dout, inp, B, T, C);
+    be->f32->encoder_backward(dwte, dwpe, dout, inp, B, T, C, 0, V);
     double *fdte = DALLOC((size_t)V * C), *fdpe = DALLOC((size_t)T * C);
     fd_grad(enc_loss, &c, c.wte, (size_t)V * C, fdte);
     fd_grad(enc_loss, &c, c.wpe, (size_t)T * C, fdpe);
@@ -592,11 +592,11 @@ static void test_semantics(const loom_backend *be) {
         float *dout = randn_new(BTC, 1, 0);
         float *a_te = zeros((size_t)V * C), *a_pe = zeros((size_t)T * C);
         float *b_te = zeros((size_t)V * C), *b_pe = zeros((size_t)T * C);
-        be->f32->encoder_backward(a_te, a_pe, dout, inp, B, T, C);
-        be->f32->encoder_backward(b_te, b_pe, dout, inp, B, T, C);
+        be->f32->encoder_backward(a_te, a_pe, dout, inp, B, T, C, 0, V);
+        be->f32->encoder_backward(b_te, b_pe, dout, inp, B, T, C, 0, V);
         check_bitwise("encoder dwte repeat", a_te, b_te, (size_t)V * C);
         check_bitwise("encoder dwpe repeat", a_pe, b_pe, (size_t)T * C);
-        be->f32->encoder_backward(b_te, b_pe, dout, inp, B, T, C);
+        be->f32->encoder_backward(b_te, b_pe, dout, inp, B, T, C, 0, V);
         check_doubled("encoder dwte x2", b_te, a_te, (size_t)V * C);
         check_doubled("encoder dwpe x2", b_pe, a_pe, (size_t)T * C);
         free(inp), free(dout), free(a_te), free(a_pe), free(b_te), free(b_pe);
@@ -723,13 +723,13 @@ static void xb_encoder(const loom_backend *r, const loom_backend *c, int B, int 
     inp[0] = inp[B * T - 1] = 1;
     float *wte = randn_new((size_t)V * C, 1, 0), *wpe = randn_new((size_t)T * C, 1, 0);
     float *dout = randn_new(BTC, 1, 0), *o1 = FALLOC(BTC), *o2 = FALLOC(BTC);
-    r->f32->encoder_forward(o1, inp, NULL, wte, wpe, B, T, C);
-    c->f32->encoder_forward(o2, inp, NULL, wte, wpe, B, T, C);
+    r->f32->encoder_forward(o1, inp, NULL, wte, wpe, B, T, C, 0, V);
+    c->f32->encoder_forward(o2, inp, NULL, wte, wpe, B, T, C, 0, V);
     check_ff("out", o2, o1, BTC, TOL_XB, 1);
     float *g1 = randn_new((size_t)V * C, 1, 0), *g2 = fcopy(g1, (size_t)V * C);
     float *p1 = randn_new((size_t)T * C, 1, 0), *p2 = fcopy(p1, (size_t)T * C);
-    r->f32->encoder_backward(g1, p1, dout, inp, B, T, C);
-    c->f32->encoder_backward(g2, p2, dout, inp, B, T, C);
+    r->f32->encoder_backward(g1, p1, dout, inp, B, T, C, 0, V);
+    c->f32->encoder_backward(g2, p2, dout, inp, B, T, C, 0, V);
     check_ff("dwte", g2, g1, (size_t)V * C, TOL_XB, 1);
     check_ff("dwpe", p2, p1, (size_t)T * C, TOL_XB, 1);
     group_end();

@@ -50,13 +50,14 @@ loom_status loom_ckpt_dir_claim(const char *dir, int resuming, int overwrite, in
 loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const loom_adamw *opt,
                            const loom_ckpt_state *st, char *path_out, size_t cap, double *bytes);
 
-/* The same, written by all ranks of the data-parallel group d at once into one file with
- * MPI-IO (collective): rank
- * r writes the parameters and AdamW moments of its shard [lo, hi) of loom_dist_shard
- * (opt holds at least that range: a ZeRO shard or everything), rank 0 the header with
- * the tensors' CRC32Cs combined from every rank's parts; rank 0 then commits as above.
- * Every rank returns the same status. */
-loom_status loom_ckpt_save_dist(const loom_group *d, const char *dir, int keep, const loom_gpt *g,
+/* The same, written by all ranks of group d (every rank of the job) at once into one file
+ * with MPI-IO (collective): each rank writes, of its tensor-parallel parts (replicated
+ * tensors: tensor-parallel rank 0 only), the parameters and AdamW moments of its shard
+ * [lo, hi) of loom_dist_shard over the data-parallel group dp (opt holds at least that
+ * range: a ZeRO shard or everything), rank 0 the header with the tensors' CRC32Cs
+ * combined from every rank's parts; rank 0 then commits as above. The file is the one a
+ * single process writes. Every rank returns the same status. */
+loom_status loom_ckpt_save_dist(const loom_group *d, const loom_group *dp, const char *dir, int keep, const loom_gpt *g,
                                 const loom_adamw *opt, const loom_ckpt_state *st, char *path_out, size_t cap,
                                 double *bytes);
 

@@ -165,6 +165,19 @@ loom_status loom_dist_agree(const loom_group *d, const loom_agree *a, const char
 void loom_dist_set_failed_together(void);
 int loom_dist_failed_together(void);
 
+/* The tensor-parallel reductions over a group, for vectors of up to max_n floats (buffers
+ * sized once). kind names the group in the watchdog's messages ("tensor-parallel"). The
+ * sum adds the ranks' vectors in rank order (an all-to-all of chunks, the chunk sums, an
+ * all-gather): the same bits on every rank, whatever MPI library or algorithm. */
+typedef struct loom_reducer loom_reducer;
+loom_status loom_reducer_init(loom_reducer **out, const loom_group *g, const loom_group *world, size_t max_n,
+                              const char *kind);
+void loom_reducer_free(loom_reducer *r);
+const char *loom_reducer_name(const loom_reducer *r); /* "tensor-parallel group of world ranks 0-1" */
+/* (ctx: the reducer) buf(n) summed, or its maximum taken, over the group; `what` names it */
+void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what);
+void loom_reducer_max(void *ctx, float *buf, size_t n, const char *what);
+
 /* Logical OR of `flag` over all ranks (collective). */
 int loom_dist_any(const loom_group *d, int flag);
 

@@ -74,40 +74,77 @@ typedef enum loom_tp_split {
     LOOM_TP_VOCAB,      /* split along the vocabulary rows */
 } loom_tp_split;
 
+/* The part of a tensor one tensor-parallel rank holds: rows [row0, row0 + rows) of the
+ * whole tensor (a 1-D tensor is one row), and of each row `parts` column ranges of
+ * `width`, part p starting at column col0 + p * part_stride. The rank stores it row-major
+ * as (local rows, parts * width): its element (i, p * width + j) is the whole tensor's
+ * (row0 + i, col0 + p * part_stride + j). A vocabulary split is padded: every rank
+ * stores ceil(V / tp) rows, of which the last rank's tail (rows beyond V) is not in
+ * the whole tensor and stays zero. */
+typedef struct loom_slice {
+    int64_t row0, rows, col0, width, part_stride;
+    int parts;
+} loom_slice;
+
 /* One parameter tensor of the flat buffer, in the architecture's order. Each layer's
  * tensors are contiguous (one gradient bucket per layer); the token embedding comes
- * first, the tensors after the last layer (final norm, an untied head) last. */
+ * first, the tensors after the last layer (final norm, an untied head) last. With
+ * tensor parallelism the buffer holds this rank's parts (shape, numel, offset) of the
+ * whole tensors (full, full_numel, full_offset: as files store them). */
 typedef struct loom_param_info {
     char name[64];     /* Hugging Face name, e.g. "h.3.attn.c_attn.weight", "model.norm.weight" */
     size_t offset;     /* in floats from the start of the buffer */
     size_t numel;
     int ndim;
-    int64_t shape[2];  /* as stored: GPT-2's Conv1D weights (in, out), Llama's Linear (out, in) */
+    int64_t shape[2];  /* as stored here: GPT-2's Conv1D weights (in, out), Llama's Linear (out, in) */
+    int64_t full[2];   /* the whole tensor's shape */
+    size_t full_numel, full_offset; /* and where it starts in the whole model's buffer */
     int decay;         /* 1 for tensors of 2 or more dims (AdamW weight decay) */
     int layer;         /* its layer, or -1 */
     int role;          /* loom_param_role */
     int split;         /* loom_tp_split */
     int split_dim;     /* the dimension the split cuts (-1: replicated) */
+    int parts;         /* blocks along split_dim split each on their own (GPT-2's c_attn: q, k, v = 3) */
+    loom_slice slice;  /* this rank's part */
 } loom_param_info;
 
-/* Rank r's slice of a tensor split over `size` tensor-parallel ranks: along split_dim
- * (which size must divide), rows or columns [off, off + len); the other dimension
- * whole; a replicated tensor whole on every rank. -1 (message set) when size does not
- * divide the split dimension. */
-int loom_param_slice(const loom_param_info *pi, int rank, int size, int64_t off[2], int64_t len[2]);
+/* Rank r's part of a tensor split over `size` tensor-parallel ranks (from its full
+ * shape, split and parts); -1 (message set) when size does not divide what it splits
+ * (the vocabulary is padded instead). */
+int loom_param_slice(const loom_param_info *pi, int rank, int size, loom_slice *s);
+/* Rows one rank stores of a dimension of n split over size ranks (padded: vocab). */
+int64_t loom_tp_local_rows(int64_t n, int size, int padded);
 
-/* Sizes of everything, computed from (config, B, T) alone: the trainer and the planner
- * call this one function. */
+/* Sizes of everything, computed from (config, B, T, tensor-parallel size) alone: the
+ * trainer and the planner call this one function. Everything is per rank. */
 typedef struct loom_gpt_sizes {
     int n_tensors;
     int first_layer_tensor, layer_tensors; /* layer l's tensors: first + l*layer_tensors ... */
+    int tp;               /* the tensor-parallel ranks these sizes are for */
     size_t n_rope;          /* floats of the rotary cos and sin tables (block_size x hs/2 each) */
-    size_t n_params;      /* floats in params (and in grads, m, v) */
+    size_t n_params;      /* floats in params (and in grads, m, v): this rank's parts */
+    size_t n_params_full; /* floats of the whole model */
     size_t n_acts;        /* floats in the activation arena */
     size_t n_grad_acts;   /* floats in the activation-gradient scratch */
-    double flops_per_token; /* training FLOPs per token: 6N + 12*L*T*C (N without wpe) */
+    double flops_per_token; /* training FLOPs per token of the whole model: 6N + 12*L*T*C (N without wpe) */
 } loom_gpt_sizes;
-void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, loom_gpt_sizes *out);
+void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, loom_gpt_sizes *out);
+/* Whether the config splits over tp tensor-parallel ranks (heads, key/value heads, FFN
+ * width); the message gives the reason. */
+loom_status loom_gpt_check_tp(const loom_gpt_config *cfg, int tp);
+
+/* How the tensor-parallel layers talk to the other ranks of their group. The model
+ * never calls MPI: whoever builds it passes these (dist/ makes them from a group).
+ * Every rank of the group makes the same calls in the same order. */
+typedef struct loom_tp_comm {
+    int rank, size;
+    void *ctx;
+    /* buf(n) = the element-wise sum over the group, added in rank order, the same bits
+     * on every rank; what names it for the watchdog */
+    void (*sum)(void *ctx, float *buf, size_t n, const char *what);
+    /* buf(n) = the element-wise maximum over the group */
+    void (*max)(void *ctx, float *buf, size_t n, const char *what);
+} loom_tp_comm;
 
 /* Where a step's time goes, per kind of op (loom train --profile). */
 typedef enum loom_prof_kind {
@@ -124,6 +161,9 @@ struct loom_gpt {
     loom_gpt_config cfg;
     loom_gpt_sizes sizes;
     int max_B, max_T;       /* the activation arena's capacity */
+    loom_tp_comm tp;        /* its tensor-parallel group (size 1: the whole model here) */
+    int vocab_lo, vocab_rows, vocab_local; /* token ids [lo, lo + rows) are this rank's embedding
+                                            * rows, of vocab_local stored (padding) */
     loom_param_info *params_info; /* (n_tensors) */
     float *params;          /* (n_params) */
     float *grads;           /* (n_params): the model's own gradient buffer (NULL without training buffers) */
@@ -143,10 +183,14 @@ struct loom_gpt {
  * with_grads = 0 allocates no gradient buffers (eval/sample). Parameters start zero. */
 loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T,
                           int with_grads, const char *backend);
+/* The same as this rank's part of a model split over tp->size ranks (tp NULL: one). */
+loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T, int with_grads,
+                             const char *backend, const loom_tp_comm *tp);
 void loom_gpt_free(loom_gpt *g);
 
 /* GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2L), LayerNorm
- * weights 1, biases 0. Element values depend only on (seed, tensor, index). */
+ * weights 1, biases 0. Element values depend only on (seed, tensor, index in the whole
+ * tensor), so every tensor-parallel layout starts from the same weights. */
 void loom_gpt_init_weights(loom_gpt *g, uint64_t seed);
 
 /* Where layer l's parameters start in the flat buffer; l = n_layer: where the tensors

@@ -41,6 +41,7 @@ typedef struct loom_train_opts {
     int ckpt_errors_warn;          /* a failed save warns and training goes on */
     int stop_at;                   /* > 0: stop after this many steps (checkpoint, exit 0) */
     int zero;                      /* 0: every rank keeps the whole AdamW state; 1: ZeRO-1 shards; 2: ZeRO-2 */
+    int tp;                        /* tensor-parallel ranks per layer (neighbouring ranks); 0 or 1: none */
     double bucket_mb;              /* MiB per gradient communication bucket */
     int overlap;                   /* reduce buckets during the backward on a communication thread */
     const char *trace;             /* each rank writes TRACE.rank<r>.json (Chrome trace events) */
@@ -58,6 +59,10 @@ enum { LOOM_ALLOW_DATA = 1, LOOM_ALLOW_THREADS = 2 };
  * checkpoint directory OUT/model.safetensors), or the first error (message set). A
  * second SIGINT exits at once with status 130. */
 loom_status loom_train(const loom_train_opts *opts, const loom_dist *dist);
+
+/* Collective over a tensor-parallel group: its rank 0 gets in *whole the model one
+ * process would hold (the others NULL), from every rank's parts of g. */
+loom_status loom_tp_gather_model(const loom_gpt *g, const loom_group *tp, loom_gpt **whole);
 
 /* `loom trace merge`: the per-rank traces PREFIX.rank<r>.json of one run (r = 0, 1, ...
  * while they exist) into one Chrome trace at `out` (written aside, then renamed), one
@@ -94,6 +99,7 @@ typedef struct loom_step_ctx {
     float *losses;               /* (2 accum): all ranks' micro-batch losses, then this rank's */
     double *norm_partials;       /* (n_params / LOOM_NORM_BLOCK + 1) grad-norm block sums */
     struct loom_trace *trace;    /* per-rank timeline, or NULL */
+    int vocab_lo;                /* the first token id of this rank's embedding rows (tensor parallelism) */
     unsigned char *late;         /* (vocab) wte rows the embedding backward touches on some rank */
     unsigned char *early;        /* (vocab) wte rows the first forward's embedding reads on some rank */
     int params_stale;            /* ZeRO: other ranks' shards of the parameters not gathered yet */

@@ -59,6 +59,9 @@ static const char *help =
     "MPI:\n"
     "  --zero 0|1|2         1: ZeRO-1, each rank keeps AdamW state for 1/N of the parameters;\n"
     "                       2: ZeRO-2, gradients sharded too (all bitwise the same; default 0)\n"
+    "  --tp N               tensor parallelism: each layer split over N neighbouring ranks (heads,\n"
+    "                       FFN, vocabulary; Megatron's scheme), data parallelism over the rest\n"
+    "                       (default 1)\n"
     "  --bucket-mb X        gradient communication bucket size in MiB (default 16)\n"
     "  --overlap 0|1        1: reduce buckets during the backward on a communication thread\n"
     "                       (default 1; the result is bitwise the same either way)\n"
@@ -73,7 +76,7 @@ enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
     O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_TB, O_BUCKET,
-    O_OVERLAP, O_OVERWRITE, O_ALLOW, O_HELP
+    O_OVERLAP, O_OVERWRITE, O_ALLOW, O_TP, O_HELP
 };
 
 /* --allow-change data,threads */
@@ -116,6 +119,7 @@ int cmd_train(int argc, char **argv) {
         {"keep", required_argument, 0, O_KEEP}, {"resume", optional_argument, 0, O_RESUME},
         {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT},
         {"comm-timeout", required_argument, 0, O_COMMTO}, {"zero", required_argument, 0, O_ZERO},
+        {"tp", required_argument, 0, O_TP},
         {"trace", required_argument, 0, O_TRACE}, {"tensorboard", required_argument, 0, O_TB},
         {"bucket-mb", required_argument, 0, O_BUCKET},
         {"overlap", required_argument, 0, O_OVERLAP}, {"overwrite", no_argument, 0, O_OVERWRITE},
@@ -128,7 +132,7 @@ int cmd_train(int argc, char **argv) {
         .optim = {.lr = 6e-4f, .min_lr = -1.0f, .warmup = 10, .beta1 = 0.9f, .beta2 = 0.95f,
                   .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f},
         .seed = 1337, .shuffle = 1, .out_dir = "out", .val_batches = 20, .backend = "cpu", .keep = 3,
-        .bucket_mb = 16, .overlap = 1};
+        .bucket_mb = 16, .overlap = 1, .tp = 1};
     long iv;
     double fv, comm_timeout = 600;
     int c, bad = 0;
@@ -183,6 +187,7 @@ int cmd_train(int argc, char **argv) {
         case O_TRACE: o.trace = optarg; break;
         case O_TB: o.tensorboard = optarg; break;
         case O_ZERO: bad = cli_int("--zero", optarg, 0, 2, &iv); o.zero = (int)iv; break;
+        case O_TP: bad = cli_int("--tp", optarg, 1, 4096, &iv); o.tp = (int)iv; break;
         case O_BUCKET: bad = cli_float("--bucket-mb", optarg, 1e-3, 1024, &fv); o.bucket_mb = fv; break;
         case O_OVERLAP: bad = cli_int("--overlap", optarg, 0, 1, &iv); o.overlap = (int)iv; break;
         case O_COMMTO: bad = cli_float("--comm-timeout", optarg, 0, 1e9, &fv); comm_timeout = fv; break;

@@ -150,7 +150,7 @@ static loom_status ckpt_writer(const loom_gpt *g, const float *const bufs[3], co
         const loom_param_info *pi = &g->params_info[k % nt];
         char tname[96];
         snprintf(tname, sizeof tname, "%s%s", prefix[k / nt], pi->name);
-        st = loom_st_writer_add(w, tname, LOOM_DTYPE_F32, pi->ndim, pi->shape, bufs[k / nt] + pi->offset);
+        st = loom_st_writer_add(w, tname, LOOM_DTYPE_F32, pi->ndim, pi->full, bufs[k / nt] + pi->offset);
         loom_json_buf_printf(&crcs, "%s\"%s\": \"%08" PRIx32 "\"", k ? ", " : "", tname, crc[k]);
     }
     loom_json_buf_puts(&crcs, "}");
@@ -318,22 +318,23 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
     return ckpt_commit(dir, tmp, keep, s->step, path_out, cap, bytes);
 }
 
-long ckpt_tensor_runs(const loom_param_info *pi, int k, int tp, int tps, size_t base, size_t lo, size_t hi,
-                        ckpt_run *out) {
-    int64_t off[2], len[2];
-    if (pi->ndim > 2 || loom_param_slice(pi, tp, tps, off, len)) return pi->ndim > 2 ? 0 : -1;
-    const size_t local = (size_t)(len[0] * len[1]), cols = (size_t)(pi->ndim == 2 ? pi->shape[1] : len[1]);
+long ckpt_tensor_runs(const loom_param_info *pi, int k, size_t base, size_t lo, size_t hi, ckpt_run *out) {
+    if (pi->ndim > 2) return 0;
+    const loom_slice *sl = &pi->slice;
+    const size_t w = (size_t)sl->width, row = (size_t)sl->parts * w, cols = (size_t)(pi->ndim == 2 ? pi->full[1] : pi->full[0]);
+    const size_t local = (size_t)sl->rows * row; /* beyond: padding rows, in no file */
     if (hi <= base || lo >= base + local) return 0; /* none of it in [lo, hi) */
     const size_t a = lo > base ? lo - base : 0, b = hi < base + local ? hi - base : local;
-    if ((size_t)len[1] == cols) { /* whole rows: one run */
-        if (out) *out = (ckpt_run){k, base + a, b - a, (uint64_t)off[0] * cols + a};
+    if (row == cols) { /* whole rows: one run */
+        if (out) *out = (ckpt_run){k, base + a, b - a, (uint64_t)sl->row0 * cols + a};
         return 1;
     }
-    long n = 0; /* a column slice: one run per row */
-    const size_t w = (size_t)len[1];
-    for (size_t r = a / w; r * w < b; r++) {
-        const size_t r0 = r * w > a ? r * w : a, r1 = (r + 1) * w < b ? (r + 1) * w : b;
-        if (out) out[n] = (ckpt_run){k, base + r0, r1 - r0, ((uint64_t)off[0] + r) * cols + (uint64_t)off[1] + (r0 - r * w)};
+    long n = 0; /* columns: one run per row and part */
+    for (size_t q = a / w; q * w < b; q++) {
+        const size_t r = q / (size_t)sl->parts, p = q % (size_t)sl->parts;
+        const size_t q0 = q * w > a ? q * w : a, q1 = (q + 1) * w < b ? (q + 1) * w : b;
+        const uint64_t col = (uint64_t)sl->col0 + p * (uint64_t)sl->part_stride + (q0 - q * w);
+        if (out) out[n] = (ckpt_run){k, base + q0, q1 - q0, ((uint64_t)sl->row0 + r) * cols + col};
         n++;
     }
     return n;
@@ -341,15 +342,15 @@ long ckpt_tensor_runs(const loom_param_info *pi, int k, int tp, int tps, size_t 
 
 
 /* Every run of the three buffers (parameters, m, v) a rank holds, in tensor order:
- * shard [lo, hi) of each (this layout: tp 1, the model's tensors back to back). */
+ * shard [lo, hi) of each of its tensors' parts; a replicated tensor only from
+ * tensor-parallel rank 0 (the others hold the same values). */
 static long ckpt_runs(const loom_gpt *g, size_t lo, size_t hi, ckpt_run *out) {
     const int nt = g->sizes.n_tensors;
     long n = 0;
     for (int k = 0; k < 3 * nt; k++) {
         const loom_param_info *pi = &g->params_info[k % nt];
-        long m = ckpt_tensor_runs(pi, k, 0, 1, pi->offset, lo, hi, out ? out + n : NULL);
-        if (m < 0) return -1;
-        n += m;
+        if (pi->split_dim < 0 && g->tp.rank != 0) continue;
+        n += ckpt_tensor_runs(pi, k, pi->offset, lo, hi, out ? out + n : NULL);
     }
     return n;
 }
@@ -379,20 +380,21 @@ static loom_status combine_runs(const loom_gpt *g, uint32_t *all, size_t words, 
             crc[k] = covered ? loom_crc32c_combine(crc[k], r[5], n * sizeof(float)) : r[5];
             covered += n;
         }
-        if (covered != pi->numel)
+        if (covered != pi->full_numel)
             return loom_error(LOOM_ERR_ARG, "checkpoint: the ranks' parts of tensor %d ('%s') cover %llu of its %zu "
-                              "elements or overlap (a layout bug)", k, pi->name, (unsigned long long)covered, pi->numel);
+                              "elements or overlap (a layout bug)", k, pi->name, (unsigned long long)covered,
+                              pi->full_numel);
     }
     return LOOM_OK;
 }
 
-loom_status loom_ckpt_save_dist(const loom_group *d, const char *dir, int keep, const loom_gpt *g,
-                                const loom_adamw *opt, const loom_ckpt_state *s, char *path_out, size_t cap,
-                                double *bytes) {
-    const size_t n = g->sizes.n_params;
+loom_status loom_ckpt_save_dist(const loom_group *d, const loom_group *dp, const char *dir, int keep,
+                                const loom_gpt *g, const loom_adamw *opt, const loom_ckpt_state *s, char *path_out,
+                                size_t cap, double *bytes) {
+    const size_t n = g->sizes.n_params, n_full = g->sizes.n_params_full;
     const int nt = g->sizes.n_tensors, lead = d->rank == 0;
     size_t lo, hi;
-    loom_dist_shard(d->rank, d->size, n, LOOM_NORM_BLOCK, &lo, &hi);
+    loom_dist_shard(dp->rank, dp->size, n, LOOM_NORM_BLOCK, &lo, &hi);
     LOOM_CHECK(opt->lo <= lo && hi <= opt->hi);
     char tmp[4200];
     uint64_t pid = (uint64_t)getpid(); /* rank 0's names the file of all ranks */
@@ -440,7 +442,8 @@ loom_status loom_ckpt_save_dist(const loom_group *d, const char *dir, int keep, 
     free(all);
     free(crc);
     /* 2. all ranks write at once: rank 0 the header, every rank its runs at their
-     * offsets behind it (tensor k's data begins at element k/nt * n + its offset) */
+     * offsets behind it (tensor k's data begins at element k/nt * n_full + its offset in
+     * the whole model) */
     if (loom_dist_any(d, st != LOOM_OK)) {
         free(head), free(runs), free(p);
         return st ? st : loom_error(LOOM_ERR_IO, "%s: rank 0 could not prepare the checkpoint", tmp);
@@ -451,7 +454,7 @@ loom_status loom_ckpt_save_dist(const loom_group *d, const char *dir, int keep, 
     if (lead) p[np++] = (loom_file_piece){head, hlen, 0};
     for (long i = 0; i < nr; i++) {
         const ckpt_run *r = &runs[i];
-        const uint64_t el = (uint64_t)(r->k / nt) * n + g->params_info[r->k % nt].offset + r->file_at;
+        const uint64_t el = (uint64_t)(r->k / nt) * n_full + g->params_info[r->k % nt].full_offset + r->file_at;
         p[np++] = (loom_file_piece){buf[r->k / nt] + r->at, r->n * sizeof(float), base + sizeof(float) * el};
     }
     st = loom_dist_write_file(d, tmp, p, np);
@@ -645,22 +648,22 @@ loom_status loom_ckpt_check_match(const char *path, const loom_gpt_config *cc, c
 loom_status loom_ckpt_load(const loom_st_file *f, loom_gpt *g, loom_adamw *opt) {
     const int nt = g->sizes.n_tensors;
     static const char *prefix[3] = {"", "optim.m.", "optim.v."};
-    /* what this process holds, as the runs a save writes: all parameters; m and v of
-     * the optimizer's shard [lo, hi) only (ZeRO) */
+    /* what this process holds, as the runs a save writes: all its parameters (its
+     * tensor-parallel parts); m and v of the optimizer's shard [lo, hi) only (ZeRO) */
     float *dst[3] = {g->params, opt->m - opt->lo, opt->v - opt->lo};
     for (int k = 0; k < 3 * nt; k++) {
         const loom_param_info *pi = &g->params_info[k % nt];
         char name[96];
         snprintf(name, sizeof name, "%s%s", prefix[k / nt], pi->name);
         const loom_st_tensor *t = loom_st_find(f, name);
-        if (!t || t->dtype != LOOM_DTYPE_F32 || t->end - t->begin != pi->numel * sizeof(float))
+        if (!t || t->dtype != LOOM_DTYPE_F32 || t->end - t->begin != pi->full_numel * sizeof(float))
             return loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' is missing or has the wrong size or dtype",
                               loom_st_path(f), name);
         const size_t lo = k < nt ? 0 : opt->lo, hi = k < nt ? g->sizes.n_params : opt->hi;
-        const long nr = ckpt_tensor_runs(pi, k, 0, 1, pi->offset, lo, hi, NULL);
+        const long nr = ckpt_tensor_runs(pi, k, pi->offset, lo, hi, NULL);
         ckpt_run one, *runs = nr <= 1 ? &one : malloc(sizeof(ckpt_run) * nr);
-        if (nr < 0 || !runs) return nr < 0 ? LOOM_ERR_ARG : loom_error(LOOM_ERR_NOMEM, "out of memory loading %s", name);
-        ckpt_tensor_runs(pi, k, 0, 1, pi->offset, lo, hi, runs);
+        if (!runs) return loom_error(LOOM_ERR_NOMEM, "out of memory loading %s", name);
+        ckpt_tensor_runs(pi, k, pi->offset, lo, hi, runs);
         for (long i = 0; i < nr; i++)
             memcpy(dst[k / nt] + runs[i].at, (const float *)loom_st_data(f, t) + runs[i].file_at,
                    runs[i].n * sizeof(float));

@@ -18,12 +18,10 @@ typedef struct ckpt_run {
     uint64_t file_at;
 } ckpt_run;
 
-/* The runs of tensor k (description pi, global shape) that a rank holds: its
- * tensor-parallel slice (loom_param_slice: part tp of tps; tps 1 is the whole tensor),
- * stored row-major from element `base` of its buffer, clipped to the buffer's elements
- * [lo, hi) (a ZeRO shard, or everything). Appends to out (NULL: counts only); returns
- * the number of runs, or -1 when the tensor does not split (message set). */
-long ckpt_tensor_runs(const loom_param_info *pi, int k, int tp, int tps, size_t base, size_t lo, size_t hi,
-                      ckpt_run *out);
+/* The runs of tensor k (description pi: its full shape and pi->slice, the part a rank
+ * holds) stored row-major from element `base` of the rank's buffer, clipped to the
+ * buffer's elements [lo, hi) (a ZeRO shard, or everything); padding rows are in no run.
+ * Appends to out (NULL: counts only); returns the number of runs. */
+long ckpt_tensor_runs(const loom_param_info *pi, int k, size_t base, size_t lo, size_t hi, ckpt_run *out);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "io/json.h"
 #include "loom/checkpoint.h"
+#include "io/ckpt_runs.h"
 #include "loom/io.h"
 #include "loom/safetensors.h"
 
@@ -349,20 +350,36 @@ loom_status loom_model_load(loom_gpt *g, const char *given) {
             break;
         }
         int same = t->ndim == pi->ndim;
-        for (int d = 0; same && d < pi->ndim; d++) same = t->shape[d] == pi->shape[d];
+        for (int d = 0; same && d < pi->ndim; d++) same = t->shape[d] == pi->full[d];
         if (!same) {
             char has[160], needs[64];
             st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model needs %s", path, pi->name,
                             shape_str(has, sizeof has, t->ndim, t->shape),
-                            shape_str(needs, sizeof needs, pi->ndim, pi->shape));
+                            shape_str(needs, sizeof needs, pi->ndim, pi->full));
             break;
         }
-        const unsigned char *src = loom_st_data(f, t);
-        float *dst = g->params + pi->offset;
-        if (t->dtype == LOOM_DTYPE_F32) {
-            memcpy(dst, src, pi->numel * sizeof(float));
-        } else if (t->dtype == LOOM_DTYPE_BF16 || t->dtype == LOOM_DTYPE_F16) {
-            for (size_t k = 0; k < pi->numel; k++) {
+        if (t->dtype != LOOM_DTYPE_F32 && t->dtype != LOOM_DTYPE_BF16 && t->dtype != LOOM_DTYPE_F16) {
+            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' has dtype %s (F32, F16 or BF16 expected)",
+                            path, pi->name, loom_dtype_name(t->dtype));
+            break;
+        }
+        /* this rank's part of it (a tensor-parallel slice, or all), run by run */
+        const long nr = ckpt_tensor_runs(pi, i, pi->offset, 0, g->sizes.n_params, NULL);
+        ckpt_run one, *runs = nr <= 1 ? &one : malloc(sizeof(ckpt_run) * nr);
+        if (!runs) {
+            st = loom_error(LOOM_ERR_NOMEM, "out of memory loading %s", pi->name);
+            break;
+        }
+        ckpt_tensor_runs(pi, i, pi->offset, 0, g->sizes.n_params, runs);
+        const unsigned char *src0 = loom_st_data(f, t);
+        for (long r = 0; r < nr; r++) {
+            float *dst = g->params + runs[r].at;
+            if (t->dtype == LOOM_DTYPE_F32) {
+                memcpy(dst, src0 + 4 * runs[r].file_at, runs[r].n * sizeof(float));
+                continue;
+            }
+            const unsigned char *src = src0 + 2 * runs[r].file_at;
+            for (size_t k = 0; k < runs[r].n; k++) {
                 uint16_t h;
                 memcpy(&h, src + 2 * k, 2);
                 if (t->dtype == LOOM_DTYPE_BF16) {
@@ -370,10 +387,8 @@ loom_status loom_model_load(loom_gpt *g, const char *given) {
                     memcpy(&dst[k], &bits, 4);
                 } else dst[k] = half_to_float(h);
             }
-        } else {
-            st = loom_error(LOOM_ERR_FORMAT, "%s: tensor '%s' has dtype %s (F32, F16 or BF16 expected)",
-                            path, pi->name, loom_dtype_name(t->dtype));
         }
+        if (runs != &one) free(runs);
     }
     mf_close(&mf);
     int bad = st ? -1 : loom_gpt_first_nonfinite(g, g->params, 0, g->sizes.n_params);
@@ -383,7 +398,28 @@ loom_status loom_model_load(loom_gpt *g, const char *given) {
     return st;
 }
 
+void loom_model_from_parts(loom_gpt *whole, const loom_gpt *split, const float *const *part) {
+    const int tp = split->tp.size;
+    LOOM_CHECK(whole->tp.size == 1 && whole->sizes.n_tensors == split->sizes.n_tensors);
+    for (int i = 0; i < whole->sizes.n_tensors; i++) {
+        loom_param_info pi = split->params_info[i]; /* every rank's part lies at the same offset */
+        for (int r = 0; r < tp; r++) {
+            if (pi.split_dim < 0 && r > 0) continue; /* replicated: rank 0's copy */
+            LOOM_CHECK(loom_param_slice(&split->params_info[i], r, tp, &pi.slice) == 0);
+            const long nr = ckpt_tensor_runs(&pi, i, pi.offset, 0, split->sizes.n_params, NULL);
+            ckpt_run *runs = malloc(sizeof(ckpt_run) * (nr ? nr : 1));
+            LOOM_CHECK(runs != NULL);
+            ckpt_tensor_runs(&pi, i, pi.offset, 0, split->sizes.n_params, runs);
+            for (long k = 0; k < nr; k++)
+                memcpy(whole->params + whole->params_info[i].offset + runs[k].file_at, part[r] + runs[k].at,
+                       runs[k].n * sizeof(float));
+            free(runs);
+        }
+    }
+}
+
 loom_status loom_model_save(const loom_gpt *g, const char *path) {
+    LOOM_CHECK(g->tp.size == 1); /* a split model is gathered into a whole one first */
     loom_st_writer *w = loom_st_writer_init();
     if (!w) return LOOM_ERR_NOMEM;
     loom_status st = LOOM_OK;

@@ -70,28 +70,38 @@ loom_status op_gemm(const loom_backend *be, int ta, int tb, int M, int N, int K,
     return LOOM_OK;
 }
 
-loom_status op_encoder_forward(const loom_backend *be, loom_tensor out, loom_tensor inp, loom_tensor pos,
-                               loom_tensor wte, loom_tensor wpe, int B, int T, int C) {
+loom_status op_encoder_forward_rows(const loom_backend *be, loom_tensor out, loom_tensor inp, loom_tensor pos,
+                                    loom_tensor wte, loom_tensor wpe, int B, int T, int C, int v0, int vn) {
     BEGIN(out);
     const size_t BT = (size_t)B * T;
     NEED(out, BT * C);
     NEED_I32(inp, BT);
     MAYBE_I32(pos, BT);
-    NEED(wte, (size_t)C);
+    NEED(wte, (size_t)(vn > 0 ? vn : 1) * C);
     MAYBE(wpe, (size_t)(pos.data ? 1 : T) * C);
-    k->encoder_forward(F(out), I(inp), I(pos), F(wte), F(wpe), B, T, C);
+    k->encoder_forward(F(out), I(inp), I(pos), F(wte), F(wpe), B, T, C, v0, vn);
+    return LOOM_OK;
+}
+
+loom_status op_encoder_forward(const loom_backend *be, loom_tensor out, loom_tensor inp, loom_tensor pos,
+                               loom_tensor wte, loom_tensor wpe, int B, int T, int C) {
+    return op_encoder_forward_rows(be, out, inp, pos, wte, wpe, B, T, C, 0, C > 0 ? (int)(wte.numel / C) : 0);
+}
+
+loom_status op_encoder_backward_rows(const loom_backend *be, loom_tensor dwte, loom_tensor dwpe, loom_tensor dout,
+                                     loom_tensor inp, int B, int T, int C, int v0, int vn) {
+    BEGIN(dout);
+    NEED(dwte, (size_t)(vn > 0 ? vn : 1) * C);
+    MAYBE(dwpe, (size_t)T * C);
+    NEED(dout, (size_t)B * T * C);
+    NEED_I32(inp, (size_t)B * T);
+    k->encoder_backward(F(dwte), F(dwpe), F(dout), I(inp), B, T, C, v0, vn);
     return LOOM_OK;
 }
 
 loom_status op_encoder_backward(const loom_backend *be, loom_tensor dwte, loom_tensor dwpe, loom_tensor dout,
                                 loom_tensor inp, int B, int T, int C) {
-    BEGIN(dout);
-    NEED(dwte, (size_t)C);
-    MAYBE(dwpe, (size_t)T * C);
-    NEED(dout, (size_t)B * T * C);
-    NEED_I32(inp, (size_t)B * T);
-    k->encoder_backward(F(dwte), F(dwpe), F(dout), I(inp), B, T, C);
-    return LOOM_OK;
+    return op_encoder_backward_rows(be, dwte, dwpe, dout, inp, B, T, C, 0, C > 0 ? (int)(dwte.numel / C) : 0);
 }
 
 loom_status op_layernorm_forward(const loom_backend *be, loom_tensor out, loom_tensor mean, loom_tensor rstd,
@@ -286,6 +296,19 @@ loom_status op_crossentropy(const loom_backend *be, loom_tensor losses, loom_ten
     NEED(logits, (size_t)N * V);
     NEED_I32(targets, (size_t)N);
     k->crossentropy(F(losses), F(logits), I(targets), N, V, dscale);
+    return LOOM_OK;
+}
+
+loom_status op_crossentropy_part(const loom_backend *be, int phase, loom_tensor losses, loom_tensor logits,
+                                 loom_tensor targets, loom_tensor stats, int N, int ld, int v0, int vn, float dscale) {
+    BEGIN(logits);
+    if (phase < 0 || phase > 2 || vn > ld)
+        return loom_error(LOOM_ERR_ARG, "op_crossentropy_part: phase %d of 0..2, %d columns of %d", phase, vn, ld);
+    NEED(losses, phase == 2 ? (size_t)N : 0);
+    NEED(logits, (size_t)N * ld);
+    NEED_I32(targets, (size_t)N);
+    NEED(stats, 3 * (size_t)N);
+    k->crossentropy_part(phase, F(losses), F(logits), I(targets), F(stats), N, ld, v0, vn, dscale);
     return LOOM_OK;
 }
 

@@ -59,12 +59,15 @@ typedef struct loom_f32_kernels {
                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
     /* out(B,T,C) = wte[inp[i]] + wpe[p] for each row i = b*T + t at position p = pos ? pos[i]
-     * : t (wpe NULL: no position embedding). Token ids are validated by the loader. */
+     * : t (wpe NULL: no position embedding). wte holds the vocabulary's rows [v0, v0 + vn)
+     * (row v0 first): an id outside contributes zeros (a vocabulary-parallel embedding's
+     * other ranks hold it). Token ids are validated by the loader. */
     void (*encoder_forward)(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
-                            const float *wpe, int B, int T, int C);
-    /* dwte(V,C) += scatter(dout), dwpe(T,C) += sum over b of dout (skipped if NULL). */
+                            const float *wpe, int B, int T, int C, int v0, int vn);
+    /* dwte(vn,C) += scatter(dout) over the ids in [v0, v0 + vn), dwpe(T,C) += sum over b of
+     * dout (skipped if NULL). */
     void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
-                             int B, int T, int C);
+                             int B, int T, int C, int v0, int vn);
 
     /* Per row of inp(N,C): out = (x - mean) * rstd * w + b, eps 1e-5; saves mean, rstd (N). */
     void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
@@ -136,6 +139,16 @@ typedef struct loom_f32_kernels {
      * overwritten by dscale * (softmax(row) - onehot(target)), i.e. their gradient. */
     void (*crossentropy)(float *losses, float *logits, const int32_t *targets, int N, int V,
                          float dscale);
+    /* The same over a vocabulary split across ranks, in three phases with a reduction over
+     * the ranks between them. logits(N, ld) hold this rank's columns: vocabulary ids
+     * [v0, v0 + vn), vn <= ld (columns beyond vn are padding); stats holds 3N floats:
+     *  phase 0: stats[n] = the row's maximum here (then: the maximum over the ranks);
+     *  phase 1: stats[N+n] = sum of exp(x - max) here, stats[2N+n] = the target's logit
+     *           if this rank holds it, else 0 (then: both summed over the ranks);
+     *  phase 2: losses(N) = max - target logit + log(sum); if dscale != 0 the logits are
+     *           overwritten by their gradient, dscale * (softmax - onehot), padding 0. */
+    void (*crossentropy_part)(int phase, float *losses, float *logits, const int32_t *targets, float *stats, int N,
+                              int ld, int v0, int vn, float dscale);
 
     /* AdamW on one tensor, torch.optim.AdamW semantics: p -= lr*wd*p; m,v EMAs;
      * p -= lr * m_hat / (sqrt(v_hat) + eps), with bias corrections bc1 = 1-beta1^t,
@@ -186,6 +199,10 @@ loom_status op_gemm(BE_ be, int trans_a, int trans_b, int M, int N, int K, float
                     int ldb, float beta, T_ C, int ldc);
 loom_status op_encoder_forward(BE_ be, T_ out, T_ inp, T_ pos, T_ wte, T_ wpe, int B, int T, int C);
 loom_status op_encoder_backward(BE_ be, T_ dwte, T_ dwpe, T_ dout, T_ inp, int B, int T, int C);
+/* The same over the vocabulary rows [v0, v0 + vn) that wte holds. */
+loom_status op_encoder_forward_rows(BE_ be, T_ out, T_ inp, T_ pos, T_ wte, T_ wpe, int B, int T, int C, int v0,
+                                    int vn);
+loom_status op_encoder_backward_rows(BE_ be, T_ dwte, T_ dwpe, T_ dout, T_ inp, int B, int T, int C, int v0, int vn);
 loom_status op_layernorm_forward(BE_ be, T_ out, T_ mean, T_ rstd, T_ inp, T_ w, T_ b, int N, int C);
 loom_status op_layernorm_backward_acc(BE_ be, T_ dinp, T_ dw, T_ db, T_ dout, T_ inp, T_ w, T_ mean, T_ rstd,
                                       int N, int C);
@@ -206,6 +223,8 @@ loom_status op_gelu_forward(BE_ be, T_ out, T_ inp, size_t n);
 loom_status op_gelu_backward(BE_ be, T_ dinp, T_ inp, T_ dout, size_t n);
 loom_status op_residual_forward(BE_ be, T_ out, T_ a, T_ b, size_t n);
 loom_status op_crossentropy(BE_ be, T_ losses, T_ logits, T_ targets, int N, int V, float dscale);
+loom_status op_crossentropy_part(BE_ be, int phase, T_ losses, T_ logits, T_ targets, T_ stats, int N, int ld, int v0,
+                                 int vn, float dscale);
 loom_status op_adamw(BE_ be, T_ p, T_ g, T_ m, T_ v, size_t n, float lr, float beta1, float beta2, float eps,
                      float wd, float bc1, float bc2, float gscale);
 /* The first n elements of t set to zero; n elements of src copied into dst (same dtype,

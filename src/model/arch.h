@@ -39,11 +39,31 @@ typedef struct act_layout {
     size_t total;      /* floats of the arena */
     size_t grad_total; /* floats of the activation-gradient scratch */
 } act_layout;
-void model_act_layout(const loom_gpt_config *cfg, int B, int T, act_layout *a);
+void model_act_layout(const loom_gpt_config *cfg, int B, int T, int tp, act_layout *a);
 
-/* The parameter tensors in order (out may be NULL: count only); returns their number
- * and sets *n_params. */
-int model_describe_params(const loom_gpt_config *cfg, loom_param_info *out, size_t *n_params);
+/* The parameter tensors in order, as tensor-parallel rank tp_rank of tp holds them (out
+ * may be NULL: count only); returns their number and sets *n_params (this rank's
+ * floats) and *n_full (the whole model's; either may be NULL). */
+int model_describe_params(const loom_gpt_config *cfg, int tp, int tp_rank, loom_param_info *out, size_t *n_params,
+                          size_t *n_full);
+
+/* The tensor-parallel reductions of the model's layers (no-ops on one rank): x(n) summed
+ * over the group (a row-parallel output, a column-parallel input's gradient, the
+ * vocabulary-parallel embedding), or its maximum taken. */
+static inline void model_tp_sum(loom_gpt *g, loom_tensor x, size_t n, const char *what) {
+    if (g->tp.size > 1) { /* every rank, even after a failed op: the others wait in it */
+        LOOM_CHECK(x.numel >= n);
+        g->tp.sum(g->tp.ctx, (float *)x.data, n, what);
+    }
+}
+static inline void model_tp_max(loom_gpt *g, loom_tensor x, size_t n, const char *what) {
+    if (g->tp.size > 1) { /* every rank, even after a failed op: the others wait in it */
+        LOOM_CHECK(x.numel >= n);
+        g->tp.max(g->tp.ctx, (float *)x.data, n, what);
+    }
+}
+/* A row-parallel projection's bias: added once, by tensor-parallel rank 0, before the sum. */
+static inline loom_tensor model_row_bias(const loom_gpt *g, loom_tensor b) { return g->tp.rank == 0 ? b : LOOM_NO_TENSOR; }
 
 /* Typed views (kernels.h) of the model's memory: fp32 in the backend's memory; token
  * ids (int32) are read in place, so they live where the backend computes (host memory

@@ -1,7 +1,9 @@
 /* The model object of every architecture (init from the description, free, weights'
  * initialisation) and GPT-2's forward and backward, layer by layer, over a kernel
- * backend; Llama's are in llama.c. Leaves out: mixed precision, tensor/pipeline
- * parallelism. */
+ * backend, on all of the model or on this tensor-parallel rank's part (Megatron's
+ * scheme: column-parallel q/k/v and fc, row-parallel projections, a vocabulary-parallel
+ * embedding and head, their reductions through g->tp); Llama's are in llama.c. Leaves
+ * out: mixed precision, sequence and pipeline parallelism. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -12,9 +14,18 @@
 
 loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T, int with_grads,
                           const char *backend) {
+    return loom_gpt_init_tp(out, cfg, max_B, max_T, with_grads, backend, NULL);
+}
+
+loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T, int with_grads,
+                             const char *backend, const loom_tp_comm *tpc) {
     *out = NULL;
+    const loom_tp_comm one = {.rank = 0, .size = 1};
+    if (!tpc) tpc = &one;
     loom_status st = loom_gpt_config_validate(cfg);
+    if (!st) st = loom_gpt_check_tp(cfg, tpc->size);
     if (st) return st;
+    LOOM_CHECK(tpc->size == 1 || (tpc->sum && tpc->max));
     if (max_B < 1) return loom_error(LOOM_ERR_ARG, "--batch: must be at least 1 (got %d)", max_B);
     if (max_T < 1 || max_T > cfg->block_size)
         return loom_error(LOOM_ERR_ARG, "--seq-len: %d is out of range [1, block size %d]", max_T,
@@ -22,7 +33,7 @@ loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B,
     const loom_backend *be = loom_backend_get(backend ? backend : "cpu");
     if (!be) return loom_error(LOOM_ERR_ARG, "--backend: unknown backend '%s' (cpu, ref)", backend);
     loom_gpt_sizes sz;
-    loom_gpt_compute_sizes(cfg, max_B, max_T, &sz);
+    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, &sz);
     double need =
         4.0 * ((double)sz.n_params * (with_grads ? 2 : 1) + sz.n_acts + (with_grads ? sz.n_grad_acts : 0));
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
@@ -40,7 +51,8 @@ loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B,
     g->max_B = max_B;
     g->max_T = max_T;
     g->backend = be;
-    loom_gpt_compute_sizes(cfg, max_B, max_T, &g->sizes);
+    g->tp = *tpc;
+    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, &g->sizes);
     const loom_gpt_sizes *s = &g->sizes;
     g->params_info = loom_alloc(sizeof(loom_param_info) * s->n_tensors, "parameter table");
     g->act_layout = g->params_info ? loom_alloc(sizeof(act_layout), "activation layout") : NULL;
@@ -66,8 +78,13 @@ loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B,
         return st;
     }
     size_t n_params;
-    LOOM_CHECK(model_describe_params(cfg, g->params_info, &n_params) == s->n_tensors && n_params == s->n_params);
-    model_act_layout(cfg, max_B, max_T, (act_layout *)g->act_layout);
+    LOOM_CHECK(model_describe_params(cfg, tpc->size, tpc->rank, g->params_info, &n_params, NULL) == s->n_tensors &&
+               n_params == s->n_params);
+    model_act_layout(cfg, max_B, max_T, tpc->size, (act_layout *)g->act_layout);
+    const loom_slice *emb = &g->params_info[0].slice; /* the token embedding: vocabulary rows */
+    g->vocab_lo = (int)emb->row0;
+    g->vocab_rows = (int)emb->rows;
+    g->vocab_local = (int)g->params_info[0].shape[0];
     if (s->n_rope) llama_rope_tables(cfg, g->rope_cos, g->rope_sin);
     g->logits = model_act_global(g, AG_LOGITS).data;
     g->losses = model_act_global(g, AG_LOSSES).data;
@@ -125,9 +142,15 @@ void loom_gpt_init_weights(loom_gpt *g, uint64_t seed) {
             float std = 0.02f;
             if (pi->role == LOOM_ROLE_RESID) std = (float)(0.02 * resid_scale);
             uint64_t key = loom_hash64(seed, (uint64_t)i);
+            const loom_slice *sl = &pi->slice;
+            const size_t w = (size_t)(sl->parts * sl->width), cols = (size_t)(pi->ndim > 1 ? pi->full[1] : pi->full[0]);
+            const size_t valid = (size_t)sl->rows * w; /* beyond: a padded vocabulary's rows */
 #pragma omp parallel for schedule(static)
-            for (size_t k = 0; k < pi->numel; k++)
-                p[k] = std * loom_rng_normal(key, k);
+            for (size_t k = 0; k < pi->numel; k++) { /* the element's index in the whole tensor */
+                const size_t r = k / w, c = k % w, p_ = c / (size_t)sl->width, j = c % (size_t)sl->width;
+                const size_t full = ((size_t)sl->row0 + r) * cols + (size_t)sl->col0 + p_ * (size_t)sl->part_stride + j;
+                p[k] = k < valid ? std * loom_rng_normal(key, full) : 0.0f;
+            }
         }
     }
 }
@@ -157,32 +180,40 @@ float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
     if (!pass) pass = &none;
     if (g->cfg.arch == LOOM_ARCH_LLAMA) return llama_forward(g, pass, inputs, targets, B, T, grad_scale);
     const loom_backend *be = g->backend;
-    const int C = g->cfg.n_embd, H = g->cfg.n_head, L = g->cfg.n_layer;
+    const int C = g->cfg.n_embd, L = g->cfg.n_layer, tp = g->tp.size;
+    /* this rank's heads, attention width and MLP width (all of them on one rank) */
+    const int H = g->cfg.n_head / tp, Q = C / tp, F = 4 * C / tp, hs = C / g->cfg.n_head;
     const int BT = B * T;
     const int nt = g->sizes.n_tensors;
     const loom_tensor scratch = AG(AG_SCRATCH);
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
-    OP(LOOM_PROF_EMBED,
-       op_encoder_forward(be, AG(AG_ENCODED), model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0), P(1), B, T, C));
+    /* vocabulary-parallel: each rank its rows' embeddings (rank 0 adds wpe), summed */
+    OP(LOOM_PROF_EMBED, op_encoder_forward_rows(be, AG(AG_ENCODED), model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
+                                                model_row_bias(g, P(1)), B, T, C, g->vocab_lo, g->vocab_rows));
+    model_tp_sum(g, AG(AG_ENCODED), (size_t)BT * C, "embedding");
     loom_tensor res = AG(AG_ENCODED);
     for (int l = 0; l < L; l++) {
         if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
         OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, A(l, GA_LN1), A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), res,
                                                      LP(l, G_LN1_W), LP(l, G_LN1_B), BT, C));
+        /* column-parallel q, k, v (this rank's heads), row-parallel output projection */
         OP(LOOM_PROF_MATMUL,
-           op_matmul_forward(be, A(l, GA_QKV), A(l, GA_LN1), LP(l, G_QKV_W), LP(l, G_QKV_B), BT, C, 3 * C));
+           op_matmul_forward(be, A(l, GA_QKV), A(l, GA_LN1), LP(l, G_QKV_W), LP(l, G_QKV_B), BT, C, 3 * Q));
         OP(LOOM_PROF_ATTENTION,
-           op_attention_forward(be, A(l, GA_ATTY), A(l, GA_LSE), A(l, GA_QKV), B, T, H, H, C / H));
-        OP(LOOM_PROF_MATMUL,
-           op_matmul_forward(be, scratch, A(l, GA_ATTY), LP(l, G_ATTPROJ_W), LP(l, G_ATTPROJ_B), BT, C, C));
+           op_attention_forward(be, A(l, GA_ATTY), A(l, GA_LSE), A(l, GA_QKV), B, T, H, H, hs));
+        OP(LOOM_PROF_MATMUL, op_matmul_forward(be, scratch, A(l, GA_ATTY), LP(l, G_ATTPROJ_W),
+                                               model_row_bias(g, LP(l, G_ATTPROJ_B)), BT, Q, C));
+        model_tp_sum(g, scratch, (size_t)BT * C, "attention output");
         OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES2), res, scratch, (size_t)BT * C));
         OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, A(l, GA_LN2), A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD),
                                                      A(l, GA_RES2), LP(l, G_LN2_W), LP(l, G_LN2_B), BT, C));
+        /* column-parallel fc, row-parallel projection */
         OP(LOOM_PROF_MATMUL,
-           op_matmul_forward(be, A(l, GA_FCH), A(l, GA_LN2), LP(l, G_FC_W), LP(l, G_FC_B), BT, C, 4 * C));
-        OP(LOOM_PROF_GELU, op_gelu_forward(be, A(l, GA_FCH_GELU), A(l, GA_FCH), (size_t)BT * 4 * C));
+           op_matmul_forward(be, A(l, GA_FCH), A(l, GA_LN2), LP(l, G_FC_W), LP(l, G_FC_B), BT, C, F));
+        OP(LOOM_PROF_GELU, op_gelu_forward(be, A(l, GA_FCH_GELU), A(l, GA_FCH), (size_t)BT * F));
         OP(LOOM_PROF_MATMUL, op_matmul_forward(be, scratch, A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W),
-                                               LP(l, G_FCPROJ_B), BT, 4 * C, C));
+                                               model_row_bias(g, LP(l, G_FCPROJ_B)), BT, F, C));
+        model_tp_sum(g, scratch, (size_t)BT * C, "MLP output");
         OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES3), A(l, GA_RES2), scratch, (size_t)BT * C));
         res = A(l, GA_RES3);
     }
@@ -194,12 +225,22 @@ float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
 
 float model_head_forward(loom_gpt *g, loom_tensor head, const int32_t *targets, int BT, float grad_scale) {
     const loom_backend *be = g->backend;
-    const int C = g->cfg.n_embd, V = g->cfg.vocab_size;
-    const loom_tensor logits = AG(AG_LOGITS), losses = AG(AG_LOSSES);
-    /* logits(BT,V) = lnf(BT,C) @ head(V,C)^T */
+    const int C = g->cfg.n_embd, V = g->vocab_local;
+    const loom_tensor logits = AG(AG_LOGITS), losses = AG(AG_LOSSES), tg = model_ids(g, targets, BT);
+    /* logits(BT,V) = lnf(BT,C) @ head(V,C)^T: this rank's vocabulary columns */
     OP(LOOM_PROF_LMHEAD, op_gemm(be, 0, 1, BT, V, C, 1.0f, AG(AG_LNF), C, head, C, 0.0f, logits, V));
     if (!targets) return g->status ? NAN : 0.0f;
-    OP(LOOM_PROF_XENT, op_crossentropy(be, losses, logits, model_ids(g, targets, BT), BT, V, grad_scale));
+    if (g->tp.size == 1) {
+        OP(LOOM_PROF_XENT, op_crossentropy(be, losses, logits, tg, BT, V, grad_scale));
+    } else { /* vocabulary-parallel: the row maxima, then the sums, reduced; never the whole logits */
+        const loom_tensor stats = AG(AG_SCRATCH);
+        const int v0 = g->vocab_lo, vn = g->vocab_rows;
+        OP(LOOM_PROF_XENT, op_crossentropy_part(be, 0, losses, logits, tg, stats, BT, V, v0, vn, grad_scale));
+        model_tp_max(g, stats, (size_t)BT, "cross-entropy maxima");
+        OP(LOOM_PROF_XENT, op_crossentropy_part(be, 1, losses, logits, tg, stats, BT, V, v0, vn, grad_scale));
+        model_tp_sum(g, loom_view_at(stats, (size_t)BT), 2 * (size_t)BT, "cross-entropy sums");
+        OP(LOOM_PROF_XENT, op_crossentropy_part(be, 2, losses, logits, tg, stats, BT, V, v0, vn, grad_scale));
+    }
     if (g->status) return NAN;
     /* fixed order: the mean does not depend on threads (host memory: cpu and ref; a
      * device backend copies the BT losses out first) */
@@ -212,9 +253,10 @@ float model_head_forward(loom_gpt *g, loom_tensor head, const int32_t *targets, 
 void model_head_backward(loom_gpt *g, const loom_pass *pass, loom_tensor head, loom_tensor dhead, loom_tensor dlnf,
                          int BT) {
     const loom_backend *be = g->backend;
-    const int C = g->cfg.n_embd, V = g->cfg.vocab_size;
+    const int C = g->cfg.n_embd, V = g->vocab_local;
     const loom_tensor dlogits = AG(AG_LOGITS); /* the training forward left dlogits there */
     OP(LOOM_PROF_LMHEAD_B, op_gemm(be, 0, 0, BT, C, V, 1.0f, dlogits, V, head, C, 0.0f, dlnf, C));
+    model_tp_sum(g, dlnf, (size_t)BT * C, "LM head input gradient");
     OP(LOOM_PROF_LMHEAD_B, op_gemm(be, 1, 0, V, C, BT, 1.0f, dlogits, V, AG(AG_LNF), C, 1.0f, dhead, C));
     /* the embedding's rows of tokens that are not inputs here get nothing more */
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
@@ -227,15 +269,16 @@ void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
         return;
     }
     const loom_backend *be = g->backend;
-    const int C = g->cfg.n_embd, H = g->cfg.n_head, L = g->cfg.n_layer;
+    const int C = g->cfg.n_embd, L = g->cfg.n_layer, tp = g->tp.size;
+    const int H = g->cfg.n_head / tp, Q = C / tp, F = 4 * C / tp, hs = C / g->cfg.n_head;
     const int BT = B * T;
     const int nt = g->sizes.n_tensors;
     const size_t BTm = (size_t)g->max_B * g->max_T;
     const float *ga = g->grad_acts;
     const loom_tensor dres = model_view(g, ga, BTm * C);               /* (B,T,C) residual stream's gradient */
     const loom_tensor dbuf = model_view(g, ga + BTm * C, BTm * C);     /* (B,T,C) a LayerNorm output's / atty's */
-    const loom_tensor dqkv = model_view(g, ga + 2 * BTm * C, BTm * 3 * C); /* (B,T,3C) */
-    const loom_tensor dfch = model_view(g, ga + 5 * BTm * C, BTm * 4 * C); /* (B,T,4C) */
+    const loom_tensor dqkv = model_view(g, ga + 2 * BTm * C, BTm * 3 * Q); /* (B,T,3Q) */
+    const loom_tensor dfch = model_view(g, ga + BTm * (2 * C + 3 * Q), BTm * F); /* (B,T,F) */
 
     model_head_backward(g, pass, P(0), G(0), dbuf, BT); /* tied: the head is wte */
     OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)BT * C));
@@ -245,27 +288,30 @@ void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
         const loom_tensor res_in = l > 0 ? A(l - 1, GA_RES3) : AG(AG_ENCODED);
         /* MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))); dres flows to res2 unchanged */
         OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dfch, LG(l, G_FCPROJ_W), LG(l, G_FCPROJ_B), dres,
-                                                  A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W), BT, 4 * C, C));
-        OP(LOOM_PROF_GELU_B, op_gelu_backward(be, dfch, A(l, GA_FCH), dfch, (size_t)BT * 4 * C));
+                                                  A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W), BT, F, C));
+        OP(LOOM_PROF_GELU_B, op_gelu_backward(be, dfch, A(l, GA_FCH), dfch, (size_t)BT * F));
         OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_FC_W), LG(l, G_FC_B), dfch, A(l, GA_LN2),
-                                                  LP(l, G_FC_W), BT, C, 4 * C));
+                                                  LP(l, G_FC_W), BT, C, F));
+        model_tp_sum(g, dbuf, (size_t)BT * C, "MLP input gradient");
         OP(LOOM_PROF_LAYERNORM_B,
            op_layernorm_backward_acc(be, dres, LG(l, G_LN2_W), LG(l, G_LN2_B), dbuf, A(l, GA_RES2), LP(l, G_LN2_W),
                                      A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD), BT, C));
         /* attention: res2 = res + attproj(attn(qkv(ln1(res)))) */
         OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_ATTPROJ_W), LG(l, G_ATTPROJ_B), dres,
-                                                  A(l, GA_ATTY), LP(l, G_ATTPROJ_W), BT, C, C));
+                                                  A(l, GA_ATTY), LP(l, G_ATTPROJ_W), BT, Q, C));
         OP(LOOM_PROF_ATTENTION_B, op_attention_backward(be, dqkv, dbuf, A(l, GA_QKV), A(l, GA_ATTY), A(l, GA_LSE), B,
-                                                        T, H, H, C / H));
+                                                        T, H, H, hs));
         OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_QKV_W), LG(l, G_QKV_B), dqkv, A(l, GA_LN1),
-                                                  LP(l, G_QKV_W), BT, C, 3 * C));
+                                                  LP(l, G_QKV_W), BT, C, 3 * Q));
+        model_tp_sum(g, dbuf, (size_t)BT * C, "attention input gradient");
         OP(LOOM_PROF_LAYERNORM_B,
            op_layernorm_backward_acc(be, dres, LG(l, G_LN1_W), LG(l, G_LN1_B), dbuf, res_in, LP(l, G_LN1_W),
                                      A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), BT, C));
         /* layer l and everything after it (later layers, ln_f) are final */
         if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
-    OP(LOOM_PROF_EMBED_B, op_encoder_backward(be, G(0), G(1), dres, model_ids(g, inputs, BT), B, T, C));
+    OP(LOOM_PROF_EMBED_B, op_encoder_backward_rows(be, G(0), G(1), dres, model_ids(g, inputs, BT), B, T, C,
+                                                   g->vocab_lo, g->vocab_rows));
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, 0);
 }
 

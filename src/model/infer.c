@@ -50,6 +50,9 @@ static void kv_sizes(const loom_gpt_config *c, int B, size_t n[KV_BUFS]) {
 loom_status loom_gpt_kv_init(loom_gpt_kv **out, const loom_gpt *g, int B) {
     *out = NULL;
     if (B < 1) return loom_error(LOOM_ERR_ARG, "generation needs at least one row (got %d)", B);
+    if (g->tp.size > 1)
+        return loom_error(LOOM_ERR_ARG, "generation with a KV cache runs on a whole model (tensor-parallel "
+                          "decoding is not built yet)");
     size_t n[KV_BUFS], total = 0;
     kv_sizes(&g->cfg, B, n);
     for (int i = 0; i < KV_BUFS; i++) total += n[i];

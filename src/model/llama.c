@@ -4,7 +4,8 @@
  * projection and a residual add, RMSNorm, the fused gate/up projection, SwiGLU, the
  * down projection and a residual add; the final RMSNorm; the LM head (the embedding,
  * or lm_head.weight when untied). Weights are stored as Hugging Face's Linear does,
- * (out, in), and each projection is one GEMM against the transposed weight. */
+ * (out, in), and each projection is one GEMM against the transposed weight. On a
+ * tensor-parallel rank: its heads and FFN columns, as gpt.c. */
 #include <math.h>
 #include <string.h>
 
@@ -44,13 +45,16 @@ float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, c
                     float grad_scale) {
     const loom_backend *be = g->backend;
     const loom_gpt_config *c = &g->cfg;
-    const int C = c->n_embd, H = c->n_head, KVH = c->n_kv_head, hs = C / H, L = c->n_layer, F = c->ffn_dim;
+    /* this rank's heads, key/value heads and FFN columns (all of them on one rank) */
+    const int tp = g->tp.size, C = c->n_embd, hs = C / c->n_head, H = c->n_head / tp, KVH = c->n_kv_head / tp;
+    const int L = c->n_layer, F = c->ffn_dim / tp;
     const int BT = B * T, W = (H + 2 * KVH) * hs, norm_t = model_layer_tensor(g, L, 0);
     const float eps = c->norm_eps;
     const loom_tensor scratch = AG(AG_SCRATCH), rcos = model_rope_cos(g), rsin = model_rope_sin(g);
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
-    OP(LOOM_PROF_EMBED, op_encoder_forward(be, AG(AG_ENCODED), model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
-                                           LOOM_NO_TENSOR, B, T, C));
+    OP(LOOM_PROF_EMBED, op_encoder_forward_rows(be, AG(AG_ENCODED), model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
+                                                LOOM_NO_TENSOR, B, T, C, g->vocab_lo, g->vocab_rows));
+    model_tp_sum(g, AG(AG_ENCODED), (size_t)BT * C, "embedding");
     loom_tensor res = AG(AG_ENCODED);
     for (int l = 0; l < L; l++) {
         if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
@@ -64,6 +68,7 @@ float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, c
         OP(LOOM_PROF_ATTENTION, op_attention_forward(be, atty, A(l, LA_LSE), qkv, B, T, H, KVH, hs));
         OP(LOOM_PROF_MATMUL,
            op_gemm(be, 0, 1, BT, C, H * hs, 1.0f, atty, H * hs, LP(l, L_O_W), H * hs, 0.0f, scratch, C));
+        model_tp_sum(g, scratch, (size_t)BT * C, "attention output");
         OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, LA_RES2), res, scratch, (size_t)BT * C));
         const loom_tensor xn2 = A(l, LA_XN2), gu = A(l, LA_GU), act = A(l, LA_ACT);
         OP(LOOM_PROF_LAYERNORM,
@@ -72,6 +77,7 @@ float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, c
         OP(LOOM_PROF_MATMUL, op_gemm(be, 0, 1, BT, 2 * F, C, 1.0f, xn2, C, LPS(l, L_GATE_W, 2), C, 0.0f, gu, 2 * F));
         OP(LOOM_PROF_GELU, op_swiglu_forward(be, act, gu, BT, F));
         OP(LOOM_PROF_MATMUL, op_gemm(be, 0, 1, BT, C, F, 1.0f, act, F, LP(l, L_DOWN_W), F, 0.0f, scratch, C));
+        model_tp_sum(g, scratch, (size_t)BT * C, "MLP output");
         OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, LA_RES3), A(l, LA_RES2), scratch, (size_t)BT * C));
         res = A(l, LA_RES3);
     }
@@ -83,7 +89,8 @@ float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, c
 void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, int B, int T) {
     const loom_backend *be = g->backend;
     const loom_gpt_config *c = &g->cfg;
-    const int C = c->n_embd, H = c->n_head, KVH = c->n_kv_head, hs = C / H, L = c->n_layer, F = c->ffn_dim;
+    const int tp = g->tp.size, C = c->n_embd, hs = C / c->n_head, H = c->n_head / tp, KVH = c->n_kv_head / tp;
+    const int L = c->n_layer, F = c->ffn_dim / tp;
     const int BT = B * T, W = (H + 2 * KVH) * hs, Q = H * hs, norm_t = model_layer_tensor(g, L, 0);
     const size_t BTm = (size_t)g->max_B * g->max_T;
     const loom_tensor rcos = model_rope_cos(g), rsin = model_rope_sin(g);
@@ -108,6 +115,7 @@ void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, i
         OP(LOOM_PROF_GELU_B, op_swiglu_backward(be, dgu, dact, A(l, LA_GU), BT, F));
         OP(LOOM_PROF_MATMUL_B,
            op_gemm(be, 0, 0, BT, C, 2 * F, 1.0f, dgu, 2 * F, LPS(l, L_GATE_W, 2), C, 0.0f, dbuf, C));
+        model_tp_sum(g, dbuf, (size_t)BT * C, "MLP input gradient");
         OP(LOOM_PROF_MATMUL_B,
            op_gemm(be, 1, 0, 2 * F, C, BT, 1.0f, dgu, 2 * F, A(l, LA_XN2), C, 1.0f, LGS(l, L_GATE_W, 2), C));
         OP(LOOM_PROF_LAYERNORM_B, op_rmsnorm_backward_acc(be, dres, LG(l, L_NORM2_W), dbuf, A(l, LA_RES2),
@@ -123,6 +131,7 @@ void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, i
         OP(LOOM_PROF_ATTENTION_B,
            op_rope(be, loom_view_at(dqkv, Q), BT, T, LOOM_NO_TENSOR, KVH, hs, W, rcos, rsin, 1));
         OP(LOOM_PROF_MATMUL_B, op_gemm(be, 0, 0, BT, C, W, 1.0f, dqkv, W, LPS(l, L_Q_W, 3), C, 0.0f, dbuf, C));
+        model_tp_sum(g, dbuf, (size_t)BT * C, "attention input gradient");
         OP(LOOM_PROF_MATMUL_B,
            op_gemm(be, 1, 0, W, C, BT, 1.0f, dqkv, W, A(l, LA_XN1), C, 1.0f, LGS(l, L_Q_W, 3), C));
         OP(LOOM_PROF_LAYERNORM_B, op_rmsnorm_backward_acc(be, dres, LG(l, L_NORM1_W), dbuf, res_in,
@@ -130,6 +139,7 @@ void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, i
         /* layer l and everything after it (later layers, the norm, an untied head) are final */
         if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
-    OP(LOOM_PROF_EMBED_B, op_encoder_backward(be, G(0), LOOM_NO_TENSOR, dres, model_ids(g, inputs, BT), B, T, C));
+    OP(LOOM_PROF_EMBED_B, op_encoder_backward_rows(be, G(0), LOOM_NO_TENSOR, dres, model_ids(g, inputs, BT), B, T, C,
+                                                   g->vocab_lo, g->vocab_rows));
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, 0);
 }

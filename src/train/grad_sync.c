@@ -36,13 +36,16 @@ void sync_micro_backward_ready(void *ctx, size_t from) {
 }
 
 /* mask[t] = 1 for the input tokens of this rank's j-th micro-batch on every rank (from
- * all_inputs: each rank's local micro-batches of bt ids, gathered) */
+ * all_inputs: each rank's local micro-batches of bt ids, gathered), of the rows this
+ * rank holds */
 void sync_mark_rows(loom_step_ctx *c, unsigned char *mask, int j, size_t bt) {
     const int R = c->dist->dp.size;
+    const int32_t v0 = c->vocab_lo, vn = (int32_t)c->layout.rows; /* this rank's embedding rows */
     memset(mask, 0, c->layout.rows);
     for (int r = 0; r < R; r++) {
         const int32_t *ids = c->all_inputs + ((size_t)r * c->local + j) * bt;
-        for (size_t i = 0; i < bt; i++) mask[ids[i]] = 1;
+        for (size_t i = 0; i < bt; i++)
+            if ((uint32_t)(ids[i] - v0) < (uint32_t)vn) mask[ids[i] - v0] = 1;
     }
 }
 

@@ -64,7 +64,7 @@ static loom_status metrics_open(const char *path, int start, FILE **out) {
  * is saved, blaming what overflowed. Every rank returns the same status. */
 static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const loom_dist *dist,
                               const loom_adamw_config *oc, int step, float loss, double norm, float lr) {
-    if (loom_dist_any(&dist->dp, g->status != LOOM_OK)) { /* an op refused its arguments: a bug, named */
+    if (loom_dist_any(&dist->world, g->status != LOOM_OK)) { /* an op refused its arguments: a bug, named */
         char msg[512];
         snprintf(msg, sizeof msg, "%s", g->status ? loom_error_msg() : "an op failed on another rank");
         return loom_error(g->status ? g->status : LOOM_ERR_ARG, "step %d: %s", step + 1, msg);
@@ -76,11 +76,11 @@ static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const 
         return loom_error(LOOM_ERR_ARG, "step %d: the gradient norm is %f while the loss %.4f is finite (the backward "
                           "overflowed; nothing was saved from this step): lower --lr", step + 1, norm, loss);
     int32_t bad = loom_gpt_first_nonfinite(g, g->params, sc->lo, sc->hi), *all = &bad, buf[64];
-    if (dist->dp.size > 1) {
-        all = dist->dp.size <= 64 ? buf : malloc(sizeof(int32_t) * dist->dp.size);
+    if (dist->world.size > 1) { /* every rank of every group: they all stop alike */
+        all = dist->world.size <= 64 ? buf : malloc(sizeof(int32_t) * dist->world.size);
         LOOM_CHECK(all != NULL);
-        loom_dist_allgather_i32(&dist->dp, &bad, 1, all);
-        for (int r = 1; r < dist->dp.size; r++)
+        loom_dist_allgather_i32(&dist->world, &bad, 1, all);
+        for (int r = 1; r < dist->world.size; r++)
             if (all[r] >= 0 && (all[0] < 0 || all[r] < all[0])) all[0] = all[r];
         bad = all[0];
         if (all != buf) free(all);
@@ -92,15 +92,23 @@ static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const 
     return LOOM_OK;
 }
 
-static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
+static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     loom_status st = LOOM_OK;
-    const loom_dist one = loom_dist_single();
-    if (!dist) dist = &one;
-    const int rank = dist->rank, R = dist->size, lead = rank == 0;
+    loom_dist lay = given ? *given : loom_dist_single(); /* with its layout: dp x tp */
+    const loom_dist *dist = &lay;
+    const int tp = o->tp > 1 ? o->tp : 1;
+    if (tp > 1 && dist->size % tp) {
+        loom_dist_set_failed_together(); /* every rank reaches it alike */
+        return loom_error(LOOM_ERR_ARG, "--tp %d: does not divide the %d ranks of the job", tp, dist->size);
+    }
+    /* the data-parallel ranks: every rank of a tensor-parallel group reads the same data */
+    const int rank = dist->rank, R = dist->size / tp, lead = rank == 0;
     const int quiet = o->quiet || !lead; /* only rank 0 prints and writes */
     loom_step_ctx sc = {0};
     loom_trace trace = {0};
-    loom_gpt *g = NULL;
+    loom_gpt *g = NULL, *whole = NULL; /* whole: rank 0's gathered model (tensor parallelism) */
+    loom_reducer *reducer = NULL;
+    loom_tp_comm tpc = {.rank = 0, .size = 1};
     loom_dataset *train = NULL, *val = NULL;
     loom_adamw opt = {0};
     FILE *metrics = NULL;
@@ -144,6 +152,10 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         return loom_error(LOOM_ERR_ARG, "--resume: needs --ckpt-dir (to find latest) or a checkpoint file");
     if (o->init_from && (st = loom_model_file_config(o->init_from, &o->model, &cfg))) return st;
     if ((st = loom_gpt_config_validate(&cfg))) return st;
+    if ((st = loom_gpt_check_tp(&cfg, tp))) {
+        loom_dist_set_failed_together();
+        return st;
+    }
     if (T > cfg.block_size)
         return loom_error(LOOM_ERR_ARG, "--seq-len: %d exceeds the model's block size %d", T, cfg.block_size);
     if ((st = loom_dataset_open(&train, o->data, o->data_format, cfg.vocab_size, T, "--data"))) goto done;
@@ -155,8 +167,9 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     }
     /* before any other collective: every rank was given the same run */
     if ((st = loom_run_agree(dist, o, &cfg, train_desc, val_desc))) goto done;
+    if (tp > 1 && (st = loom_dist_layout(&lay, tp, 1))) goto done;
     loom_train_mem mem;
-    loom_run_memory(&cfg, B, T, accum, R, o->zero, bucket, &mem);
+    loom_run_memory(&cfg, B, T, accum, R, tp, o->zero, bucket, &mem);
     if ((st = loom_run_check_memory(&mem, dist->local_size, B, T))) goto done;
     { /* rank 0 writes the files: it holds the locks of --out and --ckpt-dir */
         loom_status cs = lead ? loom_mkdir_p(o->out_dir, "--out") : LOOM_OK;
@@ -171,12 +184,17 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         }
     }
     if (o->resume && (st = loom_ckpt_open(o->ckpt_dir, o->resume_file, &resume))) goto done;
-    if ((st = loom_gpt_init(&g, &cfg, B, T, 1, o->backend))) goto done;
+    if (tp > 1) { /* the model's tensor-parallel reductions, over this rank's group */
+        if ((st = loom_reducer_init(&reducer, &dist->tp, &dist->world, (size_t)B * T * cfg.n_embd, "tensor-parallel")))
+            goto done;
+        tpc = (loom_tp_comm){dist->tp.rank, tp, reducer, loom_reducer_sum, loom_reducer_max};
+    }
+    if ((st = loom_gpt_init_tp(&g, &cfg, B, T, 1, o->backend, &tpc))) goto done;
     g->profile = o->profile;
     loom_adamw_config ocfg = o->optim;
     ocfg.total_steps = o->steps;
     size_t shard_lo = 0, shard_hi = g->sizes.n_params;
-    if (o->zero) loom_dist_shard(rank, R, g->sizes.n_params, LOOM_NORM_BLOCK, &shard_lo, &shard_hi);
+    if (o->zero) loom_dist_shard(dist->dp.rank, R, g->sizes.n_params, LOOM_NORM_BLOCK, &shard_lo, &shard_hi);
     if ((st = loom_adamw_init_shard(&opt, &ocfg, shard_lo, shard_hi))) goto done;
     const loom_ckpt_state want = {.seed = o->seed, .batch = B, .seq_len = T, .shuffle = o->shuffle,
                                   .steps = o->steps, .total_batch_tokens = total, .optim = ocfg,
@@ -204,7 +222,10 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     } else {
         loom_gpt_init_weights(g, o->seed);
     }
-    if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, o->overlap))) goto done;
+    /* the model's tensor-parallel collectives run on this thread during the passes: with
+     * MPI_THREAD_SERIALIZED a communication thread may not overlap them */
+    const int overlap = o->overlap && tp == 1;
+    if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, overlap))) goto done;
     if (o->trace) {
         size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
         /* per step: each micro-batch's events, the step's own, and the buckets of the
@@ -226,9 +247,9 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
     if (lead && (st = metrics_open(path, start_step, &metrics))) goto done;
     if (lead && o->tensorboard && (st = loom_tb_open(&tb, o->tensorboard, "--tensorboard"))) goto done;
-    const double peak = R * (o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3));
+    const double peak = dist->size * (o->peak_flops > 0 ? o->peak_flops : loom_cpu_measure_peak_flops(threads, 0.3));
     if (lead) {
-        run_info_start(&ri, o->out_dir, R, dist->local_size, threads, o->zero, local, B, T, total, peak / 1e9, &mem,
+        run_info_start(&ri, o->out_dir, dist->size, tp, dist->local_size, threads, o->zero, local, B, T, total, peak / 1e9, &mem,
                        (double)loom_alloc_bytes_live());
         run_info_write(&ri, 0);
     }
@@ -236,15 +257,23 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
     /* the MFU denominator (above): the measured peak of this rank's threads, times the ranks */
     const double flops_tok = g->sizes.flops_per_token;
     if (!quiet) {
-        if (R > 1) printf("ranks: %d (%d per node), %d micro-batch(es) each, %d threads per rank\n", R, dist->local_size, local, threads);
+        if (dist->size > 1)
+            printf("ranks: %d (%d per node) = data-parallel %d x tensor-parallel %d (world rank = dp rank x %d + tp "
+                   "rank), %d micro-batch(es) per data-parallel rank, %d threads per rank\n", dist->size,
+                   dist->local_size, R, tp, tp, local, threads);
         if (cfg.arch == LOOM_ARCH_LLAMA)
             printf("model: Llama, %d layers, %d channels, %d heads (%d key/value), FFN %d, vocab %d, block %d, rope "
                    "theta %g%s, %s head: %.2fM parameters\n", cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_kv_head,
                    cfg.ffn_dim, cfg.vocab_size, cfg.block_size, cfg.rope_theta, cfg.rope_factor > 0 ? " (llama3 scaling)" : "",
-                   cfg.untied ? "untied" : "tied", g->sizes.n_params / 1e6);
+                   cfg.untied ? "untied" : "tied", g->sizes.n_params_full / 1e6);
         else
             printf("model: %d layers, %d channels, %d heads, vocab %d, block %d: %.2fM parameters\n",
-                   cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.block_size, g->sizes.n_params / 1e6);
+                   cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.block_size, g->sizes.n_params_full / 1e6);
+        if (tp > 1)
+            printf("tensor parallel: %d ranks per layer, each %d of %d heads, %d vocabulary rows (of %d, padded to %d), "
+                   "%.2fM parameters per rank; reductions: all-to-all + sum in rank order + all-gather\n", tp,
+                   cfg.n_head / tp, cfg.n_head, g->vocab_local, cfg.vocab_size, g->vocab_local * tp,
+                   g->sizes.n_params / 1e6);
         printf("data: %llu tokens in %d file(s), %llu windows of %d; batch %d x %d, %d micro-batch(es) "
                "per step = %ld tokens\n",
                (unsigned long long)loom_dataset_tokens(train), loom_dataset_files(train),
@@ -259,7 +288,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
         if (sc.comm)
             printf("gradient communication: buckets of %.1f MiB, %s\n", bucket_mb,
                    loom_comm_overlaps(sc.comm) ? "overlapped with the backward (embedding rows no input touches first)"
-                                               : "after the backward");
+                   : tp > 1 ? "after the backward (tensor parallelism's reductions hold the MPI thread)"
+                            : "after the backward");
         printf("%d threads; MFU against %.0f GFLOP/s measured fp32 FMA peak\n", threads, peak / 1e9);
         fflush(stdout);
     }
@@ -346,7 +376,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
             char cpath[4096];
             double bytes = 0, ts = loom_now();
             /* one process writes alone; several write their shards at once with MPI-IO */
-            loom_status cst = R > 1 ? loom_ckpt_save_dist(&dist->dp, o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes)
+            loom_status cst = dist->size > 1 ? loom_ckpt_save_dist(&dist->world, &dist->dp, o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes)
                                     : loom_ckpt_save(o->ckpt_dir, o->keep, g, &opt, &cs, cpath, sizeof cpath, &bytes);
             double dts = loom_now() - ts;
             loom_trace_add(sc.trace, "checkpoint", step + 1, ts);
@@ -392,9 +422,10 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *dist) {
                    1e3 * g->prof_s[k] / (ran - 1), 100.0 * g->prof_s[k] / total_s);
     }
     loom_step_ctx_sync_params(&sc, g); /* every rank: the last update's shards */
+    if (tp > 1 && dist->dp.rank == 0 && (st = loom_tp_gather_model(g, &dist->tp, &whole))) goto done;
     if (lead) {
         snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
-        if ((st = loom_model_save(g, path))) goto done;
+        if ((st = loom_model_save(whole ? whole : g, path))) goto done;
         snprintf(path, sizeof path, "%s/config.json", o->out_dir);
         if ((st = loom_model_write_hf_config(&cfg, path))) goto done;
         if (!quiet) printf("saved %s/model.safetensors\n", o->out_dir);
@@ -422,6 +453,8 @@ done:
     loom_free(batch);
     loom_adamw_free(&opt);
     loom_gpt_free(g);
+    loom_gpt_free(whole);
+    loom_reducer_free(reducer);
     loom_dataset_close(train);
     loom_dataset_close(val);
     return st;

@@ -165,6 +165,7 @@ static void run_fields(const loom_train_opts *o, const loom_gpt_config *c, const
     loom_agree_put(f, "--ckpt-errors", "%d", o->ckpt_errors_warn);
     loom_agree_put(f, "--stop-at", "%d", o->stop_at);
     loom_agree_put(f, "--zero", "%d", o->zero);
+    loom_agree_put(f, "--tp", "%d", o->tp);
     loom_agree_put(f, "--bucket-mb", "%.9g", o->bucket_mb);
     loom_agree_put(f, "--overlap", "%d", o->overlap);
     loom_agree_put(f, "--trace", "%s", str_or(o->trace, "none"));
@@ -184,10 +185,10 @@ loom_status loom_run_agree(const loom_dist *d, const loom_train_opts *o, const l
     return st;
 }
 
-void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int zero, size_t bucket,
+void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int zero, size_t bucket,
                      loom_train_mem *m) {
     loom_gpt_sizes sz;
-    loom_gpt_compute_sizes(cfg, B, T, &sz);
+    loom_gpt_compute_sizes(cfg, B, T, tp, &sz);
     const double f = sizeof(float), n = (double)sz.n_params;
     const int local = accum / ranks, sharded = zero > 0 && ranks > 1, strided = zero == 2 && ranks > 1;
     const double shard = sharded ? n / ranks : n, tree_n = strided ? shard : n;
@@ -198,8 +199,11 @@ void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ra
     m->comm = ranks > 1 ? 2 * f * (double)(bucket < sz.n_params ? bucket : sz.n_params) : 0;
     m->adamw = 2 * f * shard;
     m->acts = f * ((double)sz.n_acts + (double)sz.n_grad_acts);
+    /* the tensor-parallel reductions' send and receive buffers: one residual stream each */
+    m->comm += tp > 1 ? 2 * f * ((double)B * T * cfg->n_embd + tp) : 0;
     /* the step's tokens (inputs and targets), every rank's inputs, the embedding row masks */
-    m->batch = 4.0 * 2 * local * B * T + (ranks > 1 ? 4.0 * ranks * local * B * T + 2.0 * cfg->vocab_size : 0);
+    m->batch = 4.0 * 2 * local * B * T +
+               (ranks > 1 ? 4.0 * ranks * local * B * T + 2.0 * loom_tp_local_rows(cfg->vocab_size, tp, 1) : 0);
     m->total = m->params + m->grads + m->tree + m->comm + m->adamw + m->acts + m->batch;
 }
 

@@ -7,14 +7,15 @@
 #include "loom/report.h"
 #include "train/runinfo.h"
 
-void run_info_start(run_info *ri, const char *out_dir, int ranks, int per_node, int threads, int zero, int micro,
+void run_info_start(run_info *ri, const char *out_dir, int ranks, int tp, int per_node, int threads, int zero, int micro,
                     int B, int T, long tokens_per_step, double peak_gflops, const loom_train_mem *m, double live_bytes) {
     memset(ri, 0, sizeof *ri);
     ri->out_dir = out_dir;
     loom_json_buf_printf(&ri->layout,
-                         "\"ranks\": %d, \"ranks_per_node\": %d, \"threads_per_rank\": %d, \"zero\": %d, "
+                         "\"ranks\": %d, \"data_parallel\": %d, \"tensor_parallel\": %d, \"ranks_per_node\": %d, "
+                         "\"threads_per_rank\": %d, \"zero\": %d, "
                          "\"micro_batches_per_rank\": %d, \"batch\": %d, \"seq_len\": %d, \"tokens_per_step\": %ld, "
-                         "\"peak_gflops\": %.1f", ranks, per_node, threads, zero, micro, B, T, tokens_per_step, peak_gflops);
+                         "\"peak_gflops\": %.1f", ranks, ranks / tp, tp, per_node, threads, zero, micro, B, T, tokens_per_step, peak_gflops);
     const double MiB = 1048576.0;
     loom_json_buf_printf(&ri->memory,
                          "\"parameters\": %.1f, \"gradients\": %.1f, \"accumulation_tree\": %.1f, "

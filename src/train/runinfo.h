@@ -15,7 +15,7 @@ typedef struct run_info {
     int n_ckpts;
 } run_info;
 
-void run_info_start(run_info *ri, const char *out_dir, int ranks, int per_node, int threads, int zero, int micro,
+void run_info_start(run_info *ri, const char *out_dir, int ranks, int tp, int per_node, int threads, int zero, int micro,
                     int B, int T, long tokens_per_step, double peak_gflops, const loom_train_mem *m, double live_bytes);
 void run_info_checkpoint(run_info *ri, long step, const char *path, double bytes, double seconds);
 void run_info_profile(run_info *ri, const loom_gpt *g, int steps);

@@ -35,6 +35,7 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
     }
     const size_t n = g->sizes.n_params;
     c->dist = dist;
+    c->vocab_lo = g->vocab_lo;
     c->accum = accum;
     c->local = accum / R;
     c->sharded = zero > 0 && R > 1;
@@ -53,7 +54,7 @@ loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const l
     }
     c->n_free = c->n_pool;
     if (R > 1) {
-        const size_t V = (size_t)g->cfg.vocab_size;
+        const size_t V = (size_t)g->vocab_local; /* this rank's rows of the token embedding */
         if ((st = loom_comm_init(&c->comm, &dist->dp, n, bucket, c->sharded ? LOOM_COMM_REDUCE_SCATTER : LOOM_COMM_ALLREDUCE,
                                  LOOM_NORM_BLOCK, overlap, V)))
             goto fail;
@@ -155,6 +156,44 @@ void step_tree_fold_rows(const loom_step_ctx *c, float *cur, int want) {
         if (l->late[r] == want) step_tree_fold(c, cur, r * l->width, (r + 1) * l->width);
 }
 
+/* The sum of squares of grads[lo, hi) (grad[0] is element lo), block by block as
+ * loom_grad_sumsq_blocks, leaving out the replicated tensors unless `all`: on a
+ * tensor-parallel rank other than 0 they are the copies rank 0 counts. */
+static void sumsq_blocks_parts(const loom_gpt *g, const float *grad, size_t lo, size_t hi, int all, double *partials) {
+    const size_t b0 = lo / LOOM_NORM_BLOCK, b1 = (hi + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
+    const int nt = g->sizes.n_tensors;
+#pragma omp parallel for schedule(static)
+    for (size_t b = b0; b < b1; b++) {
+        const size_t i0 = b * LOOM_NORM_BLOCK, i1 = i0 + LOOM_NORM_BLOCK < hi ? i0 + LOOM_NORM_BLOCK : hi;
+        double s = 0.0;
+        for (int t = 0; t < nt; t++) { /* in index order: the tensors meeting the block */
+            const loom_param_info *pi = &g->params_info[t];
+            const size_t a = pi->offset > i0 ? pi->offset : i0, e = pi->offset + pi->numel < i1 ? pi->offset + pi->numel : i1;
+            if (a >= e || (pi->split_dim < 0 && !all)) continue;
+            for (size_t i = a; i < e; i++) s += (double)grad[i - lo] * grad[i - lo];
+        }
+        partials[b] = s;
+    }
+}
+
+/* The global gradient norm with tensor parallelism: each rank's parts (its block sums,
+ * over its shard with ZeRO, summed over the data-parallel ranks: exact, zeros elsewhere),
+ * then the tensor-parallel ranks' totals added in rank order, the same on every rank. */
+static double step_tp_grad_norm(loom_step_ctx *c, const loom_gpt *g, const float *grad) {
+    const size_t n = g->sizes.n_params, nb = (n + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
+    const loom_dist *d = c->dist;
+    memset(c->norm_partials, 0, sizeof(double) * nb);
+    sumsq_blocks_parts(g, grad, c->lo, c->hi, d->tp.rank == 0, c->norm_partials);
+    if (c->sharded) loom_dist_sum_doubles(&d->dp, c->norm_partials, (int)nb);
+    double ss = 0.0, all[64];
+    for (size_t b = 0; b < nb; b++) ss += c->norm_partials[b];
+    LOOM_CHECK(d->tp.size <= 64);
+    loom_dist_allgather_bytes(&d->tp, &ss, (int)sizeof ss, all, "grad-norm allgather over the tensor-parallel group");
+    ss = 0.0;
+    for (int r = 0; r < d->tp.size; r++) ss += all[r];
+    return sqrt(ss);
+}
+
 float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int32_t *inputs,
                       const int32_t *targets, int B, int T, float lr, double *grad_norm) {
     const float grad_scale = 1.0f / ((float)B * T * c->accum);
@@ -238,7 +277,9 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
         loss_sum += c->losses[c->strided ? (i % R) * c->local + i / R : i];
     double t0 = loom_now();
     double norm;
-    if (c->sharded) { /* block sums of this shard, summed over ranks (exact: zeros elsewhere), then in order */
+    if (g->tp.size > 1) {
+        norm = step_tp_grad_norm(c, g, grad);
+    } else if (c->sharded) { /* block sums of this shard, summed over ranks (exact: zeros elsewhere), then in order */
         const size_t nb = (n + LOOM_NORM_BLOCK - 1) / LOOM_NORM_BLOCK;
         memset(c->norm_partials, 0, sizeof(double) * nb);
         loom_grad_sumsq_blocks(grad, c->lo, c->hi, c->norm_partials);

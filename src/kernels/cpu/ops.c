@@ -45,40 +45,52 @@ static void colsum_acc(float *out, const float *x, int N, int C) {
 }
 
 static void cpu_encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
-                                const float *wpe, int B, int T, int C) {
+                                const float *wpe, int B, int T, int C, int v0, int vn) {
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
-        const float *e = wte + (size_t)inp[bt] * C;
+        const int mine = (unsigned)(inp[bt] - v0) < (unsigned)vn;
+        const float *e = wte + (size_t)(mine ? inp[bt] - v0 : 0) * C;
         float *o = out + (size_t)bt * C;
         if (!wpe) {
-            memcpy(o, e, sizeof(float) * (size_t)C);
+            if (mine) memcpy(o, e, sizeof(float) * (size_t)C);
+            else memset(o, 0, sizeof(float) * (size_t)C);
             continue;
         }
         const float *p = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
+        if (!mine) {
+            memcpy(o, p, sizeof(float) * (size_t)C);
+            continue;
+        }
 #pragma omp simd
         for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
     }
 }
 
 static void cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
-                                 int B, int T, int C) {
+                                 int B, int T, int C, int v0, int vn) {
 #pragma omp parallel
     {
         int c0, c1;
         my_columns(C, &c0, &c1);
         for (int bt = 0; bt < B * T && c0 < c1; bt++) {
             const float *d = dout + (size_t)bt * C;
-            float *e = dwte + (size_t)inp[bt] * C;
-            if (!dwpe) {
+            const int mine = (unsigned)(inp[bt] - v0) < (unsigned)vn;
+            float *e = dwte + (size_t)(mine ? inp[bt] - v0 : 0) * C;
+            if (dwpe) {
+                float *p = dwpe + (size_t)(bt % T) * C;
+                if (mine) {
+#pragma omp simd
+                    for (int c = c0; c < c1; c++) {
+                        e[c] += d[c];
+                        p[c] += d[c];
+                    }
+                } else {
+#pragma omp simd
+                    for (int c = c0; c < c1; c++) p[c] += d[c];
+                }
+            } else if (mine) {
 #pragma omp simd
                 for (int c = c0; c < c1; c++) e[c] += d[c];
-                continue;
-            }
-            float *p = dwpe + (size_t)(bt % T) * C;
-#pragma omp simd
-            for (int c = c0; c < c1; c++) {
-                e[c] += d[c];
-                p[c] += d[c];
             }
         }
     }
@@ -474,6 +486,38 @@ static void cpu_crossentropy(float *losses, float *logits, const int32_t *target
     }
 }
 
+static void cpu_crossentropy_part(int phase, float *losses, float *logits, const int32_t *targets, float *stats,
+                                  int N, int ld, int v0, int vn, float dscale) {
+    float *mx = stats, *sums = stats + N, *xt = stats + 2 * (size_t)N;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *x = logits + (size_t)n * ld;
+        const int t = targets[n] - v0, mine = (unsigned)t < (unsigned)vn;
+        if (phase == 0) {
+            float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+            for (int i = 0; i < vn; i++) m = x[i] > m ? x[i] : m;
+            mx[n] = m;
+        } else if (phase == 1) {
+            const float m = mx[n];
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int i = 0; i < vn; i++) s += loom_expf(x[i] - m);
+            sums[n] = s;
+            xt[n] = mine ? x[t] : 0.0f;
+        } else {
+            const float m = mx[n];
+            losses[n] = (m - xt[n]) + logf(sums[n]);
+            if (dscale == 0.0f) continue;
+            const float k = dscale / sums[n];
+#pragma omp simd
+            for (int i = 0; i < vn; i++) x[i] = loom_expf(x[i] - m) * k;
+            for (int i = vn; i < ld; i++) x[i] = 0.0f;
+            if (mine) x[t] -= dscale;
+        }
+    }
+}
+
 static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float wd, float bc1, float bc2,
                       float gscale) {
@@ -529,6 +573,7 @@ static const loom_f32_kernels cpu_f32 = {
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,
     .crossentropy = cpu_crossentropy,
+    .crossentropy_part = cpu_crossentropy_part,
     .adamw = cpu_adamw,
     .sumsq = cpu_sumsq,
 };

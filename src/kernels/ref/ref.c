@@ -30,27 +30,28 @@ static void ref_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
 }
 
 static void ref_encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
-                                const float *wpe, int B, int T, int C) {
+                                const float *wpe, int B, int T, int C, int v0, int vn) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *o = out + ((size_t)b * T + t) * C;
-            const float *we = wte + (size_t)inp[b * T + t] * C;
-            if (!wpe) {
-                for (int c = 0; c < C; c++) o[c] = we[c];
-                continue;
+            const int id = inp[b * T + t], mine = id >= v0 && id - v0 < vn;
+            const float *we = wte + (size_t)(mine ? id - v0 : 0) * C;
+            const float *wp = wpe ? wpe + (size_t)(pos ? pos[b * T + t] : t) * C : NULL;
+            for (int c = 0; c < C; c++) {
+                if (mine && wp) o[c] = we[c] + wp[c];
+                else o[c] = mine ? we[c] : wp ? wp[c] : 0.0f;
             }
-            const float *wp = wpe + (size_t)(pos ? pos[b * T + t] : t) * C;
-            for (int c = 0; c < C; c++) o[c] = we[c] + wp[c];
         }
 }
 
 static void ref_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
-                                 int B, int T, int C) {
+                                 int B, int T, int C, int v0, int vn) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             const float *d = dout + ((size_t)b * T + t) * C;
-            float *dwe = dwte + (size_t)inp[b * T + t] * C;
-            for (int c = 0; c < C; c++) dwe[c] += d[c];
+            const int id = inp[b * T + t];
+            if (id >= v0 && id - v0 < vn)
+                for (int c = 0; c < C; c++) dwte[(size_t)(id - v0) * C + c] += d[c];
             if (dwpe)
                 for (int c = 0; c < C; c++) dwpe[(size_t)t * C + c] += d[c];
         }
@@ -402,6 +403,34 @@ static void ref_crossentropy(float *losses, float *logits, const int32_t *target
     }
 }
 
+/* in double, row by row: the phases' values as the cpu backend's, from one pass each */
+static void ref_crossentropy_part(int phase, float *losses, float *logits, const int32_t *targets, float *stats,
+                                  int N, int ld, int v0, int vn, float dscale) {
+    for (int n = 0; n < N; n++) {
+        float *row = logits + (size_t)n * ld;
+        const int t = targets[n] - v0, mine = t >= 0 && t < vn;
+        if (phase == 0) {
+            float mx = -INFINITY;
+            for (int v = 0; v < vn; v++)
+                if (row[v] > mx) mx = row[v];
+            stats[n] = mx;
+        } else if (phase == 1) {
+            double sum = 0.0;
+            for (int v = 0; v < vn; v++) sum += exp((double)row[v] - stats[n]);
+            stats[N + n] = (float)sum;
+            stats[2 * (size_t)N + n] = mine ? row[t] : 0.0f;
+        } else {
+            const double mx = stats[n], sum = stats[N + n];
+            losses[n] = (float)(mx - stats[2 * (size_t)N + n] + log(sum));
+            if (dscale == 0.0f) continue;
+            for (int v = 0; v < ld; v++) {
+                double p = v < vn ? exp((double)row[v] - mx) / sum : 0.0;
+                row[v] = (float)(dscale * (p - (v == t ? 1.0 : 0.0)));
+            }
+        }
+    }
+}
+
 static void ref_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float wd, float bc1, float bc2,
                       float gscale) {
@@ -451,6 +480,7 @@ static const loom_f32_kernels ref_f32 = {
     .gelu_backward = ref_gelu_backward,
     .residual_forward = ref_residual_forward,
     .crossentropy = ref_crossentropy,
+    .crossentropy_part = ref_crossentropy_part,
     .adamw = ref_adamw,
     .sumsq = ref_sumsq,
 };

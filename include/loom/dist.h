@@ -177,6 +177,13 @@ const char *loom_reducer_name(const loom_reducer *r); /* "tensor-parallel group 
 /* (ctx: the reducer) buf(n) summed, or its maximum taken, over the group; `what` names it */
 void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what);
 void loom_reducer_max(void *ctx, float *buf, size_t n, const char *what);
+/* What the reducer did since init: calls, floats reduced, bytes this rank sent, seconds
+ * in the calls (the model waits in all of them: none overlaps compute yet). */
+typedef struct loom_reducer_stats {
+    long calls;
+    double floats, bytes_sent, seconds;
+} loom_reducer_stats;
+loom_reducer_stats loom_reducer_get_stats(const loom_reducer *r);
 
 /* Logical OR of `flag` over all ranks (collective). */
 int loom_dist_any(const loom_group *d, int flag);

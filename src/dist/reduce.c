@@ -16,7 +16,10 @@ struct loom_reducer {
     size_t cap;        /* floats of the largest vector */
     float *send, *recv; /* (size x chunk of cap) each */
     char name[96];     /* "tensor-parallel group of world ranks 0-1" */
+    loom_reducer_stats st;
 };
+
+loom_reducer_stats loom_reducer_get_stats(const loom_reducer *r) { return r->st; }
 
 loom_status loom_reducer_init(loom_reducer **out, const loom_group *g, const loom_group *world, size_t max_n,
                               const char *kind) {
@@ -73,6 +76,7 @@ void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what) {
     }
     char label[192];
     snprintf(label, sizeof label, "%s sum (%zu floats) on the %s", what, n, r->name);
+    const double t0 = loom_now();
     loom_dist_coll_begin(label, 0, 0, 0, -1);
     MPI_Comm comm = loom_dist_mpi_comm(&r->g);
     MPI_Alltoall(send, (int)chunk, MPI_FLOAT, r->recv, (int)chunk, MPI_FLOAT, comm);
@@ -87,6 +91,10 @@ void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what) {
     }
     MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, send, (int)chunk, MPI_FLOAT, comm);
     loom_dist_coll_end();
+    r->st.calls++;
+    r->st.floats += (double)n;
+    r->st.bytes_sent += 2.0 * (P - 1) * (double)chunk * sizeof(float); /* (P-1) chunks out in each half */
+    r->st.seconds += loom_now() - t0;
     if (send != buf) memcpy(buf, send, sizeof(float) * n);
 #else
     (void)buf, (void)what, (void)me;
@@ -99,9 +107,14 @@ void loom_reducer_max(void *ctx, float *buf, size_t n, const char *what) {
 #ifdef LOOM_HAVE_MPI
     char label[192];
     snprintf(label, sizeof label, "%s maximum (%zu floats) on the %s", what, n, r->name);
+    const double t0 = loom_now();
     loom_dist_coll_begin(label, 0, 0, 0, -1);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_MAX, loom_dist_mpi_comm(&r->g));
     loom_dist_coll_end();
+    r->st.calls++;
+    r->st.floats += (double)n;
+    r->st.bytes_sent += 2.0 * (r->g.size - 1) * (double)n / r->g.size * sizeof(float); /* as a ring would */
+    r->st.seconds += loom_now() - t0;
 #else
     (void)buf, (void)what;
 #endif

@@ -109,6 +109,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     loom_gpt *g = NULL, *whole = NULL; /* whole: rank 0's gathered model (tensor parallelism) */
     loom_reducer *reducer = NULL;
     loom_tp_comm tpc = {.rank = 0, .size = 1};
+    loom_reducer_stats tp0 = {0};
     loom_dataset *train = NULL, *val = NULL;
     loom_adamw opt = {0};
     FILE *metrics = NULL;
@@ -304,7 +305,10 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     const int end_step = o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps;
     if (start_step >= end_step && !quiet) printf("nothing to do: the checkpoint is at step %d\n", start_step);
     for (int step = start_step; step < end_step; step++) {
-        if (step == start_step + 1) memset(g->prof_s, 0, sizeof g->prof_s); /* the profile skips step 1, as t_train */
+        if (step == start_step + 1) { /* the profile and the traffic count skip step 1, as t_train */
+            memset(g->prof_s, 0, sizeof g->prof_s);
+            if (reducer) tp0 = loom_reducer_get_stats(reducer);
+        }
         double t0 = loom_now();
         for (int j = 0; j < local; j++) { /* this rank's micro-batches of the global batch */
             uint64_t cursor = ((uint64_t)step * accum + (uint64_t)loom_step_ctx_micro(&sc, j)) * B;
@@ -411,6 +415,19 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
         double tok_s = (double)total * timed / t_train;
         printf("done: %d steps in %.1f s; %.0f tok/s, MFU %.1f%% (steps %d..%d)\n", ran, loom_now() - t_start,
                tok_s, 100.0 * flops_tok * tok_s / peak, start_step + (ran > 1 ? 2 : 1), end_step);
+        if (reducer && ran > 1) {
+            /* Megatron's count per micro-batch: 2 all-reduces of B x T x C per layer forward
+             * and 2 backward, the embedding's and the LM head's input gradient; the
+             * vocabulary-parallel loss adds 3 B x T (maxima, sums, target logits) */
+            const loom_reducer_stats now = loom_reducer_get_stats(reducer);
+            const double per = 1.0 / (ran - 1), steps_s = t_train / timed;
+            const double want = (double)local * ((4.0 * cfg.n_layer + 2) * B * T * cfg.n_embd + 3.0 * B * T);
+            const double got = (now.floats - tp0.floats) * per, secs = (now.seconds - tp0.seconds) * per;
+            printf("tensor-parallel reductions per step and rank: %.0f calls, %.3f Mfloats (Megatron's count: %.3f), "
+                   "%.2f MB sent, %.1f ms = %.1f%% of the step, all of it exposed (steps %d..%d)\n",
+                   (now.calls - tp0.calls) * per, got / 1e6, want / 1e6, (now.bytes_sent - tp0.bytes_sent) * per / 1e6,
+                   secs * 1e3, 100.0 * secs / steps_s, start_step + 2, end_step);
+        }
     }
     if (o->profile && ran > 1 && lead && !stopped) {
         double total_s = 0.0;

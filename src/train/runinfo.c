@@ -19,9 +19,10 @@ void run_info_start(run_info *ri, const char *out_dir, int ranks, int tp, int pe
     const double MiB = 1048576.0;
     loom_json_buf_printf(&ri->memory,
                          "\"parameters\": %.1f, \"gradients\": %.1f, \"accumulation_tree\": %.1f, "
-                         "\"send_receive_bucket\": %.1f, \"adamw_m_v\": %.1f, \"activations\": %.1f, \"all_allocated\": %.1f",
+                         "\"send_receive_bucket\": %.1f, \"adamw_m_v\": %.1f, \"activations\": %.1f, \"batch\": %.1f, "
+                         "\"predicted_total\": %.2f, \"all_allocated\": %.2f",
                          m->params / MiB, m->grads / MiB, m->tree / MiB, m->comm / MiB, m->adamw / MiB, m->acts / MiB,
-                         live_bytes / MiB);
+                         m->batch / MiB, m->total / MiB, live_bytes / MiB);
 }
 
 void run_info_checkpoint(run_info *ri, long step, const char *path, double bytes, double seconds) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Multi-node SLURM across two simulated hosts (network namespaces; slurmctld and a slurmd
 # per host; Open MPI over TCP between them): `srun -N 2 --mpi=pmix` trains bitwise like
-# one process; a 2-node sbatch job stopped by `scancel --signal=USR1` writes its checkpoint
+# one process; tp 2 inside the hosts x dp 2 across them bitwise like the one-host tp 2 run; a 2-node sbatch job stopped by `scancel --signal=USR1` writes its checkpoint
 # with MPI-IO and exits 3, and the resubmitted job (--resume, ZeRO-2) ends bitwise where an
 # uninterrupted single process does. Skipped (77) when not root, without SLURM or network
 # namespaces, or without an Open MPI build.
@@ -30,6 +30,21 @@ check "srun across 2 hosts: one rank on each node" grep -q "^ranks: 2 (1 per nod
 check "srun across 2 hosts: losses bitwise the single process's" \
   cmp -s <(cut -d, -f1-4 "$TMP/single/metrics.jsonl") <(cut -d, -f1-4 "$TMP/srun/metrics.jsonl")
 check "srun across 2 hosts: final weights bitwise" cmp -s "$TMP/single/model.safetensors" "$TMP/srun/model.safetensors"
+
+# tensor parallelism inside each host, data parallelism across them: tp 2 x dp 2 over 2
+# hosts is bitwise the one-host tp 2 run (the same tp: dp does not change a bit)
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 mpirun --oversubscribe --mca btl self,vader \
+  -np 2 "$LOOM" train $M --tp 2 --out "$TMP/tp_local" >"$TMP/tp_local.log" 2>&1
+rc=$?; check "one host, tp 2 (mpirun): exit 0 ($(tail -c 300 "$TMP/tp_local.log"))" test $rc -eq 0
+timeout --kill-after=10 180 "${H1[@]}" "$ENV srun -N 2 -n 4 --ntasks-per-node 2 --mpi=pmix $LOOM train ${M/--quiet/} --tp 2 --out $TMP/srun_tp" \
+  >"$TMP/srun_tp.log" 2>&1
+rc=$?
+check "srun -N 2 -n 4 --tp 2: exit 0 (got $rc; $(tail -c 300 "$TMP/srun_tp.log"))" test $rc -eq 0
+check "srun -N 2 -n 4 --tp 2: tensor-parallel pairs inside the hosts" \
+  grep -q "^ranks: 4 (2 per node) = data-parallel 2 x tensor-parallel 2" "$TMP/srun_tp.log"
+check "srun -N 2 -n 4 --tp 2: losses bitwise the one-host tp 2 run's" \
+  cmp -s <(cut -d, -f1-4 "$TMP/tp_local/metrics.jsonl") <(cut -d, -f1-4 "$TMP/srun_tp/metrics.jsonl")
+check "srun -N 2 -n 4 --tp 2: final weights bitwise" cmp -s "$TMP/tp_local/model.safetensors" "$TMP/srun_tp/model.safetensors"
 
 # preemption across nodes: USR1 -> checkpoint (MPI-IO, both hosts writing) + exit 3; resubmit resumes
 job() { # $1: extra flags; prints the job id

@@ -88,7 +88,7 @@ check "resume tp 1 -> tp 4: steps 1-10 bitwise the single process's" \
 m=$(drift "$TMP/gpt.single/metrics.jsonl" "$d/metrics.jsonl")
 check "resume tp 1 -> tp 4: losses within 1e-5 of the single process (worst $m)" within "$m" 1e-5
 # --init-from a model file on tp 2: each rank loads its slices
-run 2 "$TMP/init" $GPT --steps 2 --tp 2 --init-from "$TMP/gpt.single/model.safetensors"
+run 2 "$TMP/init" $COMMON --steps 2 --tp 2 --init-from "$TMP/gpt.single/model.safetensors"
 rc=$?; check "tp 2 --init-from the single process's model: exit 0 ($(tail -c 300 "$TMP/init.log"))" test $rc -eq 0
 
 # the start-up report: the layout and the per-rank parts
@@ -96,13 +96,19 @@ run 4 "$TMP/rep" ${GPT/--quiet/} --steps 1 --tp 2
 check "start-up names the layout" grep -q "data-parallel 2 x tensor-parallel 2" "$TMP/rep.log"
 check "start-up names each rank's part of the model" grep -q "tensor parallel: 2 ranks per layer, each 2 of 4 heads" "$TMP/rep.log"
 
-# bad layouts
-expect_error "--tp 3 with 4 heads" "--tp 3: does not divide the model's 4 attention heads" \
-  timeout 60 "${RUN[@]}" -np 3 "$LOOM" train $GPT --steps 1 --tp 3 --out "$TMP/bad3"
-expect_error "--tp 2 on 3 ranks" "--tp 2: does not divide the 3 ranks of the job" \
-  timeout 60 "${RUN[@]}" -np 3 "$LOOM" train $GPT --steps 1 --tp 2 --out "$TMP/bad32"
-expect_error "--tp 4 with 2 key/value heads" "does not divide the model's 2 key/value heads" \
-  timeout 60 "${RUN[@]}" -np 4 "$LOOM" train ${LLAMA/--n-kv-head 4/--n-kv-head 2} --steps 1 --tp 4 --out "$TMP/badkv"
+# bad layouts: refused with the reason, once (rank 0 speaks for all)
+mpi_error() { # mpi_error WHAT SUBSTRING NP FLAGS...: a non-zero exit and exactly one loom line, naming it
+  local what=$1 want=$2 np=$3
+  shift 3
+  timeout 60 "${RUN[@]}" -np "$np" "$LOOM" train "$@" >/dev/null 2>"$TMP/mpi.err"
+  local rc=$?
+  check "$what: refused (exit $rc), one loom line naming it ($(grep '^loom' "$TMP/mpi.err" | head -c 300))" \
+    test $rc -ne 0 -a $rc -ne 124 -a "$(grep -c '^loom' "$TMP/mpi.err")" -eq 1 -a "$(grep '^loom' "$TMP/mpi.err" | grep -cF -- "$want")" -eq 1
+}
+mpi_error "--tp 3 with 4 heads" "--tp 3: does not divide the model's 4 attention heads" 3 $GPT --steps 1 --tp 3 --out "$TMP/bad3"
+mpi_error "--tp 2 on 3 ranks" "--tp 2: does not divide the 3 ranks of the job" 3 $GPT --steps 1 --tp 2 --out "$TMP/bad32"
+mpi_error "--tp 4 with 2 key/value heads" "does not divide the model's 2 key/value heads" 4 \
+  ${LLAMA/--n-kv-head 4/--n-kv-head 2} --steps 1 --tp 4 --out "$TMP/badkv"
 expect_error "--tp 2 without MPI ranks" "--tp 2: does not divide the 1 ranks of the job" \
   "$LOOM" train $GPT --steps 1 --tp 2 --out "$TMP/bad1"
 

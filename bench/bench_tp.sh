@@ -33,9 +33,11 @@ done
 
 echo "2. tensor-parallel traffic per step and rank (2 ranks, --tp 2, 4 micro-batches of $B x $T):"
 for model in $MODELS; do
-  "${RUN[@]}" -np 2 "$LOOM" train --model $model $DATA --batch $B --seq-len $T --total-batch-tokens $((4 * B * T)) \
-    --threads $((CORES / 2 > 0 ? CORES / 2 : 1)) --steps 3 --tp 2 --out "$TMP/traffic" 2>/dev/null |
-    sed -n "s/^tensor-parallel reductions per step and rank: /  $model: /p"
+  for sp in "" --sp; do
+    "${RUN[@]}" -np 2 "$LOOM" train --model $model $DATA --batch $B --seq-len $T --total-batch-tokens $((4 * B * T)) \
+      --threads $((CORES / 2 > 0 ? CORES / 2 : 1)) --steps 3 --tp 2 $sp --out "$TMP/traffic" 2>/dev/null |
+      sed -n "s/^tensor-parallel reductions per step and rank: /  $model ${sp:-   }: /p"
+  done
 done
 
 echo "3. step time (median of steps 2..$STEPS over $ROUNDS rounds; the same $((2 * B * T)) tokens per step):"
@@ -57,4 +59,32 @@ for model in $MODELS; do
   a=$(median <"$TMP/tp1.ms") b=$(median <"$TMP/dp2.ms") c=$(median <"$TMP/tp2.ms")
   printf "  %-6s tp 1 (1 x %d threads) %8.1f ms | dp 2 (2 x %d) %8.1f ms | tp 2 (2 x %d) %8.1f ms | tp2/dp2 %.2fx, tp2/tp1 %.2fx\n" \
     "$model" "$CORES" "$a" "$half" "$b" "$half" "$c" "$(echo "$c / $b" | bc -l)" "$(echo "$c / $a" | bc -l)"
+done
+
+echo "4. drift across tp sizes (the tp test's tiny GPT-2, 50 steps, 4 ranks; against the single process):"
+cat >"$TMP/wdiff.py" <<'PY'
+import json, struct, sys, array
+def load(p):
+    b = open(p, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n]); base = 8 + n; out = {}
+    for k, v in h.items():
+        if k == '__metadata__': continue
+        s, e = v['data_offsets']; a = array.array('f'); a.frombytes(b[base + s:base + e]); out[k] = a
+    return out
+a, b = load(sys.argv[1]), load(sys.argv[2])
+worst = max(abs(x - y) for k in a for x, y in zip(a[k], b[k]))
+scale = max(abs(x) for k in a for x in a[k])
+print('%.3g %.3g' % (worst, worst / scale))
+PY
+F="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64 $DATA --batch 2 --seq-len 32 --total-batch-tokens 256
+   --warmup 2 --lr 3e-3 --clip 0.5 --threads 1 --steps 50 --quiet"
+"$LOOM" train $F --out "$TMP/d1" >/dev/null
+printf "  %-12s %22s %26s\n" layout "worst loss rel. drift" "worst weight |diff| (rel.)"
+for lay in "--tp 2" "--tp 2 --sp" "--tp 4" "--tp 4 --sp"; do
+  "${RUN[@]}" -np 4 "$LOOM" train $F $lay --out "$TMP/dx" >/dev/null 2>&1
+  m=$(paste <(sed -E 's/.*"loss": ([^,]*),.*/\1/' "$TMP/d1/metrics.jsonl") <(sed -E 's/.*"loss": ([^,]*),.*/\1/' "$TMP/dx/metrics.jsonl") |
+      awk '{ d = $1 - $2; if (d < 0) d = -d; r = d / $1; if (r > m) m = r } END { printf "%.3g", m }')
+  read -r w wr < <(python3 "$TMP/wdiff.py" "$TMP/d1/model.safetensors" "$TMP/dx/model.safetensors")
+  printf "  %-12s %22s %17s (%s)\n" "$lay" "$m" "$w" "$wr"
 done

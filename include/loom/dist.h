@@ -177,6 +177,10 @@ const char *loom_reducer_name(const loom_reducer *r); /* "tensor-parallel group 
 /* (ctx: the reducer) buf(n) summed, or its maximum taken, over the group; `what` names it */
 void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what);
 void loom_reducer_max(void *ctx, float *buf, size_t n, const char *what);
+/* buf holds size chunks: the chunks summed over the group (rank order) into this rank's
+ * chunk only (reduce-scatter), or this rank's chunk to every rank (all-gather) */
+void loom_reducer_scatter(void *ctx, float *buf, size_t chunk, const char *what);
+void loom_reducer_gather(void *ctx, float *buf, size_t chunk, const char *what);
 /* What the reducer did since init: calls, floats reduced, bytes this rank sent, seconds
  * in the calls (the model waits in all of them: none overlaps compute yet). */
 typedef struct loom_reducer_stats {

@@ -115,8 +115,9 @@ int loom_param_slice(const loom_param_info *pi, int rank, int size, loom_slice *
 /* Rows one rank stores of a dimension of n split over size ranks (padded: vocab). */
 int64_t loom_tp_local_rows(int64_t n, int size, int padded);
 
-/* Sizes of everything, computed from (config, B, T, tensor-parallel size) alone: the
- * trainer and the planner call this one function. Everything is per rank. */
+/* Sizes of everything, computed from (config, B, T, tensor-parallel size, sequence
+ * parallelism) alone: the trainer and the planner call this one function. Everything is
+ * per rank. */
 typedef struct loom_gpt_sizes {
     int n_tensors;
     int first_layer_tensor, layer_tensors; /* layer l's tensors: first + l*layer_tensors ... */
@@ -128,7 +129,7 @@ typedef struct loom_gpt_sizes {
     size_t n_grad_acts;   /* floats in the activation-gradient scratch */
     double flops_per_token; /* training FLOPs per token of the whole model: 6N + 12*L*T*C (N without wpe) */
 } loom_gpt_sizes;
-void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, loom_gpt_sizes *out);
+void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, int sp, loom_gpt_sizes *out);
 /* Whether the config splits over tp tensor-parallel ranks (heads, key/value heads, FFN
  * width); the message gives the reason. */
 loom_status loom_gpt_check_tp(const loom_gpt_config *cfg, int tp);
@@ -144,6 +145,13 @@ typedef struct loom_tp_comm {
     void (*sum)(void *ctx, float *buf, size_t n, const char *what);
     /* buf(n) = the element-wise maximum over the group */
     void (*max)(void *ctx, float *buf, size_t n, const char *what);
+    /* Sequence parallelism (sp = 1): the residual stream, the norms and the loss rows are
+     * held as size slices of the B*T rows, rank r the r-th. buf holds size chunks of
+     * `chunk` floats: gather sends this rank's chunk (at its index) to every rank;
+     * scatter sums every rank's chunks in rank order into this rank's chunk only. */
+    int sp;
+    void (*gather)(void *ctx, float *buf, size_t chunk, const char *what);
+    void (*scatter)(void *ctx, float *buf, size_t chunk, const char *what);
 } loom_tp_comm;
 
 /* Where a step's time goes, per kind of op (loom train --profile). */

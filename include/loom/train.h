@@ -42,6 +42,7 @@ typedef struct loom_train_opts {
     int stop_at;                   /* > 0: stop after this many steps (checkpoint, exit 0) */
     int zero;                      /* 0: every rank keeps the whole AdamW state; 1: ZeRO-1 shards; 2: ZeRO-2 */
     int tp;                        /* tensor-parallel ranks per layer (neighbouring ranks); 0 or 1: none */
+    int sp;                        /* sequence parallelism inside the tensor-parallel group */
     double bucket_mb;              /* MiB per gradient communication bucket */
     int overlap;                   /* reduce buckets during the backward on a communication thread */
     const char *trace;             /* each rank writes TRACE.rank<r>.json (Chrome trace events) */

@@ -62,6 +62,9 @@ static const char *help =
     "  --tp N               tensor parallelism: each layer split over N neighbouring ranks (heads,\n"
     "                       FFN, vocabulary; Megatron's scheme), data parallelism over the rest\n"
     "                       (default 1)\n"
+    "  --sp                 sequence parallelism: the residual stream and the norms held as\n"
+    "                       B*T/tp rows per tensor-parallel rank (gathered before, and\n"
+    "                       reduce-scattered after, each parallel block)\n"
     "  --bucket-mb X        gradient communication bucket size in MiB (default 16)\n"
     "  --overlap 0|1        1: reduce buckets during the backward on a communication thread\n"
     "                       (default 1; the result is bitwise the same either way)\n"
@@ -76,7 +79,7 @@ enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
     O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_TB, O_BUCKET,
-    O_OVERLAP, O_OVERWRITE, O_ALLOW, O_TP, O_HELP
+    O_OVERLAP, O_OVERWRITE, O_ALLOW, O_TP, O_SP, O_HELP
 };
 
 /* --allow-change data,threads */
@@ -119,7 +122,7 @@ int cmd_train(int argc, char **argv) {
         {"keep", required_argument, 0, O_KEEP}, {"resume", optional_argument, 0, O_RESUME},
         {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT},
         {"comm-timeout", required_argument, 0, O_COMMTO}, {"zero", required_argument, 0, O_ZERO},
-        {"tp", required_argument, 0, O_TP},
+        {"tp", required_argument, 0, O_TP}, {"sp", no_argument, 0, O_SP},
         {"trace", required_argument, 0, O_TRACE}, {"tensorboard", required_argument, 0, O_TB},
         {"bucket-mb", required_argument, 0, O_BUCKET},
         {"overlap", required_argument, 0, O_OVERLAP}, {"overwrite", no_argument, 0, O_OVERWRITE},
@@ -188,6 +191,7 @@ int cmd_train(int argc, char **argv) {
         case O_TB: o.tensorboard = optarg; break;
         case O_ZERO: bad = cli_int("--zero", optarg, 0, 2, &iv); o.zero = (int)iv; break;
         case O_TP: bad = cli_int("--tp", optarg, 1, 4096, &iv); o.tp = (int)iv; break;
+        case O_SP: o.sp = 1; break;
         case O_BUCKET: bad = cli_float("--bucket-mb", optarg, 1e-3, 1024, &fv); o.bucket_mb = fv; break;
         case O_OVERLAP: bad = cli_int("--overlap", optarg, 0, 1, &iv); o.overlap = (int)iv; break;
         case O_COMMTO: bad = cli_float("--comm-timeout", optarg, 0, 1e9, &fv); comm_timeout = fv; break;

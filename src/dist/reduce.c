@@ -101,6 +101,55 @@ void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what) {
 #endif
 }
 
+void loom_reducer_scatter(void *ctx, float *buf, size_t chunk, const char *what) {
+    loom_reducer *r = ctx;
+    const int P = r->g.size, me = r->g.rank;
+    if (P == 1 || chunk == 0) return;
+    LOOM_CHECK(chunk * (size_t)P <= r->cap);
+#ifdef LOOM_HAVE_MPI
+    char label[192];
+    snprintf(label, sizeof label, "%s reduce-scatter (%zu floats) on the %s", what, chunk * (size_t)P, r->name);
+    const double t0 = loom_now();
+    loom_dist_coll_begin(label, 0, 0, 0, -1);
+    MPI_Alltoall(buf, (int)chunk, MPI_FLOAT, r->recv, (int)chunk, MPI_FLOAT, loom_dist_mpi_comm(&r->g));
+    float *mine = buf + (size_t)me * chunk; /* the same rank-order sum as loom_reducer_sum's */
+    const float *in = r->recv;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < chunk; i++) {
+        float s = in[i];
+        for (int q = 1; q < P; q++) s += in[(size_t)q * chunk + i];
+        mine[i] = s;
+    }
+    loom_dist_coll_end();
+    r->st.calls++;
+    r->st.floats += (double)chunk * P;
+    r->st.bytes_sent += (double)(P - 1) * (double)chunk * sizeof(float);
+    r->st.seconds += loom_now() - t0;
+#else
+    (void)buf, (void)what, (void)me;
+#endif
+}
+
+void loom_reducer_gather(void *ctx, float *buf, size_t chunk, const char *what) {
+    loom_reducer *r = ctx;
+    const int P = r->g.size;
+    if (P == 1 || chunk == 0) return;
+#ifdef LOOM_HAVE_MPI
+    char label[192];
+    snprintf(label, sizeof label, "%s all-gather (%zu floats) on the %s", what, chunk * (size_t)P, r->name);
+    const double t0 = loom_now();
+    loom_dist_coll_begin(label, 0, 0, 0, -1);
+    MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)chunk, MPI_FLOAT, loom_dist_mpi_comm(&r->g));
+    loom_dist_coll_end();
+    r->st.calls++;
+    r->st.floats += (double)chunk * P;
+    r->st.bytes_sent += (double)(P - 1) * (double)chunk * sizeof(float);
+    r->st.seconds += loom_now() - t0;
+#else
+    (void)buf, (void)what;
+#endif
+}
+
 void loom_reducer_max(void *ctx, float *buf, size_t n, const char *what) {
     loom_reducer *r = ctx;
     if (r->g.size == 1 || n == 0) return;

@@ -39,7 +39,7 @@ typedef struct act_layout {
     size_t total;      /* floats of the arena */
     size_t grad_total; /* floats of the activation-gradient scratch */
 } act_layout;
-void model_act_layout(const loom_gpt_config *cfg, int B, int T, int tp, act_layout *a);
+void model_act_layout(const loom_gpt_config *cfg, int B, int T, int tp, int sp, act_layout *a);
 
 /* The parameter tensors in order, as tensor-parallel rank tp_rank of tp holds them (out
  * may be NULL: count only); returns their number and sets *n_params (this rank's
@@ -62,6 +62,35 @@ static inline void model_tp_max(loom_gpt *g, loom_tensor x, size_t n, const char
         g->tp.max(g->tp.ctx, (float *)x.data, n, what);
     }
 }
+/* Sequence parallelism: whether it is on, and where this rank's rows of the BT rows begin. */
+static inline int model_sp(const loom_gpt *g) { return g->tp.sp && g->tp.size > 1; }
+static inline size_t model_sp_row0(const loom_gpt *g, int BT) { return model_sp(g) ? (size_t)g->tp.rank * (BT / g->tp.size) : 0; }
+/* The (BT, C) partial sums of a row-parallel output (or of a column-parallel block's input
+ * gradient) reduced over the group: summed whole, or (sequence parallelism) reduce-
+ * scattered to this rank's rows; returns where the result lies. */
+static inline loom_tensor model_row_sum(loom_gpt *g, loom_tensor x, int BT, int C, const char *what) {
+    if (!model_sp(g)) {
+        model_tp_sum(g, x, (size_t)BT * C, what);
+        return x;
+    }
+    const size_t chunk = (size_t)BT / g->tp.size * C;
+    LOOM_CHECK(x.numel >= chunk * g->tp.size);
+    g->tp.scatter(g->tp.ctx, (float *)x.data, chunk, what);
+    return loom_view_at(x, chunk * g->tp.rank);
+}
+/* full(BT, C) whole on every rank from each rank's rows, which are at its rows of full
+ * already (a norm wrote them there) or, src given, copied there first. */
+static inline void model_gather_rows(loom_gpt *g, loom_tensor full, loom_tensor src, int BT, int C, const char *what) {
+    if (!model_sp(g)) return;
+    const size_t chunk = (size_t)BT / g->tp.size * C;
+    LOOM_CHECK(full.numel >= chunk * g->tp.size);
+    if (src.data) {
+        loom_status st = op_copy(g->backend, loom_view_at(full, chunk * g->tp.rank), src, chunk);
+        if (st && !g->status) g->status = st;
+    }
+    g->tp.gather(g->tp.ctx, (float *)full.data, chunk, what);
+}
+
 /* A row-parallel projection's bias: added once, by tensor-parallel rank 0, before the sum. */
 static inline loom_tensor model_row_bias(const loom_gpt *g, loom_tensor b) { return g->tp.rank == 0 ? b : LOOM_NO_TENSOR; }
 
@@ -125,10 +154,11 @@ static inline int model_layer_tensor(const loom_gpt *g, int l, int k) {
  * lnf @ head^T, then (targets given) the mean cross-entropy, leaving grad_scale *
  * dlogits in the logits when grad_scale != 0. */
 float model_head_forward(loom_gpt *g, loom_tensor head, const int32_t *targets, int BT, float grad_scale);
-/* Its backward: dlnf(BT,C) = dlogits @ head (overwrite), dhead += dlogits^T lnf; then
- * grad_ready(LOOM_GRAD_HEAD_DONE). */
-void model_head_backward(loom_gpt *g, const loom_pass *pass, loom_tensor head, loom_tensor dhead, loom_tensor dlnf,
-                         int BT);
+/* Its backward: dlnf(BT,C) = dlogits @ head (overwrite; with tensor parallelism reduced
+ * over the group: returns where this rank's rows of it lie), dhead += dlogits^T lnf;
+ * then grad_ready(LOOM_GRAD_HEAD_DONE). */
+loom_tensor model_head_backward(loom_gpt *g, const loom_pass *pass, loom_tensor head, loom_tensor dhead,
+                                loom_tensor dlnf, int BT);
 
 /* Llama's forward and backward (llama.c), as loom_gpt_forward and loom_gpt_backward. */
 float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, const int32_t *targets, int B, int T,

@@ -141,30 +141,32 @@ loom_status loom_gpt_check_tp(const loom_gpt_config *c, int tp) {
     return LOOM_OK;
 }
 
-void model_act_layout(const loom_gpt_config *c, int B, int T, int tp, act_layout *a) {
-    /* per rank: its heads, its FFN columns, its vocabulary rows; the residual stream whole */
+void model_act_layout(const loom_gpt_config *c, int B, int T, int tp, int sp, act_layout *a) {
+    /* per rank: its heads, its FFN columns, its vocabulary rows; the residual stream and
+     * the norms' statistics whole, or (sequence parallelism) R = BT / tp rows of them */
     const size_t C = c->n_embd, H = c->n_head / tp, BT = (size_t)B * T, BHT = (size_t)B * H * T;
+    const size_t R = sp && tp > 1 ? BT / tp : BT;
     const size_t hs = C / c->n_head, Vl = (size_t)loom_tp_local_rows(c->vocab_size, tp, 1);
     size_t sz[LOOM_MAX_LAYER_SLOTS];
     size_t grad;
     memset(a, 0, sizeof *a);
     if (c->arch == LOOM_ARCH_LLAMA) {
         const size_t W = (H + 2 * (size_t)c->n_kv_head / tp) * hs, F = c->ffn_dim / tp;
-        const size_t s[LA_LAYER_SLOTS] = {[LA_XN1] = BT * C, [LA_RSTD1] = BT,   [LA_QKV] = BT * W,
-                                          [LA_ATTY] = BT * H * hs, [LA_LSE] = BHT,  [LA_RES2] = BT * C,
-                                          [LA_XN2] = BT * C,      [LA_RSTD2] = BT, [LA_GU] = BT * 2 * F,
-                                          [LA_ACT] = BT * F,      [LA_RES3] = BT * C};
+        const size_t s[LA_LAYER_SLOTS] = {[LA_XN1] = BT * C, [LA_RSTD1] = R,   [LA_QKV] = BT * W,
+                                          [LA_ATTY] = BT * H * hs, [LA_LSE] = BHT,  [LA_RES2] = R * C,
+                                          [LA_XN2] = BT * C,      [LA_RSTD2] = R, [LA_GU] = BT * 2 * F,
+                                          [LA_ACT] = BT * F,      [LA_RES3] = R * C};
         a->n_layer_slots = LA_LAYER_SLOTS;
         memcpy(sz, s, sizeof s);
         /* dres, dbuf (BT,C), dqkv (BT,W), dgu (BT,2F), dact / datty */
         grad = BT * (2 * C + W + 2 * F + (F > H * hs ? F : H * hs));
     } else {
         const size_t Q = H * hs, F = 4 * C / tp; /* this rank's attention and MLP widths */
-        const size_t s[GA_LAYER_SLOTS] = {[GA_LN1] = BT * C,      [GA_LN1_MEAN] = BT, [GA_LN1_RSTD] = BT,
+        const size_t s[GA_LAYER_SLOTS] = {[GA_LN1] = BT * C,      [GA_LN1_MEAN] = R, [GA_LN1_RSTD] = R,
                                           [GA_QKV] = BT * 3 * Q,  [GA_ATTY] = BT * Q, [GA_LSE] = BHT,
-                                          [GA_RES2] = BT * C,     [GA_LN2] = BT * C,  [GA_LN2_MEAN] = BT,
-                                          [GA_LN2_RSTD] = BT,     [GA_FCH] = BT * F,
-                                          [GA_FCH_GELU] = BT * F, [GA_RES3] = BT * C};
+                                          [GA_RES2] = R * C,      [GA_LN2] = BT * C,  [GA_LN2_MEAN] = R,
+                                          [GA_LN2_RSTD] = R,      [GA_FCH] = BT * F,
+                                          [GA_FCH_GELU] = BT * F, [GA_RES3] = R * C};
         a->n_layer_slots = GA_LAYER_SLOTS;
         memcpy(sz, s, sizeof s);
         /* dres, dbuf (BT,C), dqkv (BT,3Q), dfch (BT,F) */
@@ -174,15 +176,15 @@ void model_act_layout(const loom_gpt_config *c, int B, int T, int tp, act_layout
     for (int k = 0; k < a->n_layer_slots; k++) a->layer_off[k] = off, a->layer_len[k] = sz[k], off += sz[k];
     a->layer_span = off;
     off *= (size_t)c->n_layer;
-    const size_t g[AG_SLOTS] = {[AG_ENCODED] = BT * C, [AG_LNF] = BT * C,
-                                [AG_LNF_MEAN] = c->arch == LOOM_ARCH_LLAMA ? 0 : BT, [AG_LNF_RSTD] = BT,
+    const size_t g[AG_SLOTS] = {[AG_ENCODED] = R * C, [AG_LNF] = BT * C,
+                                [AG_LNF_MEAN] = c->arch == LOOM_ARCH_LLAMA ? 0 : R, [AG_LNF_RSTD] = R,
                                 [AG_LOGITS] = BT * Vl, [AG_LOSSES] = BT, [AG_SCRATCH] = BT * C};
     for (int k = 0; k < AG_SLOTS; k++) a->global_off[k] = off, a->global_len[k] = g[k], off += g[k];
     a->total = off;
-    a->grad_total = grad;
+    a->grad_total = grad + (R < BT ? BT * C : 0); /* sequence parallelism: the gathered dres */
 }
 
-void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, loom_gpt_sizes *s) {
+void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, int sp, loom_gpt_sizes *s) {
     memset(s, 0, sizeof *s);
     const int llama = cfg->arch == LOOM_ARCH_LLAMA;
     s->tp = tp;
@@ -190,7 +192,7 @@ void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, lo
     s->first_layer_tensor = llama ? 1 : 2;
     s->layer_tensors = llama ? L_LAYER_PARAMS : G_LAYER_PARAMS;
     act_layout a;
-    model_act_layout(cfg, B, T, tp, &a);
+    model_act_layout(cfg, B, T, tp, sp, &a);
     s->n_acts = a.total;
     s->n_grad_acts = a.grad_total;
     const size_t C = cfg->n_embd, hs = C / cfg->n_head;

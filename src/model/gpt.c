@@ -2,8 +2,10 @@
  * initialisation) and GPT-2's forward and backward, layer by layer, over a kernel
  * backend, on all of the model or on this tensor-parallel rank's part (Megatron's
  * scheme: column-parallel q/k/v and fc, row-parallel projections, a vocabulary-parallel
- * embedding and head, their reductions through g->tp); Llama's are in llama.c. Leaves
- * out: mixed precision, sequence and pipeline parallelism. */
+ * embedding and head, their reductions through g->tp; with sequence parallelism the
+ * residual stream and the norms on this rank's rows, gathered before each column-
+ * parallel block, reduce-scattered after each row-parallel one); Llama's are in
+ * llama.c. Leaves out: mixed precision, pipeline parallelism. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -33,7 +35,10 @@ loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max
     const loom_backend *be = loom_backend_get(backend ? backend : "cpu");
     if (!be) return loom_error(LOOM_ERR_ARG, "--backend: unknown backend '%s' (cpu, ref)", backend);
     loom_gpt_sizes sz;
-    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, &sz);
+    if (tpc->sp && tpc->size > 1 && (!tpc->gather || !tpc->scatter || ((long)max_B * max_T) % tpc->size))
+        return loom_error(LOOM_ERR_ARG, "--sp: the %d x %d rows of a micro-batch do not split over %d ranks", max_B,
+                          max_T, tpc->size);
+    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, tpc->sp, &sz);
     double need =
         4.0 * ((double)sz.n_params * (with_grads ? 2 : 1) + sz.n_acts + (with_grads ? sz.n_grad_acts : 0));
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
@@ -52,7 +57,7 @@ loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max
     g->max_T = max_T;
     g->backend = be;
     g->tp = *tpc;
-    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, &g->sizes);
+    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, tpc->sp, &g->sizes);
     const loom_gpt_sizes *s = &g->sizes;
     g->params_info = loom_alloc(sizeof(loom_param_info) * s->n_tensors, "parameter table");
     g->act_layout = g->params_info ? loom_alloc(sizeof(act_layout), "activation layout") : NULL;
@@ -80,7 +85,7 @@ loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max
     size_t n_params;
     LOOM_CHECK(model_describe_params(cfg, tpc->size, tpc->rank, g->params_info, &n_params, NULL) == s->n_tensors &&
                n_params == s->n_params);
-    model_act_layout(cfg, max_B, max_T, tpc->size, (act_layout *)g->act_layout);
+    model_act_layout(cfg, max_B, max_T, tpc->size, tpc->sp, (act_layout *)g->act_layout);
     const loom_slice *emb = &g->params_info[0].slice; /* the token embedding: vocabulary rows */
     g->vocab_lo = (int)emb->row0;
     g->vocab_rows = (int)emb->rows;
@@ -178,24 +183,37 @@ float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
     LOOM_CHECK(B <= g->max_B && T <= g->max_T);
     const loom_pass none = {.grads = g->grads};
     if (!pass) pass = &none;
+    if (model_sp(g) && (B * T) % g->tp.size) {
+        if (!g->status)
+            g->status = loom_error(LOOM_ERR_ARG, "sequence parallelism: %d x %d rows do not split over %d ranks", B, T,
+                                   g->tp.size);
+        return NAN;
+    }
     if (g->cfg.arch == LOOM_ARCH_LLAMA) return llama_forward(g, pass, inputs, targets, B, T, grad_scale);
     const loom_backend *be = g->backend;
     const int C = g->cfg.n_embd, L = g->cfg.n_layer, tp = g->tp.size;
     /* this rank's heads, attention width and MLP width (all of them on one rank) */
     const int H = g->cfg.n_head / tp, Q = C / tp, F = 4 * C / tp, hs = C / g->cfg.n_head;
     const int BT = B * T;
+    /* the residual stream's rows here: all, or (sequence parallelism) this rank's R from row0 */
+    const int R = model_sp(g) ? BT / tp : BT;
+    const size_t row0 = model_sp_row0(g, BT);
     const int nt = g->sizes.n_tensors;
     const loom_tensor scratch = AG(AG_SCRATCH);
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
     /* vocabulary-parallel: each rank its rows' embeddings (rank 0 adds wpe), summed */
-    OP(LOOM_PROF_EMBED, op_encoder_forward_rows(be, AG(AG_ENCODED), model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
+    const loom_tensor emb = model_sp(g) ? scratch : AG(AG_ENCODED);
+    OP(LOOM_PROF_EMBED, op_encoder_forward_rows(be, emb, model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
                                                 model_row_bias(g, P(1)), B, T, C, g->vocab_lo, g->vocab_rows));
-    model_tp_sum(g, AG(AG_ENCODED), (size_t)BT * C, "embedding");
+    const loom_tensor emb_sum = model_row_sum(g, emb, BT, C, "embedding");
+    if (model_sp(g)) OP(LOOM_PROF_EMBED, op_copy(be, AG(AG_ENCODED), emb_sum, (size_t)R * C));
     loom_tensor res = AG(AG_ENCODED);
     for (int l = 0; l < L; l++) {
         if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
-        OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, A(l, GA_LN1), A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), res,
-                                                     LP(l, G_LN1_W), LP(l, G_LN1_B), BT, C));
+        /* the norm of this rank's rows, gathered whole for the column-parallel GEMM */
+        OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, loom_view_at(A(l, GA_LN1), row0 * C), A(l, GA_LN1_MEAN),
+                                                     A(l, GA_LN1_RSTD), res, LP(l, G_LN1_W), LP(l, G_LN1_B), R, C));
+        model_gather_rows(g, A(l, GA_LN1), LOOM_NO_TENSOR, BT, C, "attention input");
         /* column-parallel q, k, v (this rank's heads), row-parallel output projection */
         OP(LOOM_PROF_MATMUL,
            op_matmul_forward(be, A(l, GA_QKV), A(l, GA_LN1), LP(l, G_QKV_W), LP(l, G_QKV_B), BT, C, 3 * Q));
@@ -203,23 +221,26 @@ float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
            op_attention_forward(be, A(l, GA_ATTY), A(l, GA_LSE), A(l, GA_QKV), B, T, H, H, hs));
         OP(LOOM_PROF_MATMUL, op_matmul_forward(be, scratch, A(l, GA_ATTY), LP(l, G_ATTPROJ_W),
                                                model_row_bias(g, LP(l, G_ATTPROJ_B)), BT, Q, C));
-        model_tp_sum(g, scratch, (size_t)BT * C, "attention output");
-        OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES2), res, scratch, (size_t)BT * C));
-        OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, A(l, GA_LN2), A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD),
-                                                     A(l, GA_RES2), LP(l, G_LN2_W), LP(l, G_LN2_B), BT, C));
+        loom_tensor out = model_row_sum(g, scratch, BT, C, "attention output");
+        OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES2), res, out, (size_t)R * C));
+        OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, loom_view_at(A(l, GA_LN2), row0 * C), A(l, GA_LN2_MEAN),
+                                                     A(l, GA_LN2_RSTD), A(l, GA_RES2), LP(l, G_LN2_W), LP(l, G_LN2_B),
+                                                     R, C));
+        model_gather_rows(g, A(l, GA_LN2), LOOM_NO_TENSOR, BT, C, "MLP input");
         /* column-parallel fc, row-parallel projection */
         OP(LOOM_PROF_MATMUL,
            op_matmul_forward(be, A(l, GA_FCH), A(l, GA_LN2), LP(l, G_FC_W), LP(l, G_FC_B), BT, C, F));
         OP(LOOM_PROF_GELU, op_gelu_forward(be, A(l, GA_FCH_GELU), A(l, GA_FCH), (size_t)BT * F));
         OP(LOOM_PROF_MATMUL, op_matmul_forward(be, scratch, A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W),
                                                model_row_bias(g, LP(l, G_FCPROJ_B)), BT, F, C));
-        model_tp_sum(g, scratch, (size_t)BT * C, "MLP output");
-        OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES3), A(l, GA_RES2), scratch, (size_t)BT * C));
+        out = model_row_sum(g, scratch, BT, C, "MLP output");
+        OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES3), A(l, GA_RES2), out, (size_t)R * C));
         res = A(l, GA_RES3);
     }
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, L);
-    OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, AG(AG_LNF), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), res, P(nt - 2),
-                                                 P(nt - 1), BT, C));
+    OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, loom_view_at(AG(AG_LNF), row0 * C), AG(AG_LNF_MEAN),
+                                                 AG(AG_LNF_RSTD), res, P(nt - 2), P(nt - 1), R, C));
+    model_gather_rows(g, AG(AG_LNF), LOOM_NO_TENSOR, BT, C, "LM head input");
     return model_head_forward(g, P(0), targets, BT, grad_scale); /* tied: the head is wte */
 }
 
@@ -250,16 +271,17 @@ float model_head_forward(loom_gpt *g, loom_tensor head, const int32_t *targets, 
     return (float)(sum / BT);
 }
 
-void model_head_backward(loom_gpt *g, const loom_pass *pass, loom_tensor head, loom_tensor dhead, loom_tensor dlnf,
-                         int BT) {
+loom_tensor model_head_backward(loom_gpt *g, const loom_pass *pass, loom_tensor head, loom_tensor dhead,
+                                loom_tensor dlnf, int BT) {
     const loom_backend *be = g->backend;
     const int C = g->cfg.n_embd, V = g->vocab_local;
     const loom_tensor dlogits = AG(AG_LOGITS); /* the training forward left dlogits there */
     OP(LOOM_PROF_LMHEAD_B, op_gemm(be, 0, 0, BT, C, V, 1.0f, dlogits, V, head, C, 0.0f, dlnf, C));
-    model_tp_sum(g, dlnf, (size_t)BT * C, "LM head input gradient");
+    const loom_tensor mine = model_row_sum(g, dlnf, BT, C, "LM head input gradient");
     OP(LOOM_PROF_LMHEAD_B, op_gemm(be, 1, 0, V, C, BT, 1.0f, dlogits, V, AG(AG_LNF), C, 1.0f, dhead, C));
     /* the embedding's rows of tokens that are not inputs here get nothing more */
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
+    return mine;
 }
 
 void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, int B, int T) {
@@ -271,7 +293,7 @@ void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
     const loom_backend *be = g->backend;
     const int C = g->cfg.n_embd, L = g->cfg.n_layer, tp = g->tp.size;
     const int H = g->cfg.n_head / tp, Q = C / tp, F = 4 * C / tp, hs = C / g->cfg.n_head;
-    const int BT = B * T;
+    const int BT = B * T, R = model_sp(g) ? BT / tp : BT;
     const int nt = g->sizes.n_tensors;
     const size_t BTm = (size_t)g->max_B * g->max_T;
     const float *ga = g->grad_acts;
@@ -279,38 +301,49 @@ void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
     const loom_tensor dbuf = model_view(g, ga + BTm * C, BTm * C);     /* (B,T,C) a LayerNorm output's / atty's */
     const loom_tensor dqkv = model_view(g, ga + 2 * BTm * C, BTm * 3 * Q); /* (B,T,3Q) */
     const loom_tensor dfch = model_view(g, ga + BTm * (2 * C + 3 * Q), BTm * F); /* (B,T,F) */
+    /* sequence parallelism: dres holds this rank's R rows; the GEMMs read them gathered */
+    const loom_tensor dall = model_sp(g) ? model_view(g, ga + BTm * (2 * C + 3 * Q + F), BTm * C) : dres;
 
-    model_head_backward(g, pass, P(0), G(0), dbuf, BT); /* tied: the head is wte */
-    OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)BT * C));
-    OP(LOOM_PROF_LAYERNORM_B, op_layernorm_backward_acc(be, dres, G(nt - 2), G(nt - 1), dbuf, A(L - 1, GA_RES3),
-                                                        P(nt - 2), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), BT, C));
+    loom_tensor dn = model_head_backward(g, pass, P(0), G(0), dbuf, BT); /* tied: the head is wte */
+    OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)R * C));
+    OP(LOOM_PROF_LAYERNORM_B, op_layernorm_backward_acc(be, dres, G(nt - 2), G(nt - 1), dn, A(L - 1, GA_RES3),
+                                                        P(nt - 2), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), R, C));
+    /* the norms saw this rank's rows only: their weights' gradients summed over the group */
+    if (model_sp(g)) model_tp_sum(g, model_param_span(g, pass->grads, nt - 2, 2), 2 * (size_t)C, "norm gradients");
     for (int l = L - 1; l >= 0; l--) {
         const loom_tensor res_in = l > 0 ? A(l - 1, GA_RES3) : AG(AG_ENCODED);
         /* MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))); dres flows to res2 unchanged */
-        OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dfch, LG(l, G_FCPROJ_W), LG(l, G_FCPROJ_B), dres,
+        model_gather_rows(g, dall, dres, BT, C, "MLP output gradient");
+        OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dfch, LG(l, G_FCPROJ_W), LG(l, G_FCPROJ_B), dall,
                                                   A(l, GA_FCH_GELU), LP(l, G_FCPROJ_W), BT, F, C));
         OP(LOOM_PROF_GELU_B, op_gelu_backward(be, dfch, A(l, GA_FCH), dfch, (size_t)BT * F));
         OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_FC_W), LG(l, G_FC_B), dfch, A(l, GA_LN2),
                                                   LP(l, G_FC_W), BT, C, F));
-        model_tp_sum(g, dbuf, (size_t)BT * C, "MLP input gradient");
+        dn = model_row_sum(g, dbuf, BT, C, "MLP input gradient");
         OP(LOOM_PROF_LAYERNORM_B,
-           op_layernorm_backward_acc(be, dres, LG(l, G_LN2_W), LG(l, G_LN2_B), dbuf, A(l, GA_RES2), LP(l, G_LN2_W),
-                                     A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD), BT, C));
+           op_layernorm_backward_acc(be, dres, LG(l, G_LN2_W), LG(l, G_LN2_B), dn, A(l, GA_RES2), LP(l, G_LN2_W),
+                                     A(l, GA_LN2_MEAN), A(l, GA_LN2_RSTD), R, C));
         /* attention: res2 = res + attproj(attn(qkv(ln1(res)))) */
-        OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_ATTPROJ_W), LG(l, G_ATTPROJ_B), dres,
+        model_gather_rows(g, dall, dres, BT, C, "attention output gradient");
+        OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_ATTPROJ_W), LG(l, G_ATTPROJ_B), dall,
                                                   A(l, GA_ATTY), LP(l, G_ATTPROJ_W), BT, Q, C));
         OP(LOOM_PROF_ATTENTION_B, op_attention_backward(be, dqkv, dbuf, A(l, GA_QKV), A(l, GA_ATTY), A(l, GA_LSE), B,
                                                         T, H, H, hs));
         OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dbuf, LG(l, G_QKV_W), LG(l, G_QKV_B), dqkv, A(l, GA_LN1),
                                                   LP(l, G_QKV_W), BT, C, 3 * Q));
-        model_tp_sum(g, dbuf, (size_t)BT * C, "attention input gradient");
+        dn = model_row_sum(g, dbuf, BT, C, "attention input gradient");
         OP(LOOM_PROF_LAYERNORM_B,
-           op_layernorm_backward_acc(be, dres, LG(l, G_LN1_W), LG(l, G_LN1_B), dbuf, res_in, LP(l, G_LN1_W),
-                                     A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), BT, C));
+           op_layernorm_backward_acc(be, dres, LG(l, G_LN1_W), LG(l, G_LN1_B), dn, res_in, LP(l, G_LN1_W),
+                                     A(l, GA_LN1_MEAN), A(l, GA_LN1_RSTD), R, C));
+        if (model_sp(g)) {
+            model_tp_sum(g, LGS(l, G_LN1_W, 2), 2 * (size_t)C, "norm gradients");
+            model_tp_sum(g, LGS(l, G_LN2_W, 2), 2 * (size_t)C, "norm gradients");
+        }
         /* layer l and everything after it (later layers, ln_f) are final */
         if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
-    OP(LOOM_PROF_EMBED_B, op_encoder_backward_rows(be, G(0), G(1), dres, model_ids(g, inputs, BT), B, T, C,
+    model_gather_rows(g, dall, dres, BT, C, "embedding gradient");
+    OP(LOOM_PROF_EMBED_B, op_encoder_backward_rows(be, G(0), G(1), dall, model_ids(g, inputs, BT), B, T, C,
                                                    g->vocab_lo, g->vocab_rows));
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, 0);
 }

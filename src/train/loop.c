@@ -97,6 +97,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     loom_dist lay = given ? *given : loom_dist_single(); /* with its layout: dp x tp */
     const loom_dist *dist = &lay;
     const int tp = o->tp > 1 ? o->tp : 1;
+    if (o->sp && tp == 1) return loom_error(LOOM_ERR_ARG, "--sp: sequence parallelism needs --tp 2 or more");
     if (tp > 1 && dist->size % tp) {
         loom_dist_set_failed_together(); /* every rank reaches it alike */
         return loom_error(LOOM_ERR_ARG, "--tp %d: does not divide the %d ranks of the job", tp, dist->size);
@@ -170,7 +171,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     if ((st = loom_run_agree(dist, o, &cfg, train_desc, val_desc))) goto done;
     if (tp > 1 && (st = loom_dist_layout(&lay, tp, 1))) goto done;
     loom_train_mem mem;
-    loom_run_memory(&cfg, B, T, accum, R, tp, o->zero, bucket, &mem);
+    loom_run_memory(&cfg, B, T, accum, R, tp, o->sp, o->zero, bucket, &mem);
     if ((st = loom_run_check_memory(&mem, dist->local_size, B, T))) goto done;
     { /* rank 0 writes the files: it holds the locks of --out and --ckpt-dir */
         loom_status cs = lead ? loom_mkdir_p(o->out_dir, "--out") : LOOM_OK;
@@ -188,7 +189,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     if (tp > 1) { /* the model's tensor-parallel reductions, over this rank's group */
         if ((st = loom_reducer_init(&reducer, &dist->tp, &dist->world, (size_t)B * T * cfg.n_embd, "tensor-parallel")))
             goto done;
-        tpc = (loom_tp_comm){dist->tp.rank, tp, reducer, loom_reducer_sum, loom_reducer_max};
+        tpc = (loom_tp_comm){dist->tp.rank, tp, reducer, loom_reducer_sum, loom_reducer_max, o->sp, loom_reducer_gather,
+                             loom_reducer_scatter};
     }
     if ((st = loom_gpt_init_tp(&g, &cfg, B, T, 1, o->backend, &tpc))) goto done;
     g->profile = o->profile;
@@ -272,9 +274,9 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
                    cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.block_size, g->sizes.n_params_full / 1e6);
         if (tp > 1)
             printf("tensor parallel: %d ranks per layer, each %d of %d heads, %d vocabulary rows (of %d, padded to %d), "
-                   "%.2fM parameters per rank; reductions: all-to-all + sum in rank order + all-gather\n", tp,
+                   "%.2fM parameters per rank%s; reductions: all-to-all + sum in rank order + all-gather\n", tp,
                    cfg.n_head / tp, cfg.n_head, g->vocab_local, cfg.vocab_size, g->vocab_local * tp,
-                   g->sizes.n_params / 1e6);
+                   g->sizes.n_params / 1e6, o->sp ? ", sequence parallel: the residual stream and norms on B*T/tp rows" : "");
         printf("data: %llu tokens in %d file(s), %llu windows of %d; batch %d x %d, %d micro-batch(es) "
                "per step = %ld tokens\n",
                (unsigned long long)loom_dataset_tokens(train), loom_dataset_files(train),
@@ -417,15 +419,19 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
                tok_s, 100.0 * flops_tok * tok_s / peak, start_step + (ran > 1 ? 2 : 1), end_step);
         if (reducer && ran > 1) {
             /* Megatron's count per micro-batch: 2 all-reduces of B x T x C per layer forward
-             * and 2 backward, the embedding's and the LM head's input gradient; the
-             * vocabulary-parallel loss adds 3 B x T (maxima, sums, target logits) */
+             * and 2 backward, the embedding's and the LM head's input gradient (with --sp each
+             * an all-gather plus a reduce-scatter: the same bytes), each 2 (tp-1)/tp of its
+             * floats sent per rank; the vocabulary-parallel loss adds 3 B x T (maxima, sums,
+             * target logits); --sp adds the norms' weight gradients */
             const loom_reducer_stats now = loom_reducer_get_stats(reducer);
-            const double per = 1.0 / (ran - 1), steps_s = t_train / timed;
-            const double want = (double)local * ((4.0 * cfg.n_layer + 2) * B * T * cfg.n_embd + 3.0 * B * T);
-            const double got = (now.floats - tp0.floats) * per, secs = (now.seconds - tp0.seconds) * per;
-            printf("tensor-parallel reductions per step and rank: %.0f calls, %.3f Mfloats (Megatron's count: %.3f), "
-                   "%.2f MB sent, %.1f ms = %.1f%% of the step, all of it exposed (steps %d..%d)\n",
-                   (now.calls - tp0.calls) * per, got / 1e6, want / 1e6, (now.bytes_sent - tp0.bytes_sent) * per / 1e6,
+            const double per = 1.0 / (ran - 1), steps_s = t_train / timed, f = 2.0 * (tp - 1) / tp * sizeof(float);
+            const double norms = !o->sp ? 0.0 : cfg.arch == LOOM_ARCH_LLAMA ? (2.0 * cfg.n_layer + 1) * cfg.n_embd
+                                                                             : (4.0 * cfg.n_layer + 2) * cfg.n_embd;
+            const double want = f * local * ((4.0 * cfg.n_layer + 2) * B * T * cfg.n_embd + 3.0 * B * T + norms);
+            const double secs = (now.seconds - tp0.seconds) * per;
+            printf("tensor-parallel reductions per step and rank: %.0f calls, %.3f MB sent (Megatron's count: %.3f MB), "
+                   "%.1f ms = %.1f%% of the step, all of it exposed (steps %d..%d)\n", (now.calls - tp0.calls) * per,
+                   (now.bytes_sent - tp0.bytes_sent) * per / 1e6, want / 1e6,
                    secs * 1e3, 100.0 * secs / steps_s, start_step + 2, end_step);
         }
     }

@@ -166,6 +166,7 @@ static void run_fields(const loom_train_opts *o, const loom_gpt_config *c, const
     loom_agree_put(f, "--stop-at", "%d", o->stop_at);
     loom_agree_put(f, "--zero", "%d", o->zero);
     loom_agree_put(f, "--tp", "%d", o->tp);
+    loom_agree_put(f, "--sp", "%d", o->sp);
     loom_agree_put(f, "--bucket-mb", "%.9g", o->bucket_mb);
     loom_agree_put(f, "--overlap", "%d", o->overlap);
     loom_agree_put(f, "--trace", "%s", str_or(o->trace, "none"));
@@ -185,10 +186,10 @@ loom_status loom_run_agree(const loom_dist *d, const loom_train_opts *o, const l
     return st;
 }
 
-void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int zero, size_t bucket,
-                     loom_train_mem *m) {
+void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int sp, int zero,
+                     size_t bucket, loom_train_mem *m) {
     loom_gpt_sizes sz;
-    loom_gpt_compute_sizes(cfg, B, T, tp, &sz);
+    loom_gpt_compute_sizes(cfg, B, T, tp, sp, &sz);
     const double f = sizeof(float), n = (double)sz.n_params;
     const int local = accum / ranks, sharded = zero > 0 && ranks > 1, strided = zero == 2 && ranks > 1;
     const double shard = sharded ? n / ranks : n, tree_n = strided ? shard : n;

@@ -43,6 +43,11 @@ loom_status loom_dist_layout(loom_dist *d, int tp, int pp);
  * PMI_SIZE): the wrong srun --mpi plugin, or a build without MPI. */
 loom_status loom_dist_init(int *argc, char ***argv, loom_dist *d);
 void loom_dist_finalize(const loom_dist *d);
+/* Before loom_dist_init: ask MPI for MPI_THREAD_MULTIPLE (a communication thread and the
+ * main thread both in MPI calls at once, on different communicators); after it, whether
+ * MPI gave it. */
+void loom_dist_want_thread_multiple(int on);
+int loom_dist_thread_multiple(void);
 /* Takes the whole job down (MPI_Abort) with `code`; plain exit without MPI. */
 void loom_dist_abort(const loom_dist *d, int code) __attribute__((noreturn));
 /* Starts the collective watchdog (seconds > 0, more than one rank): a collective still

@@ -215,6 +215,7 @@ int cmd_train(int argc, char **argv) {
     if (o.optim.min_lr < 0) o.optim.min_lr = o.optim.lr * 0.1f;
     loom_dist dist;
     loom_train_block_signals(); /* main did already; before MPI_Init starts threads of its own */
+    loom_dist_want_thread_multiple(o.tp > 1 && o.overlap); /* the tp collectives beside the overlap thread */
     if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
     loom_dist_set_timeout(&dist, comm_timeout);
     loom_status st = loom_train(&o, &dist);

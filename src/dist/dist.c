@@ -25,7 +25,7 @@ static char g_coll_what[128];
 static double g_timeout;
 static int g_watch_rank;
 
-static int g_serialized;
+static int g_serialized, g_want_multiple, g_multiple;
 
 /* The communicators of the groups: 0 the world, 1 this process alone, then the layout's. */
 #define MAX_COMMS 8
@@ -43,6 +43,8 @@ loom_dist loom_dist_single(void) {
 }
 
 int loom_dist_thread_serialized(void) { return g_serialized; }
+void loom_dist_want_thread_multiple(int on) { g_want_multiple = on; }
+int loom_dist_thread_multiple(void) { return g_multiple; }
 
 void loom_dist_coll_begin(const char *what, int bucket, int n_buckets, int stage, int partner) {
     char b[48] = "";
@@ -100,9 +102,11 @@ loom_status loom_dist_init(int *argc, char ***argv, loom_dist *d) {
 #ifdef LOOM_HAVE_MPI
     int provided;
     /* SERIALIZED: the communication thread reduces gradient buckets during the backward
-     * while the main thread makes no MPI call */
-    MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
+     * while the main thread makes no MPI call; MULTIPLE when asked (tensor parallelism:
+     * the main thread's collectives run while the thread reduces) */
+    MPI_Init_thread(argc, argv, g_want_multiple ? MPI_THREAD_MULTIPLE : MPI_THREAD_SERIALIZED, &provided);
     g_serialized = provided >= MPI_THREAD_SERIALIZED;
+    g_multiple = provided >= MPI_THREAD_MULTIPLE;
     d->mpi = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);

@@ -225,9 +225,9 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     } else {
         loom_gpt_init_weights(g, o->seed);
     }
-    /* the model's tensor-parallel collectives run on this thread during the passes: with
-     * MPI_THREAD_SERIALIZED a communication thread may not overlap them */
-    const int overlap = o->overlap && tp == 1;
+    /* the model's tensor-parallel collectives run on this thread during the passes: the
+     * communication thread may reduce beside them only under MPI_THREAD_MULTIPLE */
+    const int overlap = o->overlap && (tp == 1 || loom_dist_thread_multiple());
     if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, overlap))) goto done;
     if (o->trace) {
         size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
@@ -291,7 +291,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
         if (sc.comm)
             printf("gradient communication: buckets of %.1f MiB, %s\n", bucket_mb,
                    loom_comm_overlaps(sc.comm) ? "overlapped with the backward (embedding rows no input touches first)"
-                   : tp > 1 ? "after the backward (tensor parallelism's reductions hold the MPI thread)"
+                   : tp > 1 && o->overlap ? "after the backward (MPI gave no MPI_THREAD_MULTIPLE for the thread "
+                                            "beside tensor parallelism's reductions)"
                             : "after the backward");
         printf("%d threads; MFU against %.0f GFLOP/s measured fp32 FMA peak\n", threads, peak / 1e9);
         fflush(stdout);

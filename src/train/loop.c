@@ -79,7 +79,7 @@ static loom_status check_step(const loom_gpt *g, const loom_step_ctx *sc, const 
     if (dist->world.size > 1) { /* every rank of every group: they all stop alike */
         all = dist->world.size <= 64 ? buf : malloc(sizeof(int32_t) * dist->world.size);
         LOOM_CHECK(all != NULL);
-        loom_dist_allgather_i32(&dist->world, &bad, 1, all);
+        loom_dist_allgather_bytes(&dist->world, &bad, (int)sizeof bad, all, "non-finite weights check allgather");
         for (int r = 1; r < dist->world.size; r++)
             if (all[r] >= 0 && (all[0] < 0 || all[r] < all[0])) all[0] = all[r];
         bad = all[0];

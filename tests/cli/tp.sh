@@ -91,6 +91,15 @@ check "resume tp 1 -> tp 4: losses within 1e-5 of the single process (worst $m)"
 run 2 "$TMP/init" $COMMON --steps 2 --tp 2 --init-from "$TMP/gpt.single/model.safetensors"
 rc=$?; check "tp 2 --init-from the single process's model: exit 0 ($(tail -c 300 "$TMP/init.log"))" test $rc -eq 0
 
+# validation during training on a tensor-parallel model: the single process's val loss
+V="--val-data data/tinyshakespeare_val.bin --val-batches 4 --eval-every 2"
+"$LOOM" train $GPT --steps 4 $V --out "$TMP/val1" >/dev/null
+run 2 "$TMP/val2" $GPT --steps 4 $V --tp 2 --sp
+vl() { sed -n 's/.*"val_loss": \([0-9.e+-]*\).*/\1/p' "$1"; }
+check "tp 2 --sp: val losses within 1e-5 of the single process's ($(vl "$TMP/val2/metrics.jsonl" | tr '\n' ' '))" \
+  test -n "$(vl "$TMP/val1/metrics.jsonl")" -a "$(paste <(vl "$TMP/val1/metrics.jsonl") <(vl "$TMP/val2/metrics.jsonl") |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; if (d / $1 > 1e-5 || NF != 2) bad = 1 } END { print bad + 0 }')" = 0
+
 # the start-up report: the layout and the per-rank parts
 run 4 "$TMP/rep" ${GPT/--quiet/} --steps 2 --tp 2
 check "start-up names the layout" grep -q "data-parallel 2 x tensor-parallel 2" "$TMP/rep.log"
@@ -141,6 +150,8 @@ wait $job
 rc=$?
 kill -9 "$victim" 2>/dev/null
 check "stopped tp rank: the job ended (exit $rc)" test $rc -ne 0 -a $rc -ne 124
-check "stopped tp rank: the watchdog names the tensor-parallel group and the collective ($(head -c 300 "$TMP/stop.err"))" \
-  grep -q "on the tensor-parallel group of world ranks 0-1" "$TMP/stop.err"
+# the survivor waits in a tensor-parallel reduction (named with its group) or, when the
+# rank was stopped between steps, in a collective of all ranks
+check "stopped tp rank: the watchdog names the rank, the collective and its group ($(head -c 300 "$TMP/stop.err"))" \
+  grep -qE "^loom: rank [01]: collective #[0-9]+, .*(on the tensor-parallel group of world ranks 0-1|\(all ranks\))" "$TMP/stop.err"
 finish tp

@@ -178,7 +178,6 @@ typedef struct loom_reducer loom_reducer;
 loom_status loom_reducer_init(loom_reducer **out, const loom_group *g, const loom_group *world, size_t max_n,
                               const char *kind);
 void loom_reducer_free(loom_reducer *r);
-const char *loom_reducer_name(const loom_reducer *r); /* "tensor-parallel group of world ranks 0-1" */
 /* (ctx: the reducer) buf(n) summed, or its maximum taken, over the group; `what` names it */
 void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what);
 void loom_reducer_max(void *ctx, float *buf, size_t n, const char *what);

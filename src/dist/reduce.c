@@ -22,37 +22,22 @@ struct loom_reducer {
 loom_reducer_stats loom_reducer_get_stats(const loom_reducer *r) { return r->st; }
 
 #ifdef LOOM_HAVE_MPI
-/* An all-to-all of chunks without the copy of a rank's own: chunk q of buf goes to rank
- * q, rank q's copy of chunk `me` arrives at recv + q * chunk. */
-static void exchange_chunks(loom_reducer *r, const float *buf, size_t chunk) {
+/* One point-to-point round with every other rank, partners in a fixed rotation: rank
+ * `to` gets the chunk at send + (gather ? me : to) * chunk, rank `from`'s arrives at
+ * recv + from * chunk. gather = 0 is an all-to-all without the copy of a rank's own
+ * chunk (recv: the receive buffer); gather = 1 the all-gather in place (recv = send). */
+static void exchange(loom_reducer *r, const float *send, float *recv, size_t chunk, int gather) {
     const int P = r->g.size, me = r->g.rank;
     MPI_Comm comm = loom_dist_mpi_comm(&r->g);
     MPI_Request req[2 * 64];
-    int n = 0;
-    LOOM_CHECK(P <= 64);
-    for (int k = 1; k < P; k++) { /* partners in a fixed rotation */
-        const int from = (me - k + P) % P, to = (me + k) % P;
-        MPI_Irecv(r->recv + (size_t)from * chunk, (int)chunk, MPI_FLOAT, from, 0, comm, &req[n++]);
-        MPI_Isend(buf + (size_t)to * chunk, (int)chunk, MPI_FLOAT, to, 0, comm, &req[n++]);
-    }
     MPI_Status st[2 * 64]; /* (not MPI_STATUSES_IGNORE: GCC's access checks trip over MPICH's annotations) */
-    MPI_Waitall(n, req, st);
-}
-
-/* The all-gather in place, point to point in the same rotation: buf's chunk `me` to every
- * rank, every rank's chunk q into buf's chunk q. */
-static void gather_chunks(loom_reducer *r, float *buf, size_t chunk) {
-    const int P = r->g.size, me = r->g.rank;
-    MPI_Comm comm = loom_dist_mpi_comm(&r->g);
-    MPI_Request req[2 * 64];
     int n = 0;
     LOOM_CHECK(P <= 64);
     for (int k = 1; k < P; k++) {
         const int from = (me - k + P) % P, to = (me + k) % P;
-        MPI_Irecv(buf + (size_t)from * chunk, (int)chunk, MPI_FLOAT, from, 1, comm, &req[n++]);
-        MPI_Isend(buf + (size_t)me * chunk, (int)chunk, MPI_FLOAT, to, 1, comm, &req[n++]);
+        MPI_Irecv(recv + (size_t)from * chunk, (int)chunk, MPI_FLOAT, from, gather, comm, &req[n++]);
+        MPI_Isend(send + (size_t)(gather ? me : to) * chunk, (int)chunk, MPI_FLOAT, to, gather, comm, &req[n++]);
     }
-    MPI_Status st[2 * 64]; /* (not MPI_STATUSES_IGNORE: GCC's access checks trip over MPICH's annotations) */
     MPI_Waitall(n, req, st);
 }
 
@@ -76,6 +61,23 @@ static void sum_chunks(loom_reducer *r, float *buf, size_t chunk) {
         add2(out, left, src[q], chunk);
         left = out;
     }
+}
+
+/* A call's start (the watchdog's label) and end (the counters: `chunk` floats to each
+ * other rank per half; `halves`: 1 for a reduce-scatter or an all-gather, 2 for both) */
+static double call_begin(const loom_reducer *r, const char *what, const char *kind, size_t n) {
+    char label[192];
+    snprintf(label, sizeof label, "%s %s (%zu floats) on the %s", what, kind, n, r->name);
+    loom_dist_coll_begin(label, 0, 0, 0, -1);
+    return loom_now();
+}
+
+static void call_end(loom_reducer *r, double t0, size_t n, double chunk, int halves) {
+    loom_dist_coll_end();
+    r->st.calls++;
+    r->st.floats += (double)n;
+    r->st.bytes_sent += halves * (double)(r->g.size - 1) * chunk * sizeof(float);
+    r->st.seconds += loom_now() - t0;
 }
 #endif
 
@@ -116,8 +118,6 @@ void loom_reducer_free(loom_reducer *r) {
     loom_free(r);
 }
 
-const char *loom_reducer_name(const loom_reducer *r) { return r->name; }
-
 void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what) {
     loom_reducer *r = ctx;
     const int P = r->g.size;
@@ -132,21 +132,14 @@ void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what) {
         memset(r->send + n, 0, sizeof(float) * (chunk * (size_t)P - n));
         send = r->send;
     }
-    char label[192];
-    snprintf(label, sizeof label, "%s sum (%zu floats) on the %s", what, n, r->name);
-    const double t0 = loom_now();
-    loom_dist_coll_begin(label, 0, 0, 0, -1);
-    exchange_chunks(r, send, chunk);
+    const double t0 = call_begin(r, what, "sum", n);
+    exchange(r, send, r->recv, chunk, 0);
     sum_chunks(r, send, chunk);
-    gather_chunks(r, send, chunk);
-    loom_dist_coll_end();
-    r->st.calls++;
-    r->st.floats += (double)n;
-    r->st.bytes_sent += 2.0 * (P - 1) * (double)chunk * sizeof(float); /* (P-1) chunks out in each half */
-    r->st.seconds += loom_now() - t0;
+    exchange(r, send, send, chunk, 1);
+    call_end(r, t0, n, chunk, 2);
     if (send != buf) memcpy(buf, send, sizeof(float) * n);
 #else
-    (void)buf, (void)what, (void)me;
+    (void)buf, (void)what;
 #endif
 }
 
@@ -156,19 +149,12 @@ void loom_reducer_scatter(void *ctx, float *buf, size_t chunk, const char *what)
     if (P == 1 || chunk == 0) return;
     LOOM_CHECK(chunk * (size_t)P <= r->cap);
 #ifdef LOOM_HAVE_MPI
-    char label[192];
-    snprintf(label, sizeof label, "%s reduce-scatter (%zu floats) on the %s", what, chunk * (size_t)P, r->name);
-    const double t0 = loom_now();
-    loom_dist_coll_begin(label, 0, 0, 0, -1);
-    exchange_chunks(r, buf, chunk);
+    const double t0 = call_begin(r, what, "reduce-scatter", chunk * P);
+    exchange(r, buf, r->recv, chunk, 0);
     sum_chunks(r, buf, chunk); /* the same rank-order sum as loom_reducer_sum's */
-    loom_dist_coll_end();
-    r->st.calls++;
-    r->st.floats += (double)chunk * P;
-    r->st.bytes_sent += (double)(P - 1) * (double)chunk * sizeof(float);
-    r->st.seconds += loom_now() - t0;
+    call_end(r, t0, chunk * P, chunk, 1);
 #else
-    (void)buf, (void)what, (void)me;
+    (void)buf, (void)what;
 #endif
 }
 
@@ -177,16 +163,9 @@ void loom_reducer_gather(void *ctx, float *buf, size_t chunk, const char *what) 
     const int P = r->g.size;
     if (P == 1 || chunk == 0) return;
 #ifdef LOOM_HAVE_MPI
-    char label[192];
-    snprintf(label, sizeof label, "%s all-gather (%zu floats) on the %s", what, chunk * (size_t)P, r->name);
-    const double t0 = loom_now();
-    loom_dist_coll_begin(label, 0, 0, 0, -1);
-    gather_chunks(r, buf, chunk);
-    loom_dist_coll_end();
-    r->st.calls++;
-    r->st.floats += (double)chunk * P;
-    r->st.bytes_sent += (double)(P - 1) * (double)chunk * sizeof(float);
-    r->st.seconds += loom_now() - t0;
+    const double t0 = call_begin(r, what, "all-gather", chunk * P);
+    exchange(r, buf, buf, chunk, 1);
+    call_end(r, t0, chunk * P, chunk, 1);
 #else
     (void)buf, (void)what;
 #endif
@@ -196,16 +175,9 @@ void loom_reducer_max(void *ctx, float *buf, size_t n, const char *what) {
     loom_reducer *r = ctx;
     if (r->g.size == 1 || n == 0) return;
 #ifdef LOOM_HAVE_MPI
-    char label[192];
-    snprintf(label, sizeof label, "%s maximum (%zu floats) on the %s", what, n, r->name);
-    const double t0 = loom_now();
-    loom_dist_coll_begin(label, 0, 0, 0, -1);
+    const double t0 = call_begin(r, what, "maximum", n);
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_MAX, loom_dist_mpi_comm(&r->g));
-    loom_dist_coll_end();
-    r->st.calls++;
-    r->st.floats += (double)n;
-    r->st.bytes_sent += 2.0 * (r->g.size - 1) * (double)n / r->g.size * sizeof(float); /* as a ring would */
-    r->st.seconds += loom_now() - t0;
+    call_end(r, t0, n, (double)n / r->g.size, 2); /* as a ring would */
 #else
     (void)buf, (void)what;
 #endif

@@ -426,8 +426,10 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
              * target logits); --sp adds the norms' weight gradients */
             const loom_reducer_stats now = loom_reducer_get_stats(reducer);
             const double per = 1.0 / (ran - 1), steps_s = t_train / timed, f = 2.0 * (tp - 1) / tp * sizeof(float);
-            const double norms = !o->sp ? 0.0 : cfg.arch == LOOM_ARCH_LLAMA ? (2.0 * cfg.n_layer + 1) * cfg.n_embd
-                                                                             : (4.0 * cfg.n_layer + 2) * cfg.n_embd;
+            double norms = 0.0; /* the norms' weights and biases, from the description */
+            for (int i = 0; o->sp && i < g->sizes.n_tensors; i++)
+                if (g->params_info[i].role == LOOM_ROLE_NORM_W || g->params_info[i].role == LOOM_ROLE_NORM_B)
+                    norms += (double)g->params_info[i].numel;
             const double want = f * local * ((4.0 * cfg.n_layer + 2) * B * T * cfg.n_embd + 3.0 * B * T + norms);
             const double secs = (now.seconds - tp0.seconds) * per;
             printf("tensor-parallel reductions per step and rank: %.0f calls, %.3f MB sent (Megatron's count: %.3f MB), "

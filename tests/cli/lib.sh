@@ -26,6 +26,21 @@ expect_error() {
   ok
 }
 
+# MPI tests: skip (77) without an MPI build or MPIRUN; RUN=(the launcher, oversubscribed,
+# yielding when idle, shared memory)
+mpi_setup() {
+  MPIRUN=${MPIRUN:-mpirun}
+  [ -x "$LOOM" ] || { echo "$LOOM not built: skipped"; exit 77; }
+  "$LOOM" info | grep -q "^MPI: not in this build" && { echo "built without MPI: skipped"; exit 77; }
+  command -v "$MPIRUN" >/dev/null || { echo "$MPIRUN not found: skipped"; exit 77; }
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  if "$MPIRUN" --version 2>&1 | grep -q "Open MPI"; then
+    RUN=("$MPIRUN" --oversubscribe --mca mpi_yield_when_idle 1 --mca btl self,vader)
+  else
+    RUN=("$MPIRUN")
+  fi
+}
+
 check() { # check "what" cond...
   local what=$1
   shift

@@ -5,16 +5,7 @@
 # a world of 1 where the launcher says more is refused.
 # Skipped (77) when this loom was built without MPI or mpirun is missing.
 source "$(dirname "$0")/lib.sh"
-MPIRUN=${MPIRUN:-mpirun}
-[ -x "$LOOM" ] || { echo "$LOOM not built: skipped"; exit 77; }
-"$LOOM" info | grep -q "^MPI: not in this build" && { echo "built without MPI: skipped"; exit 77; }
-command -v "$MPIRUN" >/dev/null || { echo "$MPIRUN not found: skipped"; exit 77; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-if "$MPIRUN" --version 2>&1 | grep -q "Open MPI"; then
-  RUN=("$MPIRUN" --oversubscribe --mca mpi_yield_when_idle 1 --mca btl self,vader)
-else
-  RUN=("$MPIRUN")
-fi
+mpi_setup
 M="--model tiny --n-layer 2 --n-embd 64 --n-head 4 --block-size 64 --data data/tinyshakespeare_train.bin
    --batch 2 --seq-len 32 --total-batch-tokens 256 --warmup 2 --lr 3e-3 --clip 0.5 --shuffle on
    --threads 1 --peak-gflops 200 --quiet"

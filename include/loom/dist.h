@@ -60,6 +60,25 @@ const char *loom_dist_library(void);
 /* ZeRO: rank r's shard [lo, hi) of an n-element buffer: the range that recursive
  * halving with distance 1 first leaves it, halves cut at multiples of `block`. */
 void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, size_t *hi);
+/* The same for a buffer that starts at element `base` of a longer one (a pipeline
+ * stage's part of the parameters): cuts at multiples of `block` of the longer one, so
+ * that no block of it is cut (a half may be empty). */
+void loom_dist_shard_at(int rank, int size, size_t base, size_t n, size_t block, size_t *lo, size_t *hi);
+/* Where recursive halving cuts [a, b) of such a buffer. */
+size_t loom_dist_shard_mid(size_t a, size_t b, size_t base, size_t block);
+
+/* Point-to-point on a group (a pipeline's neighbours): non-blocking sends and receives of
+ * n floats with a tag, each completed by loom_p2p_wait, whose `what` the watchdog names
+ * if it does not complete. Messages of one tag between two ranks arrive in order. */
+typedef struct loom_p2p {
+    uint64_t h; /* the MPI request */
+    int active;
+} loom_p2p;
+void loom_p2p_isend(const loom_group *g, const float *buf, size_t n, int peer, int tag, loom_p2p *r);
+void loom_p2p_irecv(const loom_group *g, float *buf, size_t n, int peer, int tag, loom_p2p *r);
+void loom_p2p_wait(loom_p2p *r, const char *what);
+/* v(n) from rank root to every rank of the group. */
+void loom_dist_bcast_floats(const loom_group *d, float *v, int n, int root, const char *what);
 /* Gradient reduction in buckets (loom_comm). The buffer (n floats) is cut into buckets
  * from its end; each bucket is summed over a power-of-two number of ranks with a fixed
  * pairing, distance 1 first, rank r adding the vector of rank r^(2^j) at stage j:
@@ -88,6 +107,8 @@ typedef struct loom_comm_layout {
  * max_rows: the most rows a layout will have (0: no layouts). */
 loom_status loom_comm_init(loom_comm **out, const loom_group *d, size_t n, size_t bucket, loom_comm_mode mode,
                            size_t block, int overlap, size_t max_rows);
+/* The buffer's shards are loom_dist_shard_at's with this base (default 0). */
+void loom_comm_set_shard_base(loom_comm *c, size_t base);
 void loom_comm_free(loom_comm *c);
 /* Starts a reduction of buf (every rank with the same layout, or NULL: the buffer is
  * released by the watermark alone); nothing is released yet. */

@@ -22,9 +22,10 @@ loom_status loom_model_file_config(const char *path, const loom_gpt_config *fall
 loom_status loom_model_load(loom_gpt *g, const char *path);
 /* Writes g's parameters to path (safetensors, F32) with the config in __metadata__. */
 loom_status loom_model_save(const loom_gpt *g, const char *path);
-/* The whole model's parameters (whole: a model on one rank) from the parameter buffers
- * of the tensor-parallel ranks of `split` (one of them), part[r] as rank r holds it. */
-void loom_model_from_parts(loom_gpt *whole, const loom_gpt *split, const float *const *part);
+/* The tensors of a pipeline stage in the whole model's layout (each tensor whole, at its
+ * full_offset - dst_base of dst), from the parameter buffers of the stage's tensor-
+ * parallel ranks (split: one of them), part[r] as rank r holds it. */
+void loom_model_parts_to_full(const loom_gpt *split, const float *const *part, float *dst, size_t dst_base);
 /* Writes a Hugging Face GPT2Config config.json for cfg. */
 loom_status loom_model_write_hf_config(const loom_gpt_config *cfg, const char *path);
 

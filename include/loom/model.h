@@ -99,6 +99,9 @@ typedef struct loom_param_info {
     int64_t shape[2];  /* as stored here: GPT-2's Conv1D weights (in, out), Llama's Linear (out, in) */
     int64_t full[2];   /* the whole tensor's shape */
     size_t full_numel, full_offset; /* and where it starts in the whole model's buffer */
+    size_t tp_offset;  /* where it starts in the buffer of this tensor-parallel rank's parts of every layer */
+    int here;          /* 1: in this rank's buffer; 0: on another pipeline stage (numel 0, offset where it
+                        * would be) */
     int decay;         /* 1 for tensors of 2 or more dims (AdamW weight decay) */
     int layer;         /* its layer, or -1 */
     int role;          /* loom_param_role */
@@ -115,21 +118,38 @@ int loom_param_slice(const loom_param_info *pi, int rank, int size, loom_slice *
 /* Rows one rank stores of a dimension of n split over size ranks (padded: vocab). */
 int64_t loom_tp_local_rows(int64_t n, int size, int padded);
 
+/* Pipeline parallelism: the contiguous layers [l0, l1) one stage runs; the first stage
+ * (l0 = 0) also the embeddings, the last (l1 = n_layer) the final norm, the LM head and
+ * the loss (with a tied embedding, from its own copy of it); `sets` activation arenas,
+ * one per micro-batch in flight. */
+typedef struct loom_stage {
+    int l0, l1, sets;
+} loom_stage;
+/* Whether a stage is possible for the config (the message names the reason). */
+loom_status loom_gpt_check_stage(const loom_gpt_config *cfg, const loom_stage *st);
+
 /* Sizes of everything, computed from (config, B, T, tensor-parallel size, sequence
- * parallelism) alone: the trainer and the planner call this one function. Everything is
- * per rank. */
+ * parallelism, pipeline stage) alone: the trainer and the planner call this one
+ * function. Everything is per rank. */
 typedef struct loom_gpt_sizes {
     int n_tensors;
     int first_layer_tensor, layer_tensors; /* layer l's tensors: first + l*layer_tensors ... */
     int tp;               /* the tensor-parallel ranks these sizes are for */
+    loom_stage stage;     /* and the pipeline stage */
     size_t n_rope;          /* floats of the rotary cos and sin tables (block_size x hs/2 each) */
     size_t n_params;      /* floats in params (and in grads, m, v): this rank's parts */
     size_t n_params_full; /* floats of the whole model */
-    size_t n_acts;        /* floats in the activation arena */
+    size_t n_params_tp;   /* floats of this tensor-parallel rank's parts of every layer (one stage) */
+    size_t stage_base;    /* where this stage's buffer starts in that one */
+    size_t n_head_copy;   /* floats of the tied LM head's copy (a last stage that is not the first), and of its
+                           * gradient */
+    size_t n_acts_set;    /* floats of one activation arena */
+    size_t n_acts;        /* floats of the arenas: n_acts_set x stage.sets */
     size_t n_grad_acts;   /* floats in the activation-gradient scratch */
     double flops_per_token; /* training FLOPs per token of the whole model: 6N + 12*L*T*C (N without wpe) */
 } loom_gpt_sizes;
-void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, int sp, loom_gpt_sizes *out);
+void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, int sp, const loom_stage *stage,
+                            loom_gpt_sizes *out);
 /* Whether the config splits over tp tensor-parallel ranks (heads, key/value heads, FFN
  * width); the message gives the reason. */
 loom_status loom_gpt_check_tp(const loom_gpt_config *cfg, int tp);
@@ -170,6 +190,7 @@ struct loom_gpt {
     loom_gpt_sizes sizes;
     int max_B, max_T;       /* the activation arena's capacity */
     loom_tp_comm tp;        /* its tensor-parallel group (size 1: the whole model here) */
+    loom_stage stage;       /* its pipeline stage's layers (all of them: one stage) */
     int vocab_lo, vocab_rows, vocab_local; /* token ids [lo, lo + rows) are this rank's embedding
                                             * rows, of vocab_local stored (padding) */
     loom_param_info *params_info; /* (n_tensors) */
@@ -177,7 +198,9 @@ struct loom_gpt {
     float *grads;           /* (n_params): the model's own gradient buffer (NULL without training buffers) */
     float *logits;          /* (B, T, V) after forward; holds dlogits after a training forward */
     float *losses;          /* (B, T) per-position losses after forward */
-    float *acts, *grad_acts;
+    float *acts, *grad_acts; /* acts: the activation set in use (loom_gpt_use_acts) */
+    float *acts_base;       /* the stage.sets arenas */
+    float *head_copy, *head_grad; /* a last stage's tied LM head and its gradient (else NULL) */
     float *rope_cos, *rope_sin; /* Llama: (block_size, hs/2) each, from rope_theta and the scaling */
     void *act_layout;       /* where each activation lives in acts (model/arch.h) */
     const void *backend;    /* const loom_backend * */
@@ -191,9 +214,24 @@ struct loom_gpt {
  * with_grads = 0 allocates no gradient buffers (eval/sample). Parameters start zero. */
 loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T,
                           int with_grads, const char *backend);
-/* The same as this rank's part of a model split over tp->size ranks (tp NULL: one). */
-loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T, int with_grads,
-                             const char *backend, const loom_tp_comm *tp);
+/* The same as this rank's part of a model split over tp->size ranks (tp NULL: one) and
+ * pipeline stages (stage NULL: every layer, one activation set). */
+loom_status loom_gpt_init_part(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T, int with_grads,
+                               const char *backend, const loom_tp_comm *tp, const loom_stage *stage);
+/* Pipeline stages: the forward and backward that follow use activation set k (of
+ * stage.sets); a micro-batch's backward must use the set of its forward. */
+void loom_gpt_use_acts(loom_gpt *g, int k);
+/* A stage's boundary with its neighbours, in the current set: the stage's input (a stage
+ * after the first: the residual stream the previous stage sends, written here before
+ * the forward), its output (before the last: what the forward leaves for the next), and
+ * the residual stream's gradient (before the last: written here before the backward, the
+ * next stage's; after the first: the backward leaves the previous stage's here). Each
+ * holds loom_gpt_stage_floats(B, T) floats: B*T rows of C, or this rank's rows of them
+ * with sequence parallelism. */
+float *loom_gpt_stage_input(loom_gpt *g);
+const float *loom_gpt_stage_output(const loom_gpt *g);
+float *loom_gpt_stage_grad(loom_gpt *g);
+size_t loom_gpt_stage_floats(const loom_gpt *g, int B, int T);
 void loom_gpt_free(loom_gpt *g);
 
 /* GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2L), LayerNorm

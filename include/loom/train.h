@@ -43,6 +43,9 @@ typedef struct loom_train_opts {
     int zero;                      /* 0: every rank keeps the whole AdamW state; 1: ZeRO-1 shards; 2: ZeRO-2 */
     int tp;                        /* tensor-parallel ranks per layer (neighbouring ranks); 0 or 1: none */
     int sp;                        /* sequence parallelism inside the tensor-parallel group */
+    int pp;                        /* pipeline stages (0 or 1: none) */
+    int pp_schedule;               /* loom_pp_schedule_parse's: 0 1f1b, 1 gpipe */
+    const char *pp_layers;         /* layers per stage, "a,b,..." (NULL: balanced) */
     double bucket_mb;              /* MiB per gradient communication bucket */
     int overlap;                   /* reduce buckets during the backward on a communication thread */
     const char *trace;             /* each rank writes TRACE.rank<r>.json (Chrome trace events) */
@@ -50,6 +53,9 @@ typedef struct loom_train_opts {
     int overwrite;                 /* a fresh run may discard the checkpoints in ckpt_dir */
     unsigned allow_change;         /* LOOM_ALLOW_*: what a resumed run may change */
 } loom_train_opts;
+
+/* --pp-schedule's names: "1f1b" -> 0, "gpipe" -> 1, else -1 */
+int loom_pp_schedule_parse(const char *s);
 
 /* What --allow-change lets a resumed run differ in from its checkpoint. */
 enum { LOOM_ALLOW_DATA = 1, LOOM_ALLOW_THREADS = 2 };
@@ -61,9 +67,10 @@ enum { LOOM_ALLOW_DATA = 1, LOOM_ALLOW_THREADS = 2 };
  * second SIGINT exits at once with status 130. */
 loom_status loom_train(const loom_train_opts *opts, const loom_dist *dist);
 
-/* Collective over a tensor-parallel group: its rank 0 gets in *whole the model one
- * process would hold (the others NULL), from every rank's parts of g. */
-loom_status loom_tp_gather_model(const loom_gpt *g, const loom_group *tp, loom_gpt **whole);
+/* Collective over the ranks of data-parallel rank 0 (every tensor-parallel rank of every
+ * pipeline stage; the others return at once): world rank 0 gets in *whole the model one
+ * process would hold (the others NULL), from every rank's part g. */
+loom_status loom_gather_model(const loom_gpt *g, const loom_dist *d, loom_gpt **whole);
 
 /* `loom trace merge`: the per-rank traces PREFIX.rank<r>.json of one run (r = 0, 1, ...
  * while they exist) into one Chrome trace at `out` (written aside, then renamed), one
@@ -109,6 +116,8 @@ typedef struct loom_step_ctx {
     loom_comm_layout layout;     /* where the gradient becomes final (wte rows, wpe, layers) */
     float *hook_cur;             /* during the last backward: its gradient buffer, */
     size_t hook_done;            /* and where the final range released so far starts */
+    const struct loom_pp_plan *plan; /* pipeline parallelism: the stages and their schedule (NULL: one stage) */
+    struct loom_pp_io *pp;       /* what moves between this stage and its neighbours (step.c) */
 } loom_step_ctx;
 
 /* Checks the split (with several ranks: a power-of-two rank count dividing accum into
@@ -121,6 +130,19 @@ int loom_step_tree_pool(int local);
 loom_status loom_step_ctx_init(loom_step_ctx *c, loom_gpt *g, int accum, const loom_dist *dist, int zero,
                                size_t bucket, int overlap);
 void loom_step_ctx_free(loom_step_ctx *c, loom_gpt *g);
+/* Pipeline parallelism: this rank is stage dist->pp.rank of plan (g its part), its
+ * micro-batches of B x T run in the plan's schedule, activations and their gradients
+ * moving to and from the neighbouring stages (non-blocking point-to-point on the
+ * pipeline group), a tied embedding's LM-head gradient from the last stage to the first
+ * per micro-batch and its updated weights back per step. */
+loom_status loom_step_ctx_pipeline(loom_step_ctx *c, loom_gpt *g, const struct loom_pp_plan *plan, int B, int T);
+/* Validation as loom_eval_loss (the same bits), through the pipeline's stages when there
+ * are several; after a ZeRO step, the parameters' shards first. Every rank gets *loss. */
+loom_status loom_step_ctx_eval(loom_step_ctx *c, loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
+                               double *loss);
+/* A last stage's copy of a tied LM head: the first stage's embedding, sent once the
+ * parameters are up to date (the step calls it itself; an evaluation before a step). */
+void loom_step_ctx_sync_head(loom_step_ctx *c, loom_gpt *g);
 /* ZeRO: completes the parameter all-gather that the next step would overlap with its
  * forward (before an evaluation, a save or anything else that reads all parameters). */
 void loom_step_ctx_sync_params(loom_step_ctx *c, loom_gpt *g);

@@ -65,6 +65,12 @@ static const char *help =
     "  --sp                 sequence parallelism: the residual stream and the norms held as\n"
     "                       B*T/tp rows per tensor-parallel rank (gathered before, and\n"
     "                       reduce-scattered after, each parallel block)\n"
+    "  --pp N               pipeline parallelism: the layers split into N stages of contiguous\n"
+    "                       layers (balanced by cost; the embedding on the first, the LM head on\n"
+    "                       the last), micro-batches streamed through them (default 1)\n"
+    "  --pp-schedule gpipe|1f1b  the order of each stage's forwards and backwards (default 1f1b:\n"
+    "                       at most N micro-batches in flight; gpipe keeps all); bitwise the same\n"
+    "  --pp-layers a,b,...  layers per stage, first to last (default: balanced)\n"
     "  --bucket-mb X        gradient communication bucket size in MiB (default 16)\n"
     "  --overlap 0|1        1: reduce buckets during the backward on a communication thread\n"
     "                       (default 1; the result is bitwise the same either way)\n"
@@ -79,7 +85,7 @@ enum {
     O_DATA = 1, O_VAL, O_FMT, O_BATCH, O_SEQ, O_TOTAL, O_STEPS, O_LR, O_MINLR, O_WARMUP, O_WD,
     O_CLIP, O_B1, O_B2, O_EPS, O_SEED, O_SHUFFLE, O_INIT, O_OUT, O_THREADS, O_EVAL, O_VALB,
     O_PEAK, O_BACKEND, O_QUIET, O_PROFILE, O_CKDIR, O_CKEVERY, O_KEEP, O_RESUME, O_CKERR, O_STOPAT, O_COMMTO, O_ZERO, O_TRACE, O_TB, O_BUCKET,
-    O_OVERLAP, O_OVERWRITE, O_ALLOW, O_TP, O_SP, O_HELP
+    O_OVERLAP, O_OVERWRITE, O_ALLOW, O_TP, O_SP, O_PP, O_PPSCHED, O_PPLAYERS, O_HELP
 };
 
 /* --allow-change data,threads */
@@ -123,6 +129,8 @@ int cmd_train(int argc, char **argv) {
         {"ckpt-errors", required_argument, 0, O_CKERR}, {"stop-at", required_argument, 0, O_STOPAT},
         {"comm-timeout", required_argument, 0, O_COMMTO}, {"zero", required_argument, 0, O_ZERO},
         {"tp", required_argument, 0, O_TP}, {"sp", no_argument, 0, O_SP},
+        {"pp", required_argument, 0, O_PP}, {"pp-schedule", required_argument, 0, O_PPSCHED},
+        {"pp-layers", required_argument, 0, O_PPLAYERS},
         {"trace", required_argument, 0, O_TRACE}, {"tensorboard", required_argument, 0, O_TB},
         {"bucket-mb", required_argument, 0, O_BUCKET},
         {"overlap", required_argument, 0, O_OVERLAP}, {"overwrite", no_argument, 0, O_OVERWRITE},
@@ -192,6 +200,12 @@ int cmd_train(int argc, char **argv) {
         case O_ZERO: bad = cli_int("--zero", optarg, 0, 2, &iv); o.zero = (int)iv; break;
         case O_TP: bad = cli_int("--tp", optarg, 1, 4096, &iv); o.tp = (int)iv; break;
         case O_SP: o.sp = 1; break;
+        case O_PP: bad = cli_int("--pp", optarg, 1, 64, &iv); o.pp = (int)iv; break;
+        case O_PPSCHED:
+            if ((o.pp_schedule = loom_pp_schedule_parse(optarg)) < 0)
+                bad = 1, loom_error(LOOM_ERR_ARG, "--pp-schedule: '%s' must be gpipe or 1f1b", optarg);
+            break;
+        case O_PPLAYERS: o.pp_layers = optarg; break;
         case O_BUCKET: bad = cli_float("--bucket-mb", optarg, 1e-3, 1024, &fv); o.bucket_mb = fv; break;
         case O_OVERLAP: bad = cli_int("--overlap", optarg, 0, 1, &iv); o.overlap = (int)iv; break;
         case O_COMMTO: bad = cli_float("--comm-timeout", optarg, 0, 1e9, &fv); comm_timeout = fv; break;
@@ -215,7 +229,8 @@ int cmd_train(int argc, char **argv) {
     if (o.optim.min_lr < 0) o.optim.min_lr = o.optim.lr * 0.1f;
     loom_dist dist;
     loom_train_block_signals(); /* main did already; before MPI_Init starts threads of its own */
-    loom_dist_want_thread_multiple(o.tp > 1 && o.overlap); /* the tp collectives beside the overlap thread */
+    /* the tp collectives and the pipeline's sends beside the overlap thread */
+    loom_dist_want_thread_multiple((o.tp > 1 || o.pp > 1) && o.overlap);
     if (loom_dist_init(&argc, &argv, &dist)) return cli_fail(cmd);
     loom_dist_set_timeout(&dist, comm_timeout);
     loom_status st = loom_train(&o, &dist);

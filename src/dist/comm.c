@@ -33,6 +33,7 @@ struct loom_comm {
     loom_comm_mode mode, red_mode; /* the current call's; the reductions' (from init) */
     int overlap;
     size_t block;       /* reduce-scatter: shard bounds are multiples of this */
+    size_t base;        /* of the longer buffer this one starts at (loom_dist_shard_at) */
     float *send, *recv; /* (bucket) this rank's and the partner's part of the current bucket */
     float *buf;         /* the buffer being reduced */
     /* The plan of the current reduction: bucket k is segs[first[k] .. first[k+1]). The
@@ -226,7 +227,7 @@ static void gather_bucket(loom_comm *c, int k, int thread, int tag) {
     int stages = 0;
     size_t ga = 0, gb = c->n;
     for (int j = 1; j < R; j <<= 1, stages++) {
-        const size_t mid = ga + (gb - ga) / 2 / c->block * c->block;
+        const size_t mid = loom_dist_shard_mid(ga, gb, c->base, c->block);
         kept[2 * stages] = rank & j ? mid : ga, kept[2 * stages + 1] = rank & j ? gb : mid;
         sent[2 * stages] = rank & j ? ga : mid, sent[2 * stages + 1] = rank & j ? mid : gb;
         ga = kept[2 * stages], gb = kept[2 * stages + 1];
@@ -256,7 +257,7 @@ static void reduce_bucket(loom_comm *c, int k, int thread) {
         const int partner = rank ^ j;
         size_t ka = 0, kb = c->n, sa = 0, sb = c->n; /* kept and sent: everything for the all-reduce */
         if (c->mode == LOOM_COMM_REDUCE_SCATTER) {
-            const size_t mid = ga + (gb - ga) / 2 / c->block * c->block;
+            const size_t mid = loom_dist_shard_mid(ga, gb, c->base, c->block);
             ka = rank & j ? mid : ga, kb = rank & j ? gb : mid;
             sa = rank & j ? ga : mid, sb = rank & j ? mid : gb;
             ga = ka, gb = kb;
@@ -326,6 +327,8 @@ loom_status loom_comm_init(loom_comm **out, const loom_group *d, size_t n, size_
     *out = c;
     return LOOM_OK;
 }
+
+void loom_comm_set_shard_base(loom_comm *c, size_t base) { c->base = base; }
 
 void loom_comm_free(loom_comm *c) {
     if (!c) return;

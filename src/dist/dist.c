@@ -49,7 +49,8 @@ int loom_dist_thread_multiple(void) { return g_multiple; }
 void loom_dist_coll_begin(const char *what, int bucket, int n_buckets, int stage, int partner) {
     char b[48] = "";
     if (n_buckets > 0) snprintf(b, sizeof b, ", bucket %d of %d", bucket + 1, n_buckets);
-    if (partner >= 0) snprintf(g_coll_what, sizeof g_coll_what, "%s%s (stage %d, partner rank %d)", what, b, stage, partner);
+    if (partner == -2) snprintf(g_coll_what, sizeof g_coll_what, "%s", what); /* it names its peer */
+    else if (partner >= 0) snprintf(g_coll_what, sizeof g_coll_what, "%s%s (stage %d, partner rank %d)", what, b, stage, partner);
     else snprintf(g_coll_what, sizeof g_coll_what, "%s%s (all ranks)", what, b);
     g_coll_seq++;
     g_coll_start = loom_now();
@@ -423,10 +424,15 @@ loom_status loom_dist_agree(const loom_group *d, const loom_agree *a, const char
 
 int loom_dist_any(const loom_group *d, int flag) { return first_bad_rank(d, flag != 0) >= 0; }
 
-void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, size_t *hi) {
+size_t loom_dist_shard_mid(size_t a, size_t b, size_t base, size_t block) {
+    const size_t mid = (base + a + (b - a) / 2) / block * block;
+    return mid > base + a ? mid - base : a;
+}
+
+void loom_dist_shard_at(int rank, int size, size_t base, size_t n, size_t block, size_t *lo, size_t *hi) {
     size_t a = 0, b = n;
     for (int j = 1; j < size; j <<= 1) {
-        size_t mid = a + (b - a) / 2 / block * block;
+        size_t mid = loom_dist_shard_mid(a, b, base, block);
         if (rank & j) a = mid;
         else b = mid;
     }
@@ -434,6 +440,62 @@ void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, siz
     *hi = b;
 }
 
+void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, size_t *hi) {
+    loom_dist_shard_at(rank, size, 0, n, block, lo, hi);
+}
+
+void loom_p2p_isend(const loom_group *g, const float *buf, size_t n, int peer, int tag, loom_p2p *r) {
+#ifdef LOOM_HAVE_MPI
+    MPI_Request q;
+    LOOM_CHECK(sizeof q <= sizeof r->h && n <= 0x7fffffff && !r->active);
+    MPI_Isend(buf, (int)n, MPI_FLOAT, peer, tag, COMM(g), &q);
+    memcpy(&r->h, &q, sizeof q);
+    r->active = 1;
+#else
+    (void)g, (void)buf, (void)n, (void)peer, (void)tag, (void)r;
+    LOOM_CHECK(!"point-to-point without MPI");
+#endif
+}
+
+void loom_p2p_irecv(const loom_group *g, float *buf, size_t n, int peer, int tag, loom_p2p *r) {
+#ifdef LOOM_HAVE_MPI
+    MPI_Request q;
+    LOOM_CHECK(sizeof q <= sizeof r->h && n <= 0x7fffffff && !r->active);
+    MPI_Irecv(buf, (int)n, MPI_FLOAT, peer, tag, COMM(g), &q);
+    memcpy(&r->h, &q, sizeof q);
+    r->active = 1;
+#else
+    (void)g, (void)buf, (void)n, (void)peer, (void)tag, (void)r;
+    LOOM_CHECK(!"point-to-point without MPI");
+#endif
+}
+
+void loom_p2p_wait(loom_p2p *r, const char *what) {
+    if (!r->active) return;
+#ifdef LOOM_HAVE_MPI
+    MPI_Request q;
+    memcpy(&q, &r->h, sizeof q);
+    MPI_Status st;
+    loom_dist_coll_begin(what, 0, 0, 0, -2);
+    MPI_Wait(&q, &st);
+    loom_dist_coll_end();
+#else
+    (void)what;
+#endif
+    r->active = 0;
+}
+
+void loom_dist_bcast_floats(const loom_group *d, float *v, int n, int root, const char *what) {
+#ifdef LOOM_HAVE_MPI
+    if (d->size > 1) {
+        coll_begin(what, 0, -1);
+        MPI_Bcast(v, n, MPI_FLOAT, root, COMM(d));
+        coll_end();
+    }
+#else
+    (void)d, (void)v, (void)n, (void)root, (void)what;
+#endif
+}
 
 void loom_dist_sum_doubles(const loom_group *d, double *v, int count) {
 #ifdef LOOM_HAVE_MPI

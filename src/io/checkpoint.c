@@ -319,7 +319,7 @@ loom_status loom_ckpt_save(const char *dir, int keep, const loom_gpt *g, const l
 }
 
 long ckpt_tensor_runs(const loom_param_info *pi, int k, size_t base, size_t lo, size_t hi, ckpt_run *out) {
-    if (pi->ndim > 2) return 0;
+    if (pi->ndim > 2 || !pi->here) return 0; /* another pipeline stage's */
     const loom_slice *sl = &pi->slice;
     const size_t w = (size_t)sl->width, row = (size_t)sl->parts * w, cols = (size_t)(pi->ndim == 2 ? pi->full[1] : pi->full[0]);
     const size_t local = (size_t)sl->rows * row; /* beyond: padding rows, in no file */
@@ -394,7 +394,7 @@ loom_status loom_ckpt_save_dist(const loom_group *d, const loom_group *dp, const
     const size_t n = g->sizes.n_params, n_full = g->sizes.n_params_full;
     const int nt = g->sizes.n_tensors, lead = d->rank == 0;
     size_t lo, hi;
-    loom_dist_shard(dp->rank, dp->size, n, LOOM_NORM_BLOCK, &lo, &hi);
+    loom_dist_shard_at(dp->rank, dp->size, g->sizes.stage_base, n, LOOM_NORM_BLOCK, &lo, &hi);
     LOOM_CHECK(opt->lo <= lo && hi <= opt->hi);
     char tmp[4200];
     uint64_t pid = (uint64_t)getpid(); /* rank 0's names the file of all ranks */

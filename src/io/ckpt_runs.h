@@ -20,7 +20,8 @@ typedef struct ckpt_run {
 
 /* The runs of tensor k (description pi: its full shape and pi->slice, the part a rank
  * holds) stored row-major from element `base` of the rank's buffer, clipped to the
- * buffer's elements [lo, hi) (a ZeRO shard, or everything); padding rows are in no run.
+ * buffer's elements [lo, hi) (a ZeRO shard, or everything); padding rows are in no run,
+ * nor a tensor of another pipeline stage.
  * Appends to out (NULL: counts only); returns the number of runs. */
 long ckpt_tensor_runs(const loom_param_info *pi, int k, size_t base, size_t lo, size_t hi, ckpt_run *out);
 

@@ -398,12 +398,11 @@ loom_status loom_model_load(loom_gpt *g, const char *given) {
     return st;
 }
 
-void loom_model_from_parts(loom_gpt *whole, const loom_gpt *split, const float *const *part) {
+void loom_model_parts_to_full(const loom_gpt *split, const float *const *part, float *dst, size_t dst_base) {
     const int tp = split->tp.size;
-    LOOM_CHECK(whole->tp.size == 1 && whole->sizes.n_tensors == split->sizes.n_tensors);
-    for (int i = 0; i < whole->sizes.n_tensors; i++) {
+    for (int i = 0; i < split->sizes.n_tensors; i++) {
         loom_param_info pi = split->params_info[i]; /* every rank's part lies at the same offset */
-        for (int r = 0; r < tp; r++) {
+        for (int r = 0; r < tp && pi.here; r++) {
             if (pi.split_dim < 0 && r > 0) continue; /* replicated: rank 0's copy */
             LOOM_CHECK(loom_param_slice(&split->params_info[i], r, tp, &pi.slice) == 0);
             const long nr = ckpt_tensor_runs(&pi, i, pi.offset, 0, split->sizes.n_params, NULL);
@@ -411,8 +410,7 @@ void loom_model_from_parts(loom_gpt *whole, const loom_gpt *split, const float *
             LOOM_CHECK(runs != NULL);
             ckpt_tensor_runs(&pi, i, pi.offset, 0, split->sizes.n_params, runs);
             for (long k = 0; k < nr; k++)
-                memcpy(whole->params + whole->params_info[i].offset + runs[k].file_at, part[r] + runs[k].at,
-                       runs[k].n * sizeof(float));
+                memcpy(dst + pi.full_offset - dst_base + runs[k].file_at, part[r] + runs[k].at, runs[k].n * sizeof(float));
             free(runs);
         }
     }

@@ -39,13 +39,19 @@ typedef struct act_layout {
     size_t total;      /* floats of the arena */
     size_t grad_total; /* floats of the activation-gradient scratch */
 } act_layout;
-void model_act_layout(const loom_gpt_config *cfg, int B, int T, int tp, int sp, act_layout *a);
+void model_act_layout(const loom_gpt_config *cfg, int B, int T, int tp, int sp, const loom_stage *st, act_layout *a);
 
-/* The parameter tensors in order, as tensor-parallel rank tp_rank of tp holds them (out
- * may be NULL: count only); returns their number and sets *n_params (this rank's
- * floats) and *n_full (the whole model's; either may be NULL). */
-int model_describe_params(const loom_gpt_config *cfg, int tp, int tp_rank, loom_param_info *out, size_t *n_params,
-                          size_t *n_full);
+/* The parameter tensors in order, as tensor-parallel rank tp_rank of tp holds them on
+ * pipeline stage st (NULL: every layer; out may be NULL: count only); returns their
+ * number and sets *n_params (this rank's floats), *n_tp (its tensor-parallel parts of
+ * every layer), *n_full (the whole model's) and *base (where the stage's first tensor
+ * starts in n_tp); any may be NULL. */
+int model_describe_params(const loom_gpt_config *cfg, int tp, int tp_rank, const loom_stage *st, loom_param_info *out,
+                          size_t *n_params, size_t *n_tp, size_t *n_full, size_t *base);
+
+/* The pipeline stage's ends: it holds the embeddings, or the final norm and the LM head. */
+static inline int model_first(const loom_gpt *g) { return g->stage.l0 == 0; }
+static inline int model_last(const loom_gpt *g) { return g->stage.l1 == g->cfg.n_layer; }
 
 /* The tensor-parallel reductions of the model's layers (no-ops on one rank): x(n) summed
  * over the group (a row-parallel output, a column-parallel input's gradient, the
@@ -107,7 +113,8 @@ static inline loom_tensor model_ids(const loom_gpt *g, const int32_t *p, size_t 
 /* A slot of layer l, and a slot after the layers (AG_*), of a model's arena. */
 static inline loom_tensor model_act(const loom_gpt *g, int layer, int slot) {
     const act_layout *a = (const act_layout *)g->act_layout;
-    return model_view(g, g->acts + (size_t)layer * a->layer_span + a->layer_off[slot], a->layer_len[slot]);
+    return model_view(g, g->acts + (size_t)(layer - g->stage.l0) * a->layer_span + a->layer_off[slot],
+                      a->layer_len[slot]);
 }
 static inline loom_tensor model_act_global(const loom_gpt *g, int slot) {
     const act_layout *a = (const act_layout *)g->act_layout;
@@ -122,6 +129,14 @@ static inline loom_tensor model_param_view(const loom_gpt *g, const float *buf, 
 static inline loom_tensor model_param_span(const loom_gpt *g, const float *buf, int idx, int count) {
     const loom_param_info *a = &g->params_info[idx], *b = &g->params_info[idx + count - 1];
     return model_view(g, buf + a->offset, b->offset + b->numel - a->offset);
+}
+/* The tied LM head (the embedding, tensor 0) and where its gradient goes: on a last stage
+ * that is not the first, its own copy and gradient buffer. */
+static inline loom_tensor model_tied_head(const loom_gpt *g) {
+    return g->head_copy ? model_view(g, g->head_copy, g->sizes.n_head_copy) : model_param_view(g, g->params, 0);
+}
+static inline loom_tensor model_tied_head_grad(const loom_gpt *g, const loom_pass *pass) {
+    return g->head_copy ? model_view(g, g->head_grad, g->sizes.n_head_copy) : model_param_view(g, pass->grads, 0);
 }
 /* The rotary tables (Llama). */
 static inline loom_tensor model_rope_cos(const loom_gpt *g) { return model_view(g, g->rope_cos, g->sizes.n_rope / 2); }

@@ -10,9 +10,13 @@
 typedef struct param_sink {
     loom_param_info *out; /* NULL: count only */
     int n;
-    size_t off, full_off;
+    size_t off, tp_off, full_off; /* this rank's buffer, its tensor-parallel part of every layer, the whole model */
     int out_dim; /* which dimension of a 2-D weight holds the output features */
     int tp, tp_rank;
+    int l0, l1, n_layer; /* the pipeline stage's layers */
+    int after;           /* the tensors after the layers are being added */
+    size_t base;         /* tp_off of the stage's first tensor */
+    int seen;            /* a tensor of the stage was added */
 } param_sink;
 
 int64_t loom_tp_local_rows(int64_t n, int size, int padded) { return padded ? (n + size - 1) / size : n / size; }
@@ -24,7 +28,11 @@ static void add_parts(param_sink *s, const char *name, int layer, int role, int 
                    : split == LOOM_TP_COLUMN ? s->out_dim : 1 - s->out_dim;
     int64_t local[2] = {d0, ndim > 1 ? d1 : 1};
     if (sd >= 0 && s->tp > 1) local[sd] = loom_tp_local_rows(local[sd] / parts, s->tp, split == LOOM_TP_VOCAB) * parts;
-    const size_t numel = (size_t)local[0] * (size_t)local[1], full = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    const size_t tp_numel = (size_t)local[0] * (size_t)local[1], full = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    /* a pipeline stage holds its layers; the first the embeddings, the last what follows the layers */
+    const int here = layer >= 0 ? layer >= s->l0 && layer < s->l1 : s->after ? s->l1 == s->n_layer : s->l0 == 0;
+    const size_t numel = here ? tp_numel : 0;
+    if (here && !s->seen) s->seen = 1, s->base = s->tp_off;
     if (s->out) {
         loom_param_info *pi = &s->out[s->n];
         memset(pi, 0, sizeof *pi);
@@ -37,7 +45,9 @@ static void add_parts(param_sink *s, const char *name, int layer, int role, int 
         pi->numel = numel;
         pi->full_numel = full;
         pi->offset = s->off;
+        pi->tp_offset = s->tp_off;
         pi->full_offset = s->full_off;
+        pi->here = here;
         pi->decay = ndim >= 2;
         pi->layer = layer;
         pi->role = role;
@@ -47,6 +57,7 @@ static void add_parts(param_sink *s, const char *name, int layer, int role, int 
         LOOM_CHECK(loom_param_slice(pi, s->tp_rank, s->tp, &pi->slice) == 0);
     }
     s->off += numel;
+    s->tp_off += tp_numel;
     s->full_off += full;
     s->n++;
 }
@@ -91,6 +102,7 @@ static void gpt2_params(const loom_gpt_config *c, param_sink *s) {
                                               [G_ATTPROJ_W] = 1, [G_ATTPROJ_B] = 1, [G_LN2_W] = 1, [G_LN2_B] = 1,
                                               [G_FC_W] = 1, [G_FC_B] = 1, [G_FCPROJ_W] = 1, [G_FCPROJ_B] = 1};
     add_layers(s, c->n_layer, "h.", names, roles, splits, parts, shapes, G_LAYER_PARAMS);
+    s->after = 1;
     add(s, "ln_f.weight", -1, LOOM_ROLE_NORM_W, LOOM_TP_REPLICATED, 1, C, 0);
     add(s, "ln_f.bias", -1, LOOM_ROLE_NORM_B, LOOM_TP_REPLICATED, 1, C, 0);
 }
@@ -112,18 +124,30 @@ static void llama_params(const loom_gpt_config *c, param_sink *s) {
     const int64_t shapes[L_LAYER_PARAMS][2] = {{C, 0}, {q, C}, {kv, C}, {kv, C}, {C, q}, {C, 0}, {F, C}, {F, C}, {C, F}};
     add(s, "model.embed_tokens.weight", -1, LOOM_ROLE_EMBED, LOOM_TP_VOCAB, 2, c->vocab_size, C);
     add_layers(s, c->n_layer, "model.layers.", names, roles, splits, NULL, shapes, L_LAYER_PARAMS);
+    s->after = 1;
     add(s, "model.norm.weight", -1, LOOM_ROLE_NORM_W, LOOM_TP_REPLICATED, 1, C, 0);
     if (c->untied) add(s, "lm_head.weight", -1, LOOM_ROLE_HEAD, LOOM_TP_VOCAB, 2, c->vocab_size, C);
 }
 
-int model_describe_params(const loom_gpt_config *cfg, int tp, int tp_rank, loom_param_info *out, size_t *n_params,
-                          size_t *n_full) {
-    param_sink s = {out, 0, 0, 0, cfg->arch == LOOM_ARCH_LLAMA ? 0 : 1, tp, tp_rank};
+int model_describe_params(const loom_gpt_config *cfg, int tp, int tp_rank, const loom_stage *st, loom_param_info *out,
+                          size_t *n_params, size_t *n_tp, size_t *n_full, size_t *base) {
+    param_sink s = {.out = out, .out_dim = cfg->arch == LOOM_ARCH_LLAMA ? 0 : 1, .tp = tp, .tp_rank = tp_rank,
+                    .l0 = st ? st->l0 : 0, .l1 = st ? st->l1 : cfg->n_layer, .n_layer = cfg->n_layer};
     if (cfg->arch == LOOM_ARCH_LLAMA) llama_params(cfg, &s);
     else gpt2_params(cfg, &s);
     if (n_params) *n_params = s.off;
+    if (n_tp) *n_tp = s.tp_off;
     if (n_full) *n_full = s.full_off;
+    if (base) *base = s.base;
     return s.n;
+}
+
+loom_status loom_gpt_check_stage(const loom_gpt_config *c, const loom_stage *st) {
+    if (st->l0 < 0 || st->l1 > c->n_layer || st->l1 <= st->l0)
+        return loom_error(LOOM_ERR_ARG, "--pp-layers: a stage needs at least one of the model's %d layers (got "
+                          "layers %d to %d)", c->n_layer, st->l0, st->l1 - 1);
+    if (st->sets < 1) return loom_error(LOOM_ERR_ARG, "pipeline stage: at least one activation set");
+    return LOOM_OK;
 }
 
 loom_status loom_gpt_check_tp(const loom_gpt_config *c, int tp) {
@@ -141,7 +165,7 @@ loom_status loom_gpt_check_tp(const loom_gpt_config *c, int tp) {
     return LOOM_OK;
 }
 
-void model_act_layout(const loom_gpt_config *c, int B, int T, int tp, int sp, act_layout *a) {
+void model_act_layout(const loom_gpt_config *c, int B, int T, int tp, int sp, const loom_stage *st, act_layout *a) {
     /* per rank: its heads, its FFN columns, its vocabulary rows; the residual stream and
      * the norms' statistics whole, or (sequence parallelism) R = BT / tp rows of them */
     const size_t C = c->n_embd, H = c->n_head / tp, BT = (size_t)B * T, BHT = (size_t)B * H * T;
@@ -175,26 +199,36 @@ void model_act_layout(const loom_gpt_config *c, int B, int T, int tp, int sp, ac
     size_t off = 0;
     for (int k = 0; k < a->n_layer_slots; k++) a->layer_off[k] = off, a->layer_len[k] = sz[k], off += sz[k];
     a->layer_span = off;
-    off *= (size_t)c->n_layer;
-    const size_t g[AG_SLOTS] = {[AG_ENCODED] = R * C, [AG_LNF] = BT * C,
-                                [AG_LNF_MEAN] = c->arch == LOOM_ARCH_LLAMA ? 0 : R, [AG_LNF_RSTD] = R,
-                                [AG_LOGITS] = BT * Vl, [AG_LOSSES] = BT, [AG_SCRATCH] = BT * C};
+    off *= (size_t)(st ? st->l1 - st->l0 : c->n_layer);
+    /* a stage before the last has no final norm, logits or losses; ENCODED is its input */
+    const size_t last = !st || st->l1 == c->n_layer;
+    const size_t g[AG_SLOTS] = {[AG_ENCODED] = R * C, [AG_LNF] = last * BT * C,
+                                [AG_LNF_MEAN] = c->arch == LOOM_ARCH_LLAMA ? 0 : last * R, [AG_LNF_RSTD] = last * R,
+                                [AG_LOGITS] = last * BT * Vl, [AG_LOSSES] = last * BT, [AG_SCRATCH] = BT * C};
     for (int k = 0; k < AG_SLOTS; k++) a->global_off[k] = off, a->global_len[k] = g[k], off += g[k];
     a->total = off;
     a->grad_total = grad + (R < BT ? BT * C : 0); /* sequence parallelism: the gathered dres */
 }
 
-void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, int sp, loom_gpt_sizes *s) {
+void loom_gpt_compute_sizes(const loom_gpt_config *cfg, int B, int T, int tp, int sp, const loom_stage *st,
+                            loom_gpt_sizes *s) {
     memset(s, 0, sizeof *s);
     const int llama = cfg->arch == LOOM_ARCH_LLAMA;
     s->tp = tp;
-    s->n_tensors = model_describe_params(cfg, tp, 0, NULL, &s->n_params, &s->n_params_full);
+    s->stage = st ? *st : (loom_stage){0, cfg->n_layer, 1};
+    s->n_tensors = model_describe_params(cfg, tp, 0, &s->stage, NULL, &s->n_params, &s->n_params_tp, &s->n_params_full,
+                                        &s->stage_base);
     s->first_layer_tensor = llama ? 1 : 2;
     s->layer_tensors = llama ? L_LAYER_PARAMS : G_LAYER_PARAMS;
     act_layout a;
-    model_act_layout(cfg, B, T, tp, sp, &a);
-    s->n_acts = a.total;
+    model_act_layout(cfg, B, T, tp, sp, &s->stage, &a);
+    s->n_acts_set = a.total;
+    s->n_acts = a.total * (size_t)s->stage.sets;
     s->n_grad_acts = a.grad_total;
+    /* a last stage that is not the first holds the tied head as a copy of the embedding */
+    const int tied = !llama || !cfg->untied;
+    if (tied && s->stage.l0 > 0 && s->stage.l1 == cfg->n_layer)
+        s->n_head_copy = (size_t)loom_tp_local_rows(cfg->vocab_size, tp, 1) * (size_t)cfg->n_embd;
     const size_t C = cfg->n_embd, hs = C / cfg->n_head;
     s->n_rope = llama ? 2 * (size_t)cfg->block_size * (hs / 2) : 0;
     /* 6N for the weights a token multiplies (not a lookup table: wpe, an untied

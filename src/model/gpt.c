@@ -16,16 +16,19 @@
 
 loom_status loom_gpt_init(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T, int with_grads,
                           const char *backend) {
-    return loom_gpt_init_tp(out, cfg, max_B, max_T, with_grads, backend, NULL);
+    return loom_gpt_init_part(out, cfg, max_B, max_T, with_grads, backend, NULL, NULL);
 }
 
-loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T, int with_grads,
-                             const char *backend, const loom_tp_comm *tpc) {
+loom_status loom_gpt_init_part(loom_gpt **out, const loom_gpt_config *cfg, int max_B, int max_T, int with_grads,
+                               const char *backend, const loom_tp_comm *tpc, const loom_stage *stage) {
     *out = NULL;
     const loom_tp_comm one = {.rank = 0, .size = 1};
     if (!tpc) tpc = &one;
     loom_status st = loom_gpt_config_validate(cfg);
     if (!st) st = loom_gpt_check_tp(cfg, tpc->size);
+    const loom_stage all = {0, cfg->n_layer, 1};
+    if (!stage) stage = &all;
+    if (!st) st = loom_gpt_check_stage(cfg, stage);
     if (st) return st;
     LOOM_CHECK(tpc->size == 1 || (tpc->sum && tpc->max));
     if (max_B < 1) return loom_error(LOOM_ERR_ARG, "--batch: must be at least 1 (got %d)", max_B);
@@ -38,9 +41,9 @@ loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max
     if (tpc->sp && tpc->size > 1 && (!tpc->gather || !tpc->scatter || ((long)max_B * max_T) % tpc->size))
         return loom_error(LOOM_ERR_ARG, "--sp: the %d x %d rows of a micro-batch do not split over %d ranks", max_B,
                           max_T, tpc->size);
-    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, tpc->sp, &sz);
-    double need =
-        4.0 * ((double)sz.n_params * (with_grads ? 2 : 1) + sz.n_acts + (with_grads ? sz.n_grad_acts : 0));
+    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, tpc->sp, stage, &sz);
+    double need = 4.0 * ((double)(sz.n_params + sz.n_head_copy) * (with_grads ? 2 : 1) + sz.n_acts +
+                         (with_grads ? sz.n_grad_acts : 0));
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     if (need > have)
         return loom_error(LOOM_ERR_NOMEM,
@@ -57,22 +60,26 @@ loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max
     g->max_T = max_T;
     g->backend = be;
     g->tp = *tpc;
-    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, tpc->sp, &g->sizes);
+    g->stage = *stage;
+    loom_gpt_compute_sizes(cfg, max_B, max_T, tpc->size, tpc->sp, stage, &g->sizes);
     const loom_gpt_sizes *s = &g->sizes;
     g->params_info = loom_alloc(sizeof(loom_param_info) * s->n_tensors, "parameter table");
     g->act_layout = g->params_info ? loom_alloc(sizeof(act_layout), "activation layout") : NULL;
     /* the tensors live in the backend's memory; the tables on the host */
     g->params = g->act_layout ? be->alloc(s->n_params * sizeof(float), "parameters") : NULL;
-    g->acts = g->params ? be->alloc(s->n_acts * sizeof(float), "activations") : NULL;
+    g->acts = g->acts_base = g->params ? be->alloc(s->n_acts * sizeof(float), "activations") : NULL;
+    if (g->acts && s->n_head_copy) g->head_copy = be->alloc(s->n_head_copy * sizeof(float), "the tied LM head's copy");
     if (g->acts && s->n_rope) {
         g->rope_cos = be->alloc(s->n_rope * sizeof(float), "rotary tables");
         g->rope_sin = g->rope_cos ? g->rope_cos + s->n_rope / 2 : NULL;
     }
-    int ok = g->acts != NULL && (!s->n_rope || g->rope_cos);
+    int ok = g->acts != NULL && (!s->n_rope || g->rope_cos) && (!s->n_head_copy || g->head_copy);
     if (ok && with_grads) {
         g->grads = be->alloc(s->n_params * sizeof(float), "gradients");
         g->grad_acts = g->grads ? be->alloc(s->n_grad_acts * sizeof(float), "activation gradients") : NULL;
-        ok = g->grad_acts != NULL;
+        if (g->grad_acts && s->n_head_copy)
+            g->head_grad = be->alloc(s->n_head_copy * sizeof(float), "the tied LM head's gradient");
+        ok = g->grad_acts != NULL && (!s->n_head_copy || g->head_grad);
     }
     if (!ok) {
         loom_gpt_free(g);
@@ -83,26 +90,49 @@ loom_status loom_gpt_init_tp(loom_gpt **out, const loom_gpt_config *cfg, int max
         return st;
     }
     size_t n_params;
-    LOOM_CHECK(model_describe_params(cfg, tpc->size, tpc->rank, g->params_info, &n_params, NULL) == s->n_tensors &&
+    LOOM_CHECK(model_describe_params(cfg, tpc->size, tpc->rank, stage, g->params_info, &n_params, NULL, NULL, NULL) ==
+                   s->n_tensors &&
                n_params == s->n_params);
-    model_act_layout(cfg, max_B, max_T, tpc->size, tpc->sp, (act_layout *)g->act_layout);
+    model_act_layout(cfg, max_B, max_T, tpc->size, tpc->sp, stage, (act_layout *)g->act_layout);
     const loom_slice *emb = &g->params_info[0].slice; /* the token embedding: vocabulary rows */
     g->vocab_lo = (int)emb->row0;
     g->vocab_rows = (int)emb->rows;
     g->vocab_local = (int)g->params_info[0].shape[0];
     if (s->n_rope) llama_rope_tables(cfg, g->rope_cos, g->rope_sin);
-    g->logits = model_act_global(g, AG_LOGITS).data;
-    g->losses = model_act_global(g, AG_LOSSES).data;
+    loom_gpt_use_acts(g, 0);
     *out = g;
     return LOOM_OK;
 }
+
+void loom_gpt_use_acts(loom_gpt *g, int k) {
+    LOOM_CHECK(k >= 0 && k < g->stage.sets);
+    g->acts = g->acts_base + (size_t)k * g->sizes.n_acts_set;
+    g->logits = model_last(g) ? model_act_global(g, AG_LOGITS).data : NULL;
+    g->losses = model_last(g) ? model_act_global(g, AG_LOSSES).data : NULL;
+}
+
+float *loom_gpt_stage_input(loom_gpt *g) { return (float *)model_act_global(g, AG_ENCODED).data; }
+
+const float *loom_gpt_stage_output(const loom_gpt *g) {
+    return model_act(g, g->stage.l1 - 1, g->cfg.arch == LOOM_ARCH_LLAMA ? LA_RES3 : GA_RES3).data;
+}
+
+float *loom_gpt_stage_grad(loom_gpt *g) { return g->grad_acts; }
+
+size_t loom_gpt_stage_floats(const loom_gpt *g, int B, int T) {
+    const size_t BT = (size_t)B * T;
+    return (model_sp(g) ? BT / g->tp.size : BT) * (size_t)g->cfg.n_embd;
+}
+
 
 void loom_gpt_free(loom_gpt *g) {
     if (!g) return;
     const loom_backend *be = g->backend;
     be->free(g->grad_acts);
     be->free(g->grads);
-    be->free(g->acts);
+    be->free(g->acts_base);
+    be->free(g->head_copy);
+    be->free(g->head_grad);
     be->free(g->params);
     be->free(g->rope_cos);
     loom_free(g->act_layout);
@@ -123,7 +153,7 @@ int loom_gpt_first_nonfinite(const loom_gpt *g, const float *buf, size_t lo, siz
         if (!isfinite(buf[i]) && i < bad) bad = i;
     if (bad == hi) return -1;
     for (int t = 0; t < g->sizes.n_tensors; t++)
-        if (bad < g->params_info[t].offset + g->params_info[t].numel) return t;
+        if (g->params_info[t].numel && bad < g->params_info[t].offset + g->params_info[t].numel) return t;
     return -1;
 }
 
@@ -132,32 +162,38 @@ size_t loom_gpt_layer_offset(const loom_gpt *g, int l) {
     return t < g->sizes.n_tensors ? g->params_info[t].offset : g->sizes.n_params;
 }
 
+/* Tensor i's part as this rank stores it (n floats at p): each element from (seed, i, its
+ * index in the whole tensor) */
+static void init_tensor(const loom_param_info *pi, float *p, size_t n, int i, uint64_t seed, double resid_scale) {
+    if (pi->role == LOOM_ROLE_BIAS || pi->role == LOOM_ROLE_NORM_B) {
+        memset(p, 0, n * sizeof(float));
+    } else if (pi->role == LOOM_ROLE_NORM_W) {
+        for (size_t k = 0; k < n; k++)
+            p[k] = 1.0f;
+    } else {
+        float std = 0.02f;
+        if (pi->role == LOOM_ROLE_RESID) std = (float)(0.02 * resid_scale);
+        uint64_t key = loom_hash64(seed, (uint64_t)i);
+        const loom_slice *sl = &pi->slice;
+        const size_t w = (size_t)(sl->parts * sl->width), cols = (size_t)(pi->ndim > 1 ? pi->full[1] : pi->full[0]);
+        const size_t valid = (size_t)sl->rows * w; /* beyond: a padded vocabulary's rows */
+#pragma omp parallel for schedule(static)
+        for (size_t k = 0; k < n; k++) { /* the element's index in the whole tensor */
+            const size_t r = k / w, c = k % w, p_ = c / (size_t)sl->width, j = c % (size_t)sl->width;
+            const size_t full = ((size_t)sl->row0 + r) * cols + (size_t)sl->col0 + p_ * (size_t)sl->part_stride + j;
+            p[k] = k < valid ? std * loom_rng_normal(key, full) : 0.0f;
+        }
+    }
+}
+
 void loom_gpt_init_weights(loom_gpt *g, uint64_t seed) {
     /* GPT-2 scales the projections into the residual stream by 1/sqrt(2L); Llama does not */
     const double resid_scale = g->cfg.arch == LOOM_ARCH_LLAMA ? 1.0 : 1.0 / sqrt(2.0 * g->cfg.n_layer);
-    for (int i = 0; i < g->sizes.n_tensors; i++) {
-        const loom_param_info *pi = &g->params_info[i];
-        float *p = g->params + pi->offset;
-        if (pi->role == LOOM_ROLE_BIAS || pi->role == LOOM_ROLE_NORM_B) {
-            memset(p, 0, pi->numel * sizeof(float));
-        } else if (pi->role == LOOM_ROLE_NORM_W) {
-            for (size_t k = 0; k < pi->numel; k++)
-                p[k] = 1.0f;
-        } else {
-            float std = 0.02f;
-            if (pi->role == LOOM_ROLE_RESID) std = (float)(0.02 * resid_scale);
-            uint64_t key = loom_hash64(seed, (uint64_t)i);
-            const loom_slice *sl = &pi->slice;
-            const size_t w = (size_t)(sl->parts * sl->width), cols = (size_t)(pi->ndim > 1 ? pi->full[1] : pi->full[0]);
-            const size_t valid = (size_t)sl->rows * w; /* beyond: a padded vocabulary's rows */
-#pragma omp parallel for schedule(static)
-            for (size_t k = 0; k < pi->numel; k++) { /* the element's index in the whole tensor */
-                const size_t r = k / w, c = k % w, p_ = c / (size_t)sl->width, j = c % (size_t)sl->width;
-                const size_t full = ((size_t)sl->row0 + r) * cols + (size_t)sl->col0 + p_ * (size_t)sl->part_stride + j;
-                p[k] = k < valid ? std * loom_rng_normal(key, full) : 0.0f;
-            }
-        }
-    }
+    for (int i = 0; i < g->sizes.n_tensors; i++)
+        init_tensor(&g->params_info[i], g->params + g->params_info[i].offset, g->params_info[i].numel, i, seed,
+                    resid_scale);
+    /* a last stage's copy of the tied head: the embedding's values */
+    if (g->head_copy) init_tensor(&g->params_info[0], g->head_copy, g->sizes.n_head_copy, 0, seed, resid_scale);
 }
 
 const char *loom_prof_name(loom_prof_kind k) {
@@ -200,15 +236,17 @@ float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
     const size_t row0 = model_sp_row0(g, BT);
     const int nt = g->sizes.n_tensors;
     const loom_tensor scratch = AG(AG_SCRATCH);
-    if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
-    /* vocabulary-parallel: each rank its rows' embeddings (rank 0 adds wpe), summed */
-    const loom_tensor emb = model_sp(g) ? scratch : AG(AG_ENCODED);
-    OP(LOOM_PROF_EMBED, op_encoder_forward_rows(be, emb, model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
-                                                model_row_bias(g, P(1)), B, T, C, g->vocab_lo, g->vocab_rows));
-    const loom_tensor emb_sum = model_row_sum(g, emb, BT, C, "embedding");
-    if (model_sp(g)) OP(LOOM_PROF_EMBED, op_copy(be, AG(AG_ENCODED), emb_sum, (size_t)R * C));
+    if (model_first(g)) { /* else the previous stage's output is in AG_ENCODED */
+        if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
+        /* vocabulary-parallel: each rank its rows' embeddings (rank 0 adds wpe), summed */
+        const loom_tensor emb = model_sp(g) ? scratch : AG(AG_ENCODED);
+        OP(LOOM_PROF_EMBED, op_encoder_forward_rows(be, emb, model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
+                                                    model_row_bias(g, P(1)), B, T, C, g->vocab_lo, g->vocab_rows));
+        const loom_tensor emb_sum = model_row_sum(g, emb, BT, C, "embedding");
+        if (model_sp(g)) OP(LOOM_PROF_EMBED, op_copy(be, AG(AG_ENCODED), emb_sum, (size_t)R * C));
+    }
     loom_tensor res = AG(AG_ENCODED);
-    for (int l = 0; l < L; l++) {
+    for (int l = g->stage.l0; l < g->stage.l1; l++) {
         if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
         /* the norm of this rank's rows, gathered whole for the column-parallel GEMM */
         OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, loom_view_at(A(l, GA_LN1), row0 * C), A(l, GA_LN1_MEAN),
@@ -237,11 +275,12 @@ float loom_gpt_forward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
         OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, GA_RES3), A(l, GA_RES2), out, (size_t)R * C));
         res = A(l, GA_RES3);
     }
+    if (!model_last(g)) return g->status ? NAN : 0.0f; /* the output goes to the next stage */
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, L);
     OP(LOOM_PROF_LAYERNORM, op_layernorm_forward(be, loom_view_at(AG(AG_LNF), row0 * C), AG(AG_LNF_MEAN),
                                                  AG(AG_LNF_RSTD), res, P(nt - 2), P(nt - 1), R, C));
     model_gather_rows(g, AG(AG_LNF), LOOM_NO_TENSOR, BT, C, "LM head input");
-    return model_head_forward(g, P(0), targets, BT, grad_scale); /* tied: the head is wte */
+    return model_head_forward(g, model_tied_head(g), targets, BT, grad_scale); /* tied: the head is wte */
 }
 
 float model_head_forward(loom_gpt *g, loom_tensor head, const int32_t *targets, int BT, float grad_scale) {
@@ -278,6 +317,9 @@ loom_tensor model_head_backward(loom_gpt *g, const loom_pass *pass, loom_tensor 
     const loom_tensor dlogits = AG(AG_LOGITS); /* the training forward left dlogits there */
     OP(LOOM_PROF_LMHEAD_B, op_gemm(be, 0, 0, BT, C, V, 1.0f, dlogits, V, head, C, 0.0f, dlnf, C));
     const loom_tensor mine = model_row_sum(g, dlnf, BT, C, "LM head input gradient");
+    /* a last stage's own buffer for a tied head's gradient starts each backward at zero, as the
+     * embedding's gradient does (the first stage adds the embedding's part to it) */
+    if (g->head_grad && dhead.data == g->head_grad) OP(LOOM_PROF_ZERO, op_zero(be, dhead, g->sizes.n_head_copy));
     OP(LOOM_PROF_LMHEAD_B, op_gemm(be, 1, 0, V, C, BT, 1.0f, dlogits, V, AG(AG_LNF), C, 1.0f, dhead, C));
     /* the embedding's rows of tokens that are not inputs here get nothing more */
     if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
@@ -304,14 +346,20 @@ void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
     /* sequence parallelism: dres holds this rank's R rows; the GEMMs read them gathered */
     const loom_tensor dall = model_sp(g) ? model_view(g, ga + BTm * (2 * C + 3 * Q + F), BTm * C) : dres;
 
-    loom_tensor dn = model_head_backward(g, pass, P(0), G(0), dbuf, BT); /* tied: the head is wte */
-    OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)R * C));
-    OP(LOOM_PROF_LAYERNORM_B, op_layernorm_backward_acc(be, dres, G(nt - 2), G(nt - 1), dn, A(L - 1, GA_RES3),
-                                                        P(nt - 2), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), R, C));
-    /* the norms saw this rank's rows only: their weights' gradients summed over the group */
-    if (model_sp(g)) model_tp_sum(g, model_param_span(g, pass->grads, nt - 2, 2), 2 * (size_t)C, "norm gradients");
-    for (int l = L - 1; l >= 0; l--) {
-        const loom_tensor res_in = l > 0 ? A(l - 1, GA_RES3) : AG(AG_ENCODED);
+    loom_tensor dn;
+    if (model_last(g)) { /* else dres holds the next stage's gradient */
+        dn = model_head_backward(g, pass, model_tied_head(g), model_tied_head_grad(g, pass), dbuf, BT);
+        OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)R * C));
+        OP(LOOM_PROF_LAYERNORM_B, op_layernorm_backward_acc(be, dres, G(nt - 2), G(nt - 1), dn, A(L - 1, GA_RES3),
+                                                            P(nt - 2), AG(AG_LNF_MEAN), AG(AG_LNF_RSTD), R, C));
+        /* the norms saw this rank's rows only: their weights' gradients summed over the group */
+        if (model_sp(g))
+            model_tp_sum(g, model_param_span(g, pass->grads, nt - 2, 2), 2 * (size_t)C, "norm gradients");
+    } else if (pass->grad_ready) { /* the LM head's part of the embedding's gradient is in already */
+        pass->grad_ready(pass->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
+    }
+    for (int l = g->stage.l1 - 1; l >= g->stage.l0; l--) {
+        const loom_tensor res_in = l > g->stage.l0 ? A(l - 1, GA_RES3) : AG(AG_ENCODED);
         /* MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))); dres flows to res2 unchanged */
         model_gather_rows(g, dall, dres, BT, C, "MLP output gradient");
         OP(LOOM_PROF_MATMUL_B, op_matmul_backward(be, dfch, LG(l, G_FCPROJ_W), LG(l, G_FCPROJ_B), dall,
@@ -342,6 +390,7 @@ void loom_gpt_backward_pass(loom_gpt *g, const loom_pass *pass, const int32_t *i
         /* layer l and everything after it (later layers, ln_f) are final */
         if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
+    if (!model_first(g)) return; /* dres: the previous stage's gradient */
     model_gather_rows(g, dall, dres, BT, C, "embedding gradient");
     OP(LOOM_PROF_EMBED_B, op_encoder_backward_rows(be, G(0), G(1), dall, model_ids(g, inputs, BT), B, T, C,
                                                    g->vocab_lo, g->vocab_rows));

@@ -54,14 +54,16 @@ float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, c
     const size_t row0 = model_sp_row0(g, BT);
     const float eps = c->norm_eps;
     const loom_tensor scratch = AG(AG_SCRATCH), rcos = model_rope_cos(g), rsin = model_rope_sin(g);
-    if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
-    const loom_tensor emb = model_sp(g) ? scratch : AG(AG_ENCODED);
-    OP(LOOM_PROF_EMBED, op_encoder_forward_rows(be, emb, model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
-                                                LOOM_NO_TENSOR, B, T, C, g->vocab_lo, g->vocab_rows));
-    const loom_tensor emb_sum = model_row_sum(g, emb, BT, C, "embedding");
-    if (model_sp(g)) OP(LOOM_PROF_EMBED, op_copy(be, AG(AG_ENCODED), emb_sum, (size_t)R * C));
+    if (model_first(g)) { /* else the previous stage's output is in AG_ENCODED */
+        if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, -1);
+        const loom_tensor emb = model_sp(g) ? scratch : AG(AG_ENCODED);
+        OP(LOOM_PROF_EMBED, op_encoder_forward_rows(be, emb, model_ids(g, inputs, BT), LOOM_NO_TENSOR, P(0),
+                                                    LOOM_NO_TENSOR, B, T, C, g->vocab_lo, g->vocab_rows));
+        const loom_tensor emb_sum = model_row_sum(g, emb, BT, C, "embedding");
+        if (model_sp(g)) OP(LOOM_PROF_EMBED, op_copy(be, AG(AG_ENCODED), emb_sum, (size_t)R * C));
+    }
     loom_tensor res = AG(AG_ENCODED);
-    for (int l = 0; l < L; l++) {
+    for (int l = g->stage.l0; l < g->stage.l1; l++) {
         if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, l);
         const loom_tensor xn = A(l, LA_XN1), qkv = A(l, LA_QKV), atty = A(l, LA_ATTY);
         OP(LOOM_PROF_LAYERNORM, op_rmsnorm_forward(be, loom_view_at(xn, row0 * C), A(l, LA_RSTD1), res,
@@ -90,11 +92,12 @@ float llama_forward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, c
         OP(LOOM_PROF_RESIDUAL, op_residual_forward(be, A(l, LA_RES3), A(l, LA_RES2), out, (size_t)R * C));
         res = A(l, LA_RES3);
     }
+    if (!model_last(g)) return g->status ? NAN : 0.0f; /* the output goes to the next stage */
     if (pass->param_wait) pass->param_wait(pass->param_wait_ctx, L);
     OP(LOOM_PROF_LAYERNORM,
        op_rmsnorm_forward(be, loom_view_at(AG(AG_LNF), row0 * C), AG(AG_LNF_RSTD), res, P(norm_t), R, C, eps));
     model_gather_rows(g, AG(AG_LNF), LOOM_NO_TENSOR, BT, C, "LM head input");
-    return model_head_forward(g, P(head_tensor(g)), targets, BT, grad_scale);
+    return model_head_forward(g, c->untied ? P(head_tensor(g)) : model_tied_head(g), targets, BT, grad_scale);
 }
 
 void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, int B, int T) {
@@ -117,14 +120,20 @@ void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, i
     const loom_tensor dall =
         model_sp(g) ? model_view(g, ga + BTm * (2 * C + W + 2 * F + (F > Q ? F : Q)), BTm * C) : dres;
     const int ht = head_tensor(g);
-    loom_tensor dn = model_head_backward(g, pass, P(ht), G(ht), dbuf, BT);
-    OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)R * C));
-    OP(LOOM_PROF_LAYERNORM_B, op_rmsnorm_backward_acc(be, dres, G(norm_t), dn, A(L - 1, LA_RES3), P(norm_t),
-                                                      AG(AG_LNF_RSTD), R, C));
-    /* the norms saw this rank's rows only: their weights' gradients summed over the group */
-    if (model_sp(g)) model_tp_sum(g, G(norm_t), (size_t)C, "norm gradients");
-    for (int l = L - 1; l >= 0; l--) {
-        const loom_tensor res_in = l > 0 ? A(l - 1, LA_RES3) : AG(AG_ENCODED);
+    if (model_last(g)) { /* else dres holds the next stage's gradient */
+        const loom_tensor dn = model_head_backward(g, pass, c->untied ? P(ht) : model_tied_head(g),
+                                                   c->untied ? G(ht) : model_tied_head_grad(g, pass), dbuf, BT);
+        OP(LOOM_PROF_ZERO, op_zero(be, dres, (size_t)R * C));
+        OP(LOOM_PROF_LAYERNORM_B, op_rmsnorm_backward_acc(be, dres, G(norm_t), dn, A(L - 1, LA_RES3), P(norm_t),
+                                                          AG(AG_LNF_RSTD), R, C));
+        /* the norms saw this rank's rows only: their weights' gradients summed over the group */
+        if (model_sp(g)) model_tp_sum(g, G(norm_t), (size_t)C, "norm gradients");
+    } else if (pass->grad_ready) { /* the LM head's part of the embedding's gradient is in already */
+        pass->grad_ready(pass->grad_ready_ctx, LOOM_GRAD_HEAD_DONE);
+    }
+    loom_tensor dn;
+    for (int l = g->stage.l1 - 1; l >= g->stage.l0; l--) {
+        const loom_tensor res_in = l > g->stage.l0 ? A(l - 1, LA_RES3) : AG(AG_ENCODED);
         /* MLP: res3 = res2 + down(swiglu(gate_up(norm2(res2)))) */
         model_gather_rows(g, dall, dres, BT, C, "MLP output gradient");
         OP(LOOM_PROF_MATMUL_B, op_gemm(be, 0, 0, BT, F, C, 1.0f, dall, C, LP(l, L_DOWN_W), F, 0.0f, dact, F));
@@ -162,6 +171,7 @@ void llama_backward(loom_gpt *g, const loom_pass *pass, const int32_t *inputs, i
         /* layer l and everything after it (later layers, the norm, an untied head) are final */
         if (pass->grad_ready) pass->grad_ready(pass->grad_ready_ctx, loom_gpt_layer_offset(g, l));
     }
+    if (!model_first(g)) return; /* dres: the previous stage's gradient */
     model_gather_rows(g, dall, dres, BT, C, "embedding gradient");
     OP(LOOM_PROF_EMBED_B, op_encoder_backward_rows(be, G(0), LOOM_NO_TENSOR, dall, model_ids(g, inputs, BT), B, T, C,
                                                    g->vocab_lo, g->vocab_rows));

@@ -14,6 +14,7 @@
 #include "loom/tensorboard.h"
 #include "loom/train.h"
 #include "train/preflight.h"
+#include "train/pipeline.h"
 #include "train/runinfo.h"
 #include "train/signals.h"
 #include "train/trace.h"
@@ -96,14 +97,18 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     loom_status st = LOOM_OK;
     loom_dist lay = given ? *given : loom_dist_single(); /* with its layout: dp x tp */
     const loom_dist *dist = &lay;
-    const int tp = o->tp > 1 ? o->tp : 1;
+    const int tp = o->tp > 1 ? o->tp : 1, pp = o->pp > 1 ? o->pp : 1;
     if (o->sp && tp == 1) return loom_error(LOOM_ERR_ARG, "--sp: sequence parallelism needs --tp 2 or more");
-    if (tp > 1 && dist->size % tp) {
+    if (o->pp_layers && pp == 1) return loom_error(LOOM_ERR_ARG, "--pp-layers: needs --pp 2 or more");
+    if (tp * pp > 1 && dist->size % (tp * pp)) {
         loom_dist_set_failed_together(); /* every rank reaches it alike */
-        return loom_error(LOOM_ERR_ARG, "--tp %d: does not divide the %d ranks of the job", tp, dist->size);
+        if (pp == 1) return loom_error(LOOM_ERR_ARG, "--tp %d: does not divide the %d ranks of the job", tp, dist->size);
+        return loom_error(LOOM_ERR_ARG, "--tp %d x --pp %d = %d: does not divide the %d ranks of the job", tp, pp, tp * pp,
+                          dist->size);
     }
-    /* the data-parallel ranks: every rank of a tensor-parallel group reads the same data */
-    const int rank = dist->rank, R = dist->size / tp, lead = rank == 0;
+    /* the data-parallel ranks: every rank of a tensor-parallel group and of a pipeline reads the same data */
+    const int rank = dist->rank, R = dist->size / (tp * pp), lead = rank == 0;
+    loom_pp_plan plan = {0};
     const int quiet = o->quiet || !lead; /* only rank 0 prints and writes */
     loom_step_ctx sc = {0};
     loom_trace trace = {0};
@@ -169,9 +174,17 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     }
     /* before any other collective: every rank was given the same run */
     if ((st = loom_run_agree(dist, o, &cfg, train_desc, val_desc))) goto done;
-    if (tp > 1 && (st = loom_dist_layout(&lay, tp, 1))) goto done;
+    if (tp * pp > 1 && (st = loom_dist_layout(&lay, tp, pp))) goto done;
+    loom_stage stage = {0, cfg.n_layer, 1};
+    if (pp > 1) { /* every rank makes the same plan: a refusal is everyone's */
+        if ((st = loom_pp_plan_make(&plan, &cfg, T, pp, accum / R, o->pp_schedule, o->pp_layers))) {
+            loom_dist_set_failed_together();
+            goto done;
+        }
+        stage = loom_pp_stage(&plan, dist->pp.rank);
+    }
     loom_train_mem mem;
-    loom_run_memory(&cfg, B, T, accum, R, tp, o->sp, o->zero, bucket, &mem);
+    loom_run_memory(&cfg, B, T, accum, R, tp, o->sp, &stage, o->zero, bucket, &mem);
     if ((st = loom_run_check_memory(&mem, dist->local_size, B, T))) goto done;
     { /* rank 0 writes the files: it holds the locks of --out and --ckpt-dir */
         loom_status cs = lead ? loom_mkdir_p(o->out_dir, "--out") : LOOM_OK;
@@ -192,12 +205,13 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
         tpc = (loom_tp_comm){dist->tp.rank, tp, reducer, loom_reducer_sum, loom_reducer_max, o->sp, loom_reducer_gather,
                              loom_reducer_scatter};
     }
-    if ((st = loom_gpt_init_tp(&g, &cfg, B, T, 1, o->backend, &tpc))) goto done;
+    if ((st = loom_gpt_init_part(&g, &cfg, B, T, 1, o->backend, &tpc, &stage))) goto done;
     g->profile = o->profile;
     loom_adamw_config ocfg = o->optim;
     ocfg.total_steps = o->steps;
     size_t shard_lo = 0, shard_hi = g->sizes.n_params;
-    if (o->zero) loom_dist_shard(dist->dp.rank, R, g->sizes.n_params, LOOM_NORM_BLOCK, &shard_lo, &shard_hi);
+    if (o->zero)
+        loom_dist_shard_at(dist->dp.rank, R, g->sizes.stage_base, g->sizes.n_params, LOOM_NORM_BLOCK, &shard_lo, &shard_hi);
     if ((st = loom_adamw_init_shard(&opt, &ocfg, shard_lo, shard_hi))) goto done;
     const loom_ckpt_state want = {.seed = o->seed, .batch = B, .seq_len = T, .shuffle = o->shuffle,
                                   .steps = o->steps, .total_batch_tokens = total, .optim = ocfg,
@@ -229,6 +243,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
      * communication thread may reduce beside them only under MPI_THREAD_MULTIPLE */
     const int overlap = o->overlap && (tp == 1 || loom_dist_thread_multiple());
     if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, overlap))) goto done;
+    if (pp > 1 && (st = loom_step_ctx_pipeline(&sc, g, &plan, B, T))) goto done;
     if (o->trace) {
         size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
         /* per step: each micro-batch's events, the step's own, and the buckets of the
@@ -260,10 +275,24 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     /* the MFU denominator (above): the measured peak of this rank's threads, times the ranks */
     const double flops_tok = g->sizes.flops_per_token;
     if (!quiet) {
-        if (dist->size > 1)
+        if (dist->size > 1 && pp == 1)
             printf("ranks: %d (%d per node) = data-parallel %d x tensor-parallel %d (world rank = dp rank x %d + tp "
                    "rank), %d micro-batch(es) per data-parallel rank, %d threads per rank\n", dist->size,
                    dist->local_size, R, tp, tp, local, threads);
+        else if (dist->size > 1)
+            printf("ranks: %d (%d per node) = data-parallel %d x tensor-parallel %d x pipeline %d (world rank = "
+                   "(stage x %d + dp rank) x %d + tp rank), %d micro-batch(es) per data-parallel rank, %d threads per "
+                   "rank\n", dist->size, dist->local_size, R, tp, pp, R, tp, local, threads);
+        if (pp > 1) {
+            char split[512] = "";
+            for (int s = 0, at = 0; s < pp; s++)
+                at += snprintf(split + at, sizeof split - (size_t)at, "%s%d-%d (%d in flight)", s ? " | " : "",
+                               plan.l0[s], plan.l0[s + 1] - 1, plan.sets[s]);
+            printf("pipeline: %d stages, layers %s; schedule %s, %d micro-batches per step: bubble (p-1)/(m+p-1) = "
+                   "%.1f%%%s\n", pp, split, loom_pp_kind_name(plan.kind), local,
+                   100.0 * (pp - 1) / (local + pp - 1),
+                   cfg.arch == LOOM_ARCH_LLAMA && cfg.untied ? "" : "; the tied LM head: a copy on the last stage");
+        }
         if (cfg.arch == LOOM_ARCH_LLAMA)
             printf("model: Llama, %d layers, %d channels, %d heads (%d key/value), FFN %d, vocab %d, block %d, rope "
                    "theta %g%s, %s head: %.2fM parameters\n", cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_kv_head,
@@ -343,8 +372,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
         double val_loss = NAN;
         int last = step == end_step - 1;
         if (val && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last)) {
-            loom_step_ctx_sync_params(&sc, g);
-            if ((st = loom_eval_loss(g, val, B, T, o->val_batches, &val_loss, NULL))) goto done;
+            if ((st = loom_step_ctx_eval(&sc, g, val, B, T, o->val_batches, &val_loss))) goto done;
         }
         if (!quiet) {
             char eta_s[32];
@@ -448,7 +476,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
                    1e3 * g->prof_s[k] / (ran - 1), 100.0 * g->prof_s[k] / total_s);
     }
     loom_step_ctx_sync_params(&sc, g); /* every rank: the last update's shards */
-    if (tp > 1 && dist->dp.rank == 0 && (st = loom_tp_gather_model(g, &dist->tp, &whole))) goto done;
+    if (tp * pp > 1 && (st = loom_gather_model(g, dist, &whole))) goto done;
     if (lead) {
         snprintf(path, sizeof path, "%s/model.safetensors", o->out_dir);
         if ((st = loom_model_save(whole ? whole : g, path))) goto done;

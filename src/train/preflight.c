@@ -167,6 +167,9 @@ static void run_fields(const loom_train_opts *o, const loom_gpt_config *c, const
     loom_agree_put(f, "--zero", "%d", o->zero);
     loom_agree_put(f, "--tp", "%d", o->tp);
     loom_agree_put(f, "--sp", "%d", o->sp);
+    loom_agree_put(f, "--pp", "%d", o->pp);
+    loom_agree_put(f, "--pp-schedule", "%d", o->pp_schedule);
+    loom_agree_put(f, "--pp-layers", "%s", str_or(o->pp_layers, "balanced"));
     loom_agree_put(f, "--bucket-mb", "%.9g", o->bucket_mb);
     loom_agree_put(f, "--overlap", "%d", o->overlap);
     loom_agree_put(f, "--trace", "%s", str_or(o->trace, "none"));
@@ -186,22 +189,30 @@ loom_status loom_run_agree(const loom_dist *d, const loom_train_opts *o, const l
     return st;
 }
 
-void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int sp, int zero,
-                     size_t bucket, loom_train_mem *m) {
+void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int sp,
+                     const loom_stage *stage, int zero, size_t bucket, loom_train_mem *m) {
     loom_gpt_sizes sz;
-    loom_gpt_compute_sizes(cfg, B, T, tp, sp, &sz);
+    loom_gpt_compute_sizes(cfg, B, T, tp, sp, stage, &sz);
     const double f = sizeof(float), n = (double)sz.n_params;
     const int local = accum / ranks, sharded = zero > 0 && ranks > 1, strided = zero == 2 && ranks > 1;
     const double shard = sharded ? n / ranks : n, tree_n = strided ? shard : n;
     memset(m, 0, sizeof *m);
-    m->params = f * n;
-    m->grads = f * n;
+    m->params = f * (n + (double)sz.n_head_copy); /* a last stage's copy of the tied LM head, and its gradient */
+    m->grads = f * (n + (double)sz.n_head_copy);
     m->tree = f * tree_n * (loom_step_tree_pool(local) - !strided); /* beyond the model's own gradient buffer */
     m->comm = ranks > 1 ? 2 * f * (double)(bucket < sz.n_params ? bucket : sz.n_params) : 0;
     m->adamw = 2 * f * shard;
     m->acts = f * ((double)sz.n_acts + (double)sz.n_grad_acts);
     /* the tensor-parallel reductions' send and receive buffers: one residual stream each */
     m->comm += tp > 1 ? 2 * f * ((double)B * T * cfg->n_embd + tp) : 0;
+    /* a pipeline stage's boundary buffers (step.c): two activations received and two gradients
+     * sent (not the first), two gradients received (not the last), the LM head's gradient
+     * received (the first of a tied embedding) */
+    const int first = sz.stage.l0 == 0, last = sz.stage.l1 == cfg->n_layer;
+    const double nio = (double)B * T * cfg->n_embd / (sp && tp > 1 ? tp : 1);
+    m->comm += f * nio * (4.0 * !first + 2.0 * !last) +
+               (first && !last && (cfg->arch != LOOM_ARCH_LLAMA || !cfg->untied)
+                    ? f * (double)loom_tp_local_rows(cfg->vocab_size, tp, 1) * cfg->n_embd : 0);
     /* the step's tokens (inputs and targets), every rank's inputs, the embedding row masks */
     m->batch = 4.0 * 2 * local * B * T +
                (ranks > 1 ? 4.0 * ranks * local * B * T + 2.0 * loom_tp_local_rows(cfg->vocab_size, tp, 1) : 0);

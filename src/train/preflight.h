@@ -32,8 +32,8 @@ loom_status loom_run_agree(const loom_dist *d, const loom_train_opts *o, const l
 typedef struct loom_train_mem {
     double params, grads, tree, comm, adamw, acts, batch, total;
 } loom_train_mem;
-void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int sp, int zero,
-                     size_t bucket, loom_train_mem *m);
+void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int sp,
+                     const loom_stage *stage, int zero, size_t bucket, loom_train_mem *m);
 /* Refuses a run whose ranks on this node (local) need more than its physical memory. */
 loom_status loom_run_check_memory(const loom_train_mem *m, int local, int B, int T);
 

@@ -107,6 +107,8 @@ typedef struct loom_comm_layout {
  * max_rows: the most rows a layout will have (0: no layouts). */
 loom_status loom_comm_init(loom_comm **out, const loom_group *d, size_t n, size_t bucket, loom_comm_mode mode,
                            size_t block, int overlap, size_t max_rows);
+/* What loom_comm_init allocates through loom_alloc (its send and receive buckets). */
+size_t loom_comm_bytes(size_t n, size_t bucket);
 /* The buffer's shards are loom_dist_shard_at's with this base (default 0). */
 void loom_comm_set_shard_base(loom_comm *c, size_t base);
 void loom_comm_free(loom_comm *c);
@@ -199,6 +201,7 @@ typedef struct loom_reducer loom_reducer;
 loom_status loom_reducer_init(loom_reducer **out, const loom_group *g, const loom_group *world, size_t max_n,
                               const char *kind);
 void loom_reducer_free(loom_reducer *r);
+size_t loom_reducer_bytes(int size, size_t max_n); /* what init allocates through loom_alloc */
 /* (ctx: the reducer) buf(n) summed, or its maximum taken, over the group; `what` names it */
 void loom_reducer_sum(void *ctx, float *buf, size_t n, const char *what);
 void loom_reducer_max(void *ctx, float *buf, size_t n, const char *what);

@@ -233,6 +233,10 @@ const float *loom_gpt_stage_output(const loom_gpt *g);
 float *loom_gpt_stage_grad(loom_gpt *g);
 size_t loom_gpt_stage_floats(const loom_gpt *g, int B, int T);
 void loom_gpt_free(loom_gpt *g);
+/* What loom_gpt_init_part allocates, in bytes, in a process whose backend has reserved
+ * nothing yet (its workspaces for `threads`): the trainer's report and `loom plan`. */
+size_t loom_gpt_bytes(const loom_gpt_config *cfg, int max_B, int max_T, int with_grads, const char *backend, int tp,
+                      int sp, const loom_stage *stage, int threads);
 
 /* GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2L), LayerNorm
  * weights 1, biases 0. Element values depend only on (seed, tensor, index in the whole

@@ -86,6 +86,8 @@ loom_status loom_trace_merge(const char *prefix, const char *out, int *ranks);
  * thread takes them. Call it first thing, before MPI_Init; loom_train calls it too. */
 void loom_train_block_signals(void);
 
+#define LOOM_PP_MAX_STAGES 64
+
 /* What one optimizer step needs besides the model and optimizer: the process group,
  * the micro-batch split, the buffers of the gradient tree (sized once) and the bucketed
  * communication. */
@@ -140,6 +142,10 @@ loom_status loom_step_ctx_pipeline(loom_step_ctx *c, loom_gpt *g, const struct l
  * are several; after a ZeRO step, the parameters' shards first. Every rank gets *loss. */
 loom_status loom_step_ctx_eval(loom_step_ctx *c, loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
                                double *loss);
+/* What loom_step_ctx_init (and, pp > 1, loom_step_ctx_pipeline) allocate on data-parallel
+ * rank 0 of a stage, in bytes: the trainer's report and `loom plan`. */
+size_t loom_step_ctx_bytes(const loom_gpt_config *cfg, int B, int T, int tp, int sp, const loom_stage *stage, int pp,
+                           int accum, int ranks, int zero, size_t bucket);
 /* A last stage's copy of a tied LM head: the first stage's embedding, sent once the
  * parameters are up to date (the step calls it itself; an evaluation before a step). */
 void loom_step_ctx_sync_head(loom_step_ctx *c, loom_gpt *g);
@@ -168,6 +174,48 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
  * min(max_batches, samples/B) full batches (max_batches <= 0: all). */
 loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
                            double *loss, long *batches);
+
+/* `loom plan`: what a layout costs before it runs. The speeds of a machine, measured by
+ * `loom bench` (or read from its JSON: gemm_gflops per thread, mem_gbps, link_gbps within
+ * and across nodes, link_us). */
+typedef struct loom_machine {
+    double gemm_gflops, mem_gbps, link_gbps_node, link_gbps_net, link_us;
+    char source[160]; /* where the numbers come from */
+} loom_machine;
+loom_status loom_machine_load(const char *path, loom_machine *m);
+/* fp32 GEMM and memory speed of this process with `threads` threads, ~0.5 s; the links
+ * are left to `loom bench` under MPI (else the defaults it names in source). */
+void loom_machine_measure(int threads, loom_machine *m);
+
+typedef struct loom_plan_query {
+    loom_gpt_config cfg;
+    int B, T;
+    long total_batch_tokens;
+    int ranks, ranks_per_node, threads;
+    double mem_per_node;     /* bytes; 0: no limit */
+    size_t bucket;           /* floats per gradient bucket */
+    const char *backend;
+    /* a layout (tp, pp >= 1), or 0 to search */
+    int tp, pp, zero, sp, schedule;
+    const char *pp_layers;
+} loom_plan_query;
+
+typedef struct loom_plan {
+    int dp, tp, pp, zero, sp, schedule, micro; /* micro: micro-batches per data-parallel rank */
+    int l0[LOOM_PP_MAX_STAGES + 1], sets[LOOM_PP_MAX_STAGES];
+    size_t bytes[LOOM_PP_MAX_STAGES][5];  /* per stage, dp rank 0, tp rank 0: model, AdamW, step, tp, batch */
+    size_t max_bytes;                     /* the largest stage's total */
+    double bubble;                        /* (p-1)/(m+p-1) */
+    double comm_dp, comm_tp, comm_pp;     /* bytes each rank sends per step, per dimension */
+    double t_compute, t_tp, t_pp, t_dp, t_opt, t_step; /* predicted seconds per step */
+    int fits;                             /* max_bytes x ranks per node <= mem_per_node */
+} loom_plan;
+
+/* One layout (q->tp, q->pp given): refuses an impossible one with the reason. */
+loom_status loom_plan_one(const loom_plan_query *q, const loom_machine *m, loom_plan *out);
+/* Every valid layout of q->ranks ranks, ranked: those that fit first, then by predicted
+ * step time; up to cap into out; returns how many were valid (*considered: tried). */
+int loom_plan_search(const loom_plan_query *q, const loom_machine *m, loom_plan *out, int cap, long *considered);
 
 #ifdef __cplusplus
 }

@@ -91,6 +91,8 @@ int cmd_sample(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif
 

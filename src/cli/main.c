@@ -19,7 +19,9 @@ static const char *usage =
     "  export   write a model as a Hugging Face model (GPT-2 or Llama safetensors + config.json)\n"
     "  info     this build and machine: GEMM library, threads, CPU features, peak FLOP/s\n"
     "  trace    merge the per-rank traces of train --trace into one (loom trace merge PREFIX)\n"
-    "  report   training runs as one self-contained HTML page of plots and configs\n";
+    "  report   training runs as one self-contained HTML page of plots and configs\n"
+    "  plan     a layout's bytes per rank, bubble, traffic and step time; or every layout ranked\n"
+    "  bench    measure this machine's GEMM, memory and link speeds for plan\n";
 
 /* train takes SIGTERM, SIGINT and SIGUSR1 in a thread of its own once it runs: until
  * then they wait, blocked, rather than kill a run in its first milliseconds. This runs
@@ -47,6 +49,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "prep")) return cmd_prep(argc - 1, argv + 1);
     if (!strcmp(cmd, "trace")) return cmd_trace(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "loom: error: unknown command '%s' (commands: prep, train, eval, sample, export, info, trace, report)\n", cmd);
     return 2;
 }

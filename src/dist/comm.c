@@ -330,6 +330,8 @@ loom_status loom_comm_init(loom_comm **out, const loom_group *d, size_t n, size_
 
 void loom_comm_set_shard_base(loom_comm *c, size_t base) { c->base = base; }
 
+size_t loom_comm_bytes(size_t n, size_t bucket) { return 2 * sizeof(float) * (bucket < n ? bucket : (n ? n : 1)); }
+
 void loom_comm_free(loom_comm *c) {
     if (!c) return;
     if (c->thread_up) {

@@ -81,6 +81,11 @@ static void call_end(loom_reducer *r, double t0, size_t n, double chunk, int hal
 }
 #endif
 
+size_t loom_reducer_bytes(int size, size_t max_n) {
+    const size_t cap = (max_n + (size_t)size - 1) / (size_t)size * (size_t)size;
+    return sizeof(loom_reducer) + (size > 1 ? 2 * sizeof(float) * cap : 0);
+}
+
 loom_status loom_reducer_init(loom_reducer **out, const loom_group *g, const loom_group *world, size_t max_n,
                               const char *kind) {
     *out = NULL;

@@ -178,6 +178,8 @@ typedef struct loom_backend {
     /* Sizes every workspace the kernels need for sequences of up to max_T on up to
      * threads threads, once, before they run: no kernel allocates. */
     loom_status (*reserve)(int max_T, int threads);
+    /* What reserve allocates in a process that has reserved nothing yet (bytes). */
+    size_t (*reserve_bytes)(int max_T, int threads);
 
     const loom_f32_kernels *f32; /* NULL when the backend has no fp32 kernels */
 } loom_backend;

@@ -72,8 +72,8 @@ static void add_layers(param_sink *s, int n_layer, const char *prefix, const cha
                        const int *splits, const int *parts, const int64_t (*shapes)[2], int k_count) {
     for (int l = 0; l < n_layer; l++)
         for (int k = 0; k < k_count; k++) {
-            char name[64];
-            snprintf(name, sizeof name, "%s%d.%s", prefix, l, names[k]);
+            char name[64] = "";
+            if (s->out) snprintf(name, sizeof name, "%s%d.%s", prefix, l, names[k]); /* counting needs no names */
             add_parts(s, name, l, roles[k], splits[k], shapes[k][1] ? 2 : 1, shapes[k][0], shapes[k][1],
                       parts ? parts[k] : 1);
         }

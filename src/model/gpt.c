@@ -104,6 +104,18 @@ loom_status loom_gpt_init_part(loom_gpt **out, const loom_gpt_config *cfg, int m
     return LOOM_OK;
 }
 
+size_t loom_gpt_bytes(const loom_gpt_config *cfg, int max_B, int max_T, int with_grads, const char *backend, int tp,
+                      int sp, const loom_stage *stage, int threads) {
+    loom_gpt_sizes s;
+    loom_gpt_compute_sizes(cfg, max_B, max_T, tp, sp, stage, &s);
+    const loom_backend *be = loom_backend_get(backend ? backend : "cpu");
+    /* as loom_gpt_init_part: the struct, the tables, the buffers, the ops' workspaces */
+    size_t floats = s.n_params + s.n_acts + s.n_head_copy + s.n_rope;
+    if (with_grads) floats += s.n_params + s.n_grad_acts + s.n_head_copy;
+    return sizeof(loom_gpt) + sizeof(loom_param_info) * (size_t)s.n_tensors + sizeof(act_layout) + floats * sizeof(float) +
+           (be ? be->reserve_bytes(max_T, threads) : 0);
+}
+
 void loom_gpt_use_acts(loom_gpt *g, int k) {
     LOOM_CHECK(k >= 0 && k < g->stage.sets);
     g->acts = g->acts_base + (size_t)k * g->sizes.n_acts_set;

@@ -184,7 +184,9 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
         stage = loom_pp_stage(&plan, dist->pp.rank);
     }
     loom_train_mem mem;
-    loom_run_memory(&cfg, B, T, accum, R, tp, o->sp, &stage, o->zero, bucket, &mem);
+    loom_run_memory(&cfg, B, T, accum, R, tp, o->sp, &stage, pp, o->zero, bucket, o->backend, threads, &mem);
+    size_t got[5] = {0}, live0 = 0; /* what each part allocates here: the report (and `loom plan`) */
+#define MEASURE(k, call) (live0 = loom_alloc_bytes_live(), st = (call), got[k] += loom_alloc_bytes_live() - live0, st)
     if ((st = loom_run_check_memory(&mem, dist->local_size, B, T))) goto done;
     { /* rank 0 writes the files: it holds the locks of --out and --ckpt-dir */
         loom_status cs = lead ? loom_mkdir_p(o->out_dir, "--out") : LOOM_OK;
@@ -200,19 +202,20 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     }
     if (o->resume && (st = loom_ckpt_open(o->ckpt_dir, o->resume_file, &resume))) goto done;
     if (tp > 1) { /* the model's tensor-parallel reductions, over this rank's group */
-        if ((st = loom_reducer_init(&reducer, &dist->tp, &dist->world, (size_t)B * T * cfg.n_embd, "tensor-parallel")))
+        if (MEASURE(LOOM_MEM_TP, loom_reducer_init(&reducer, &dist->tp, &dist->world, (size_t)B * T * cfg.n_embd,
+                                                   "tensor-parallel")))
             goto done;
         tpc = (loom_tp_comm){dist->tp.rank, tp, reducer, loom_reducer_sum, loom_reducer_max, o->sp, loom_reducer_gather,
                              loom_reducer_scatter};
     }
-    if ((st = loom_gpt_init_part(&g, &cfg, B, T, 1, o->backend, &tpc, &stage))) goto done;
+    if (MEASURE(LOOM_MEM_MODEL, loom_gpt_init_part(&g, &cfg, B, T, 1, o->backend, &tpc, &stage))) goto done;
     g->profile = o->profile;
     loom_adamw_config ocfg = o->optim;
     ocfg.total_steps = o->steps;
     size_t shard_lo = 0, shard_hi = g->sizes.n_params;
     if (o->zero)
         loom_dist_shard_at(dist->dp.rank, R, g->sizes.stage_base, g->sizes.n_params, LOOM_NORM_BLOCK, &shard_lo, &shard_hi);
-    if ((st = loom_adamw_init_shard(&opt, &ocfg, shard_lo, shard_hi))) goto done;
+    if (MEASURE(LOOM_MEM_ADAMW, loom_adamw_init_shard(&opt, &ocfg, shard_lo, shard_hi))) goto done;
     const loom_ckpt_state want = {.seed = o->seed, .batch = B, .seq_len = T, .shuffle = o->shuffle,
                                   .steps = o->steps, .total_batch_tokens = total, .optim = ocfg,
                                   .threads = threads, .data = train_desc};
@@ -242,8 +245,8 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
     /* the model's tensor-parallel collectives run on this thread during the passes: the
      * communication thread may reduce beside them only under MPI_THREAD_MULTIPLE */
     const int overlap = o->overlap && (tp == 1 || loom_dist_thread_multiple());
-    if ((st = loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, overlap))) goto done;
-    if (pp > 1 && (st = loom_step_ctx_pipeline(&sc, g, &plan, B, T))) goto done;
+    if (MEASURE(LOOM_MEM_STEP, loom_step_ctx_init(&sc, g, accum, dist, o->zero, bucket, overlap))) goto done;
+    if (pp > 1 && MEASURE(LOOM_MEM_STEP, loom_step_ctx_pipeline(&sc, g, &plan, B, T))) goto done;
     if (o->trace) {
         size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
         /* per step: each micro-batch's events, the step's own, and the buckets of the
@@ -260,8 +263,14 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
         sc.trace = &trace;
     }
     const int local = sc.local; /* this rank's micro-batches: global ones rank*local ... */
+    live0 = loom_alloc_bytes_live();
     batch = loom_alloc(sizeof(int32_t) * 2 * (size_t)local * B * T, "batch");
     if (!batch) { st = LOOM_ERR_NOMEM; goto done; }
+    got[LOOM_MEM_BATCH] = loom_alloc_bytes_live() - live0;
+#undef MEASURE
+    /* every stage's (its data-parallel rank 0 and tensor-parallel rank 0 are on rank 0's pipeline group) */
+    size_t stage_got[LOOM_PP_MAX][5];
+    loom_dist_allgather_bytes(&dist->pp, got, (int)sizeof got, stage_got, "memory report allgather");
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out_dir);
     if (lead && (st = metrics_open(path, start_step, &metrics))) goto done;
     if (lead && o->tensorboard && (st = loom_tb_open(&tb, o->tensorboard, "--tensorboard"))) goto done;
@@ -292,6 +301,14 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
                    "%.1f%%%s\n", pp, split, loom_pp_kind_name(plan.kind), local,
                    100.0 * (pp - 1) / (local + pp - 1),
                    cfg.arch == LOOM_ARCH_LLAMA && cfg.untied ? "" : "; the tied LM head: a copy on the last stage");
+            for (int s = 0; s < pp; s++) { /* each stage's own buffers, from the description */
+                loom_gpt_sizes z;
+                const loom_stage sg = loom_pp_stage(&plan, s);
+                loom_gpt_compute_sizes(&cfg, B, T, tp, o->sp, &sg, &z);
+                printf("  stage %d: layers %d-%d, parameters %.2f MiB, activations %d x %.2f MiB + gradient scratch "
+                       "%.2f MiB per rank\n", s, sg.l0, sg.l1 - 1, 4.0 * (z.n_params + z.n_head_copy) / 1048576.0,
+                       sg.sets, 4.0 * z.n_acts_set / 1048576.0, 4.0 * z.n_grad_acts / 1048576.0);
+            }
         }
         if (cfg.arch == LOOM_ARCH_LLAMA)
             printf("model: Llama, %d layers, %d channels, %d heads (%d key/value), FFN %d, vocab %d, block %d, rope "
@@ -317,6 +334,15 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
                mem.params / MiB, mem.grads / MiB, mem.tree / MiB, sc.strided ? " (ZeRO-2 shards)" : "",
                mem.comm / MiB, mem.adamw / MiB, R > 1 ? zname[o->zero] : "", mem.acts / MiB,
                loom_alloc_bytes_live() / MiB);
+        for (int s = 0; s < pp; s++) {
+            size_t all = 0;
+            for (int k = 0; k < 5; k++) all += stage_got[s][k];
+            char where[32] = "";
+            if (pp > 1) snprintf(where, sizeof where, " on stage %d", s);
+            printf("allocated per rank%s (bytes): model %zu, AdamW %zu, step %zu, tensor-parallel %zu, batch %zu = "
+                   "%zu\n", where, stage_got[s][0], stage_got[s][1], stage_got[s][2], stage_got[s][3], stage_got[s][4],
+                   all);
+        }
         if (sc.comm)
             printf("gradient communication: buckets of %.1f MiB, %s\n", bucket_mb,
                    loom_comm_overlaps(sc.comm) ? "overlapped with the backward (embedding rows no input touches first)"

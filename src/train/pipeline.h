@@ -7,7 +7,7 @@
 #ifndef LOOM_TRAIN_PIPELINE_H
 #define LOOM_TRAIN_PIPELINE_H
 
-#include "loom/model.h"
+#include "loom/train.h"
 
 /* the schedules (loom_pp_schedule_parse in loom/train.h gives them from their names) */
 typedef enum loom_pp_kind { LOOM_PP_1F1B, LOOM_PP_GPIPE, LOOM_PP_KINDS } loom_pp_kind;
@@ -18,7 +18,7 @@ typedef struct loom_pp_action {
     int micro; /* the stage's micro-batch index, 0 .. m-1 */
 } loom_pp_action;
 
-#define LOOM_PP_MAX 64
+#define LOOM_PP_MAX LOOM_PP_MAX_STAGES
 typedef struct loom_pp_plan {
     int kind, stages, micro;       /* schedule, stages p, micro-batches m per step */
     int l0[LOOM_PP_MAX + 1];       /* stage s runs layers [l0[s], l0[s+1]) */

@@ -189,8 +189,11 @@ loom_status loom_run_agree(const loom_dist *d, const loom_train_opts *o, const l
     return st;
 }
 
+const char *const loom_mem_names[5] = {"model", "AdamW", "step", "tensor-parallel", "batch"};
+
 void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int sp,
-                     const loom_stage *stage, int zero, size_t bucket, loom_train_mem *m) {
+                     const loom_stage *stage, int pp, int zero, size_t bucket, const char *backend, int threads,
+                     loom_train_mem *m) {
     loom_gpt_sizes sz;
     loom_gpt_compute_sizes(cfg, B, T, tp, sp, stage, &sz);
     const double f = sizeof(float), n = (double)sz.n_params;
@@ -217,6 +220,15 @@ void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ra
     m->batch = 4.0 * 2 * local * B * T +
                (ranks > 1 ? 4.0 * ranks * local * B * T + 2.0 * loom_tp_local_rows(cfg->vocab_size, tp, 1) : 0);
     m->total = m->params + m->grads + m->tree + m->comm + m->adamw + m->acts + m->batch;
+    size_t lo = 0, hi = sz.n_params;
+    if (sharded) loom_dist_shard_at(0, ranks, sz.stage_base, sz.n_params, LOOM_NORM_BLOCK, &lo, &hi);
+    m->bytes[LOOM_MEM_MODEL] = loom_gpt_bytes(cfg, B, T, 1, backend, tp, sp, stage, threads);
+    m->bytes[LOOM_MEM_ADAMW] = 2 * sizeof(float) * (hi - lo);
+    m->bytes[LOOM_MEM_STEP] = loom_step_ctx_bytes(cfg, B, T, tp, sp, stage, pp, accum, ranks, zero, bucket);
+    m->bytes[LOOM_MEM_TP] = tp > 1 ? loom_reducer_bytes(tp, (size_t)B * T * cfg->n_embd) : 0;
+    m->bytes[LOOM_MEM_BATCH] = sizeof(int32_t) * 2 * (size_t)local * B * T;
+    m->bytes_total = 0;
+    for (int k = 0; k < 5; k++) m->bytes_total += m->bytes[k];
 }
 
 loom_status loom_run_check_memory(const loom_train_mem *m, int local, int B, int T) {

@@ -31,9 +31,16 @@ loom_status loom_run_agree(const loom_dist *d, const loom_train_opts *o, const l
  * sizes are added up, for the memory check and the start-up line. */
 typedef struct loom_train_mem {
     double params, grads, tree, comm, adamw, acts, batch, total;
+    /* exactly what each part allocates on data-parallel rank 0 (bytes): the model, AdamW's
+     * moments, the step's buffers (tree, buckets, pipeline), the tensor-parallel
+     * reducer, the batch (LOOM_MEM_* order) */
+    size_t bytes[5], bytes_total;
 } loom_train_mem;
+enum { LOOM_MEM_MODEL, LOOM_MEM_ADAMW, LOOM_MEM_STEP, LOOM_MEM_TP, LOOM_MEM_BATCH };
+extern const char *const loom_mem_names[5];
 void loom_run_memory(const loom_gpt_config *cfg, int B, int T, int accum, int ranks, int tp, int sp,
-                     const loom_stage *stage, int zero, size_t bucket, loom_train_mem *m);
+                     const loom_stage *stage, int pp, int zero, size_t bucket, const char *backend, int threads,
+                     loom_train_mem *m);
 /* Refuses a run whose ranks on this node (local) need more than its physical memory. */
 loom_status loom_run_check_memory(const loom_train_mem *m, int local, int B, int T);
 

@@ -583,3 +583,29 @@ loom_status loom_step_ctx_eval(loom_step_ctx *c, loom_gpt *g, const loom_dataset
     *loss = sum / (double)n;
     return LOOM_OK;
 }
+
+size_t loom_step_ctx_bytes(const loom_gpt_config *cfg, int B, int T, int tp, int sp, const loom_stage *stage, int pp,
+                           int accum, int ranks, int zero, size_t bucket) {
+    /* as loom_step_ctx_init and loom_step_ctx_pipeline allocate */
+    loom_gpt_sizes s;
+    loom_gpt_compute_sizes(cfg, B, T, tp, sp, stage, &s);
+    const int R = ranks, local = accum / R, sharded = zero > 0 && R > 1, strided = zero == 2 && R > 1;
+    const int first = s.stage.l0 == 0, last = s.stage.l1 == cfg->n_layer;
+    const size_t n = s.n_params;
+    size_t lo = 0, hi = n;
+    if (sharded) loom_dist_shard_at(0, R, s.stage_base, n, LOOM_NORM_BLOCK, &lo, &hi); /* dp rank 0's */
+    const size_t tree_n = strided ? hi - lo : n, V = first ? (size_t)loom_tp_local_rows(cfg->vocab_size, tp, 1) : 0;
+    size_t b = sizeof(float) * tree_n * (size_t)(loom_step_tree_pool(local) - !strided);
+    if (R > 1)
+        b += loom_comm_bytes(n, bucket) + 2 * V + sizeof(int) * (size_t)(cfg->n_layer + 2) +
+             sizeof(int32_t) * (size_t)R * local * B * T;
+    b += sizeof(float) * 2 * (size_t)accum + sizeof(double) * (s.n_params_tp / LOOM_NORM_BLOCK + 1) * (size_t)tp;
+    if (pp > 1) {
+        const size_t nio = (size_t)B * T * cfg->n_embd / (sp && tp > 1 ? (size_t)tp : 1);
+        const int tied = cfg->arch != LOOM_ARCH_LLAMA || !cfg->untied;
+        b += sizeof(loom_pp_io) + sizeof(loom_p2p) * (size_t)s.stage.sets + sizeof(int) * ((size_t)local + s.stage.sets);
+        b += sizeof(float) * nio * (size_t)(4 * !first + 2 * !last);
+        if (first && !last && tied) b += sizeof(float) * V * cfg->n_embd;
+    }
+    return b;
+}

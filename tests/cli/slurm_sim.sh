@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-node SLURM across two simulated hosts (network namespaces; slurmctld and a slurmd
 # per host; Open MPI over TCP between them): `srun -N 2 --mpi=pmix` trains bitwise like
-# one process; tp 2 inside the hosts x dp 2 across them bitwise like the one-host tp 2 run; a 2-node sbatch job stopped by `scancel --signal=USR1` writes its checkpoint
+# one process; tp 2 inside the hosts x dp 2 across them bitwise like the one-host tp 2 run; pp 2 across the hosts
+# x dp 2 bitwise like one process; a 2-node sbatch job stopped by `scancel --signal=USR1` writes its checkpoint
 # with MPI-IO and exits 3, and the resubmitted job (--resume, ZeRO-2) ends bitwise where an
 # uninterrupted single process does. Skipped (77) when not root, without SLURM or network
 # namespaces, or without an Open MPI build.
@@ -45,6 +46,18 @@ check "srun -N 2 -n 4 --tp 2: tensor-parallel pairs inside the hosts" \
 check "srun -N 2 -n 4 --tp 2: losses bitwise the one-host tp 2 run's" \
   cmp -s <(cut -d, -f1-4 "$TMP/tp_local/metrics.jsonl") <(cut -d, -f1-4 "$TMP/srun_tp/metrics.jsonl")
 check "srun -N 2 -n 4 --tp 2: final weights bitwise" cmp -s "$TMP/tp_local/model.safetensors" "$TMP/srun_tp/model.safetensors"
+
+# pipeline parallelism across the hosts: 4 ranks, 2 per host, pp 2 x dp 2: stage 0 on host
+# 1, stage 1 on host 2 (activations and their gradients over TCP), bitwise one process
+timeout --kill-after=10 180 "${H1[@]}" "$ENV srun -N 2 -n 4 --ntasks-per-node 2 --mpi=pmix $LOOM train ${M/--quiet/} --pp 2 --out $TMP/srun_pp" \
+  >"$TMP/srun_pp.log" 2>&1
+rc=$?
+check "srun -N 2 -n 4 --pp 2: exit 0 (got $rc; $(tail -c 300 "$TMP/srun_pp.log"))" test $rc -eq 0
+check "srun -N 2 -n 4 --pp 2: a stage per host" \
+  grep -q "^ranks: 4 (2 per node) = data-parallel 2 x tensor-parallel 1 x pipeline 2" "$TMP/srun_pp.log"
+check "srun -N 2 -n 4 --pp 2: losses bitwise the single process's" \
+  cmp -s <(cut -d, -f1-4 "$TMP/single/metrics.jsonl") <(cut -d, -f1-4 "$TMP/srun_pp/metrics.jsonl")
+check "srun -N 2 -n 4 --pp 2: final weights bitwise" cmp -s "$TMP/single/model.safetensors" "$TMP/srun_pp/model.safetensors"
 
 # preemption across nodes: USR1 -> checkpoint (MPI-IO, both hosts writing) + exit 3; resubmit resumes
 job() { # $1: extra flags; prints the job id

@@ -281,6 +281,10 @@ static loom_status cpu_reserve(int max_T, int threads) {
     return LOOM_OK;
 }
 
+static size_t cpu_reserve_bytes(int max_T, int threads) {
+    return (size_t)threads * 2 * QB * (size_t)(max_T > 0 ? max_T : 1) * sizeof(float);
+}
+
 static float *thread_workspace(size_t floats) {
     const int id = omp_get_thread_num();
     if (id >= LOOM_MAX_THREADS || g_ws_cap[id] < floats)
@@ -588,6 +592,7 @@ static const loom_backend cpu_backend = {
     .sync = host_sync,
     .supports = f32_only,
     .reserve = cpu_reserve,
+    .reserve_bytes = cpu_reserve_bytes,
     .f32 = &cpu_f32,
 };
 

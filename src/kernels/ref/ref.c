@@ -459,6 +459,10 @@ static loom_status ref_reserve(int max_T, int threads) {
     (void)max_T, (void)threads;
     return LOOM_OK;
 }
+static size_t ref_reserve_bytes(int max_T, int threads) {
+    (void)max_T, (void)threads;
+    return 0;
+}
 
 static const loom_f32_kernels ref_f32 = {
     .gemm = ref_gemm,
@@ -495,6 +499,7 @@ static const loom_backend ref_backend = {
     .sync = ref_sync,
     .supports = ref_supports,
     .reserve = ref_reserve,
+    .reserve_bytes = ref_reserve_bytes,
     .f32 = &ref_f32,
 };
 

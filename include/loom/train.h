@@ -174,13 +174,15 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
  * min(max_batches, samples/B) full batches (max_batches <= 0: all). */
 loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
                            double *loss, long *batches);
+/* How many batches of B that evaluation takes (refused when the data holds none). */
+loom_status loom_eval_batches(const loom_dataset *ds, int B, int T, long max_batches, uint64_t *n);
 
 /* `loom plan`: what a layout costs before it runs. The speeds of a machine, measured by
  * `loom bench` (or read from its JSON: gemm_gflops per thread, mem_gbps, link_gbps within
  * and across nodes, link_us). */
 typedef struct loom_machine {
     double gemm_gflops, mem_gbps, link_gbps_node, link_gbps_net, link_us;
-    char source[160]; /* where the numbers come from */
+    char source[320]; /* where the numbers come from */
 } loom_machine;
 loom_status loom_machine_load(const char *path, loom_machine *m);
 /* fp32 GEMM and memory speed of this process with `threads` threads, ~0.5 s; the links
@@ -198,7 +200,14 @@ typedef struct loom_plan_query {
     /* a layout (tp, pp >= 1), or 0 to search */
     int tp, pp, zero, sp, schedule;
     const char *pp_layers;
+    /* measured (loom_plan_calibrate), or 0: from FLOPs at the machine's GEMM speed. Seconds
+     * of one micro-batch's forward + backward at tp 1: a layer, and the rest (embedding,
+     * final norm, LM head, loss) */
+    double layer_s, rest_s;
 } loom_plan_query;
+/* Times this model's forward + backward of one B x T micro-batch with q->threads threads
+ * here (1 and 2 layers, best of 3), into q->layer_s and q->rest_s. */
+loom_status loom_plan_calibrate(loom_plan_query *q);
 
 typedef struct loom_plan {
     int dp, tp, pp, zero, sp, schedule, micro; /* micro: micro-batches per data-parallel rank */

@@ -27,11 +27,13 @@ static const char *help =
     "  --tp N, --pp N, --sp, --zero 0|1|2, --pp-schedule gpipe|1f1b, --pp-layers a,b,...\n"
     "  --bucket-mb X, --backend cpu|ref   as loom train\n"
     "  --machine FILE       speeds from `loom bench --out FILE` (default: measured now, links assumed)\n"
+    "  --calibrate          time this model's layer and the rest (forward + backward of one\n"
+    "                       micro-batch, --threads) here, instead of FLOPs at the GEMM speed\n"
     "  --top K              layouts shown when searching (default 10)\n"
     "  --json               one JSON object\n";
 
 enum { O_BATCH = 1, O_SEQ, O_TOTAL, O_RANKS, O_NODES, O_RPN, O_THREADS, O_MEM, O_TP, O_PP, O_SP, O_ZERO, O_SCHED,
-       O_LAYERS, O_BUCKET, O_BACKEND, O_MACHINE, O_TOP, O_JSON, O_OUT, O_HELP };
+       O_LAYERS, O_BUCKET, O_BACKEND, O_MACHINE, O_TOP, O_JSON, O_OUT, O_CALIB, O_HELP };
 
 static int parse_size(const char *s, double *out) {
     char *end;
@@ -109,7 +111,8 @@ int cmd_plan(int argc, char **argv) {
         {"zero", required_argument, 0, O_ZERO}, {"pp-schedule", required_argument, 0, O_SCHED},
         {"pp-layers", required_argument, 0, O_LAYERS}, {"bucket-mb", required_argument, 0, O_BUCKET},
         {"backend", required_argument, 0, O_BACKEND}, {"machine", required_argument, 0, O_MACHINE},
-        {"top", required_argument, 0, O_TOP}, {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, O_HELP},
+        {"top", required_argument, 0, O_TOP}, {"json", no_argument, 0, O_JSON}, {"calibrate", no_argument, 0, O_CALIB},
+        {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     const char *cmd = "plan", *machine = NULL;
     cli_model m;
@@ -117,7 +120,7 @@ int cmd_plan(int argc, char **argv) {
     loom_plan_query q = {.B = 8, .T = 256, .threads = 1, .backend = "cpu", .tp = 0, .pp = 0};
     long iv, ranks = 0, nodes = 0, rpn = 0, top = 10;
     double fv, bucket_mb = 16;
-    int json = 0, bad = 0, c, given = 0;
+    int json = 0, bad = 0, c, given = 0, calibrate = 0;
     unsigned char seen[CLI_MAX_OPT] = {0};
     opterr = 0;
     optind = 1;
@@ -147,6 +150,7 @@ int cmd_plan(int argc, char **argv) {
         case O_MACHINE: machine = optarg; break;
         case O_TOP: bad = cli_int("--top", optarg, 1, 100000, &top); break;
         case O_JSON: json = 1; break;
+        case O_CALIB: calibrate = 1; break;
         case O_HELP: fputs(help, stdout); return 0;
         CLI_GETOPT_ERRORS(cmd, argv);
         }
@@ -171,6 +175,12 @@ int cmd_plan(int argc, char **argv) {
     } else {
         omp_set_num_threads(q.threads);
         loom_machine_measure(q.threads, &mc);
+    }
+    if (calibrate) {
+        omp_set_num_threads(q.threads);
+        if (loom_plan_calibrate(&q)) return cli_fail(cmd);
+        snprintf(mc.source + strlen(mc.source), sizeof mc.source - strlen(mc.source),
+                 "; compute: this model timed here, %.1f ms a layer, %.1f ms the rest", 1e3 * q.layer_s, 1e3 * q.rest_s);
     }
     if (given) {
         if (!q.tp) q.tp = 1;

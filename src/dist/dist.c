@@ -444,30 +444,27 @@ void loom_dist_shard(int rank, int size, size_t n, size_t block, size_t *lo, siz
     loom_dist_shard_at(rank, size, 0, n, block, lo, hi);
 }
 
-void loom_p2p_isend(const loom_group *g, const float *buf, size_t n, int peer, int tag, loom_p2p *r) {
+/* a non-blocking send (send = 1) or receive of n floats */
+static void p2p_post(int send, const loom_group *g, const float *buf, size_t n, int peer, int tag, loom_p2p *r) {
 #ifdef LOOM_HAVE_MPI
     MPI_Request q;
     LOOM_CHECK(sizeof q <= sizeof r->h && n <= 0x7fffffff && !r->active);
-    MPI_Isend(buf, (int)n, MPI_FLOAT, peer, tag, COMM(g), &q);
+    if (send) MPI_Isend(buf, (int)n, MPI_FLOAT, peer, tag, COMM(g), &q);
+    else MPI_Irecv((float *)buf, (int)n, MPI_FLOAT, peer, tag, COMM(g), &q);
     memcpy(&r->h, &q, sizeof q);
     r->active = 1;
 #else
-    (void)g, (void)buf, (void)n, (void)peer, (void)tag, (void)r;
+    (void)send, (void)g, (void)buf, (void)n, (void)peer, (void)tag, (void)r;
     LOOM_CHECK(!"point-to-point without MPI");
 #endif
 }
 
+void loom_p2p_isend(const loom_group *g, const float *buf, size_t n, int peer, int tag, loom_p2p *r) {
+    p2p_post(1, g, buf, n, peer, tag, r);
+}
+
 void loom_p2p_irecv(const loom_group *g, float *buf, size_t n, int peer, int tag, loom_p2p *r) {
-#ifdef LOOM_HAVE_MPI
-    MPI_Request q;
-    LOOM_CHECK(sizeof q <= sizeof r->h && n <= 0x7fffffff && !r->active);
-    MPI_Irecv(buf, (int)n, MPI_FLOAT, peer, tag, COMM(g), &q);
-    memcpy(&r->h, &q, sizeof q);
-    r->active = 1;
-#else
-    (void)g, (void)buf, (void)n, (void)peer, (void)tag, (void)r;
-    LOOM_CHECK(!"point-to-point without MPI");
-#endif
+    p2p_post(0, g, buf, n, peer, tag, r);
 }
 
 void loom_p2p_wait(loom_p2p *r, const char *what) {

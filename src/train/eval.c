@@ -1,13 +1,20 @@
 /* Evaluation: the mean loss over a dataset's windows in order. */
 #include "loom/train.h"
 
-loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
-                           double *loss, long *batches) {
-    uint64_t n = loom_dataset_samples(ds) / (uint64_t)B;
-    if (n == 0)
+loom_status loom_eval_batches(const loom_dataset *ds, int B, int T, long max_batches, uint64_t *n) {
+    *n = loom_dataset_samples(ds) / (uint64_t)B;
+    if (*n == 0)
         return loom_error(LOOM_ERR_ARG, "--batch: %d sequences of %d tokens need more data than the "
                           "%llu windows available", B, T, (unsigned long long)loom_dataset_samples(ds));
-    if (max_batches > 0 && (uint64_t)max_batches < n) n = (uint64_t)max_batches;
+    if (max_batches > 0 && (uint64_t)max_batches < *n) *n = (uint64_t)max_batches;
+    return LOOM_OK;
+}
+
+loom_status loom_eval_loss(loom_gpt *g, const loom_dataset *ds, int B, int T, long max_batches,
+                           double *loss, long *batches) {
+    uint64_t n;
+    loom_status st = loom_eval_batches(ds, B, T, max_batches, &n);
+    if (st) return st;
     int32_t *in = loom_alloc(sizeof(int32_t) * 2 * B * T, "eval batch");
     if (!in) return LOOM_ERR_NOMEM;
     int32_t *tg = in + B * T;

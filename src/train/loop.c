@@ -251,7 +251,7 @@ static loom_status train_run(const loom_train_opts *o, const loom_dist *given) {
         size_t span = (size_t)(o->stop_at > 0 && o->stop_at < o->steps ? o->stop_at : o->steps);
         /* per step: each micro-batch's events, the step's own, and the buckets of the
          * reductions (one per micro-batch at most) and of the all-gather */
-        size_t per_step = 2 * (size_t)sc.local + 10 + (sc.comm ? (size_t)loom_comm_max_buckets(sc.comm) * (sc.local + 1) : 0);
+        size_t per_step = (pp > 1 ? 5 : 2) * (size_t)sc.local + 10 + (sc.comm ? (size_t)loom_comm_max_buckets(sc.comm) * (sc.local + 1) : 0);
         if ((st = loom_trace_init(&trace, span * per_step + 16, rank))) goto done;
         /* one time axis for every rank's file: rank 0's clock and time zero */
         double rtt, off = loom_dist_clock_offset(&dist->world, &rtt), origin = trace.origin + off;

@@ -38,24 +38,18 @@ int loom_pp_schedule(int kind, int p, int m, int s, loom_pp_action *out) {
     return n;
 }
 
-/* Runs every stage's list against the others: a stage's next action goes when what it
- * receives has been produced (a forward: the previous stage's forward of that micro-
- * batch; a backward: the next stage's backward of it, and its own forward). Returns 0
- * when every list runs to its end, and the activation sets each stage needs. */
-static int simulate(int kind, int p, int m, int *sets) {
-    loom_pp_action *a = malloc(sizeof *a * (size_t)p * 2 * m);
-    unsigned char *fdone = calloc((size_t)p * m, 1), *bdone = calloc((size_t)p * m, 1);
-    int pos[LOOM_PP_MAX] = {0}, live[LOOM_PP_MAX] = {0}, ok = a && fdone && bdone;
-    for (int s = 0; ok && s < p; s++) {
-        loom_pp_schedule(kind, p, m, s, a + (size_t)s * 2 * m);
-        sets[s] = 0;
-    }
+int loom_pp_lists_run(int p, int m, const loom_pp_action *a, int *sets) {
+    unsigned char *fdone = calloc((size_t)p * m + 1, 1), *bdone = calloc((size_t)p * m + 1, 1);
+    int pos[LOOM_PP_MAX] = {0}, live[LOOM_PP_MAX] = {0}, ok = fdone && bdone && p <= LOOM_PP_MAX;
+    for (int s = 0; s < p; s++) sets[s] = 0;
     for (int progress = 1; ok && progress;) {
         progress = 0;
         for (int s = 0; s < p; s++) {
             while (pos[s] < 2 * m) {
                 const loom_pp_action x = a[(size_t)s * 2 * m + pos[s]];
+                if (x.micro < 0 || x.micro >= m) { ok = 0; break; }
                 const size_t i = (size_t)s * m + x.micro;
+                if (x.op == 'F' ? fdone[i] : bdone[i]) { ok = 0; break; } /* twice */
                 const int ready = x.op == 'F' ? s == 0 || fdone[i - m] : fdone[i] && (s == p - 1 || bdone[i + m]);
                 if (!ready) break;
                 if (x.op == 'F') fdone[i] = 1, live[s]++;
@@ -68,9 +62,18 @@ static int simulate(int kind, int p, int m, int *sets) {
     }
     int stuck = !ok;
     for (int s = 0; s < p; s++) stuck |= pos[s] != 2 * m;
-    free(a);
     free(fdone);
     free(bdone);
+    return stuck;
+}
+
+/* every stage's list of a schedule, run against the others */
+static int simulate(int kind, int p, int m, int *sets) {
+    loom_pp_action *a = malloc(sizeof *a * ((size_t)p * 2 * m + 1));
+    if (!a) return 1;
+    for (int s = 0; s < p; s++) loom_pp_schedule(kind, p, m, s, a + (size_t)s * 2 * m);
+    const int stuck = loom_pp_lists_run(p, m, a, sets);
+    free(a);
     return stuck;
 }
 

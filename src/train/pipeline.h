@@ -27,6 +27,13 @@ typedef struct loom_pp_plan {
 
 /* Stage s's list (2m actions) into out. */
 int loom_pp_schedule(int kind, int p, int m, int s, loom_pp_action *out);
+/* Runs the p stages' lists (stage s's 2m actions at a + s*2m) against each other: a
+ * stage's next action goes when what it receives has been produced (a forward: the
+ * previous stage's forward of that micro-batch; a backward: its own forward and the next
+ * stage's backward). Returns 0 when every list runs to its end (each micro-batch's
+ * forward and backward once), with the most micro-batches each stage holds at once in
+ * sets[s]; 1 when some list can never finish (a deadlock) or is malformed. */
+int loom_pp_lists_run(int p, int m, const loom_pp_action *a, int *sets);
 /* Makes the plan: layer split (layers: stage sizes from --pp-layers, or NULL to balance
  * the cost of the layers and of the LM head on the last stage), each stage's list run
  * against the others, the activation sets each needs. */

@@ -143,7 +143,9 @@ loom_status loom_plan_one(const loom_plan_query *q, const loom_machine *mc, loom
          * stream per layer, the embedding's, the LM head input gradient's, the loss's 3 B*T */
         const double tpb = ftp * ((4.0 * nl + first + last) * bt * C + (last ? 3.0 * bt : 0));
         const double t_tp = tp > 1 ? tpb / (mc->link_gbps_node * 1e9) + (4.0 * nl + 4) * mc->link_us * 1e-6 : 0;
-        const double t_mb = 3.0 * stage_flops(c, T, tp, sg.l0, sg.l1) * bt / speed + t_tp;
+        const double t_mb = (q->layer_s > 0 ? (nl * q->layer_s + (first || last ? q->rest_s : 0)) / tp
+                                             : 3.0 * stage_flops(c, T, tp, sg.l0, sg.l1) * bt / speed) +
+                            t_tp;
         if (t_mb > tau) tau = t_mb, tau_b = 2.0 / 3.0 * t_mb;
         if (tpb * m > o->comm_tp) o->comm_tp = tpb * m, o->t_tp = t_tp * m;
         /* the pipeline: activations forward, their gradients back, a tied head's gradient */
@@ -162,13 +164,55 @@ loom_status loom_plan_one(const loom_plan_query *q, const loom_machine *mc, loom
         if (t_opt > o->t_opt) o->t_opt = t_opt;
     }
     o->t_compute = (m + pp - 1) * tau;
-    o->t_pp = pp > 1 ? 2.0 * (pp - 1) * (f4 * nio / (mc->link_gbps_net * 1e9) + mc->link_us * 1e-6) : 0;
+    /* stages are dp x tp ranks apart: on one node while the job's ranks fit one */
+    const double bw_pp = q->ranks > q->ranks_per_node ? mc->link_gbps_net : mc->link_gbps_node;
+    o->t_pp = pp > 1 ? 2.0 * (pp - 1) * (f4 * nio / (bw_pp * 1e9) + mc->link_us * 1e-6) : 0;
     /* a data-parallel group spans nodes once dp x tp ranks do not fit on one */
     const double bw = (double)dp * tp > q->ranks_per_node ? mc->link_gbps_net : mc->link_gbps_node;
     const double t_dp = dp > 1 ? o->comm_dp / (bw * 1e9) + log2((double)dp) * mc->link_us * 1e-6 : 0;
     o->t_dp = t_dp > tau_b ? t_dp - tau_b : 0;
     o->t_step = o->t_compute + o->t_pp + o->t_dp + o->t_opt;
     o->fits = q->mem_per_node <= 0 || (double)o->max_bytes * q->ranks_per_node <= q->mem_per_node;
+    return LOOM_OK;
+}
+
+/* forward + backward of one micro-batch of cfg with n layers: the best of 3 */
+static loom_status time_layers(const loom_plan_query *q, int n, double *secs) {
+    loom_gpt_config c = q->cfg;
+    c.n_layer = n;
+    loom_gpt *g;
+    loom_status st = loom_gpt_init_part(&g, &c, q->B, q->T, 1, q->backend, NULL, NULL);
+    if (st) return st;
+    loom_gpt_init_weights(g, 1);
+    int32_t *ids = loom_alloc(sizeof(int32_t) * 2 * (size_t)q->B * q->T, "calibration batch");
+    if (!ids) {
+        loom_gpt_free(g);
+        return LOOM_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < 2 * (size_t)q->B * q->T; i++) ids[i] = (int32_t)(i * 7919 % (size_t)c.vocab_size);
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) { /* the first warms the caches */
+        loom_gpt_zero_grad(g, NULL);
+        const double t0 = loom_now();
+        loom_gpt_forward(g, ids, ids + (size_t)q->B * q->T, q->B, q->T, 1.0f / ((float)q->B * q->T));
+        loom_gpt_backward(g, ids, q->B, q->T);
+        const double t = loom_now() - t0;
+        if (r && t < best) best = t;
+    }
+    st = g->status;
+    loom_free(ids);
+    loom_gpt_free(g);
+    *secs = best;
+    return st;
+}
+
+loom_status loom_plan_calibrate(loom_plan_query *q) {
+    double t1, t2;
+    loom_status st = time_layers(q, 1, &t1);
+    if (!st) st = time_layers(q, 2, &t2);
+    if (st) return st;
+    q->layer_s = t2 > t1 ? t2 - t1 : t1 / 2;
+    q->rest_s = t1 > q->layer_s ? t1 - q->layer_s : 0;
     return LOOM_OK;
 }
 

@@ -322,6 +322,14 @@ static const char *pp_what(loom_pp_io *io, const loom_dist *d, const char *thing
     return io->what;
 }
 
+/* the same for a send this stage waits to complete */
+static const char *pp_what_sent(loom_pp_io *io, const loom_dist *d, const char *thing, int peer_stage) {
+    const int peer = (peer_stage * d->dp.size + d->dp.rank) * d->tp.size + d->tp.rank;
+    snprintf(io->what, sizeof io->what, "pipeline stage %d waits for %s to reach stage %d (world rank %d)", io->stage,
+             thing, peer_stage, peer);
+    return io->what;
+}
+
 static void pp_post_act(loom_pp_io *io, const loom_dist *d, int j) {
     if (!io->first && j < io->m) loom_p2p_irecv(&d->pp, io->r_act[j & 1], io->nio, io->stage - 1, 1, &io->q_act[j & 1]);
 }
@@ -339,7 +347,7 @@ void loom_step_ctx_sync_head(loom_step_ctx *c, loom_gpt *g) {
     if (io->first) { /* ZeRO: the embedding's shards first */
         loom_step_ctx_sync_params(c, g);
         loom_p2p_isend(&d->pp, g->params + g->params_info[0].offset, io->nhead, io->p - 1, 4, &io->q_wte);
-        loom_p2p_wait(&io->q_wte, "pipeline stage 0 sends the embedding to the last stage's LM head");
+        loom_p2p_wait(&io->q_wte, pp_what_sent(io, d, "the embedding (the LM head's copy)", io->p - 1));
     } else if (io->last) {
         loom_p2p_irecv(&d->pp, g->head_copy, io->nhead, 0, 4, &io->q_wte);
         loom_p2p_wait(&io->q_wte, pp_what(io, d, "the embedding (the LM head's weights)", 0, 0));
@@ -362,18 +370,20 @@ static void step_forward(step_run *r, int j) {
     loom_gpt *g = r->g;
     loom_pp_io *io = c->pp;
     const size_t bt = (size_t)r->B * r->T;
-    const double tm = loom_now();
-    r->t_fwd = tm;
     int set = 0;
     if (io) {
         set = io->set_of[j] = io->free_set[--io->n_free];
         loom_gpt_use_acts(g, set);
         if (!io->first) { /* the previous stage's output */
+            const double tw = loom_now();
             loom_p2p_wait(&io->q_act[j & 1], pp_what(io, c->dist, "the activations", j, io->stage - 1));
+            loom_trace_add(c->trace, "wait: activations", j, tw);
             memcpy(loom_gpt_stage_input(g), io->r_act[j & 1], sizeof(float) * io->nio);
             pp_post_act(io, c->dist, j + 2);
         }
     }
+    const double tm = loom_now(); /* the forward itself: after its input arrived */
+    r->t_fwd = tm;
     loom_pass pass = {.grads = NULL};
     if (c->params_stale) {
         /* ZeRO: the parameters arrive during the first forward (started here, after this
@@ -400,7 +410,7 @@ static void pp_send_back(step_run *r, int j) {
     const loom_dist *d = r->c->dist;
     if (!io) return;
     if (!io->first) {
-        loom_p2p_wait(&io->qs_grad[j & 1], "pipeline: a gradient sent two micro-batches ago");
+        loom_p2p_wait(&io->qs_grad[j & 1], pp_what_sent(io, d, "a gradient of two micro-batches ago", io->stage - 1));
         memcpy(io->s_grad[j & 1], loom_gpt_stage_grad(r->g), sizeof(float) * io->nio);
         loom_p2p_isend(&d->pp, io->s_grad[j & 1], io->nio, io->stage - 1, 2, &io->qs_grad[j & 1]);
     }
@@ -414,22 +424,26 @@ static void step_backward(step_run *r, int j) {
     const int R = c->dist ? c->dist->dp.size : 1, last = j == c->local - 1;
     const size_t n = g->sizes.n_params, bt = (size_t)r->B * r->T;
     const int32_t *in = r->inputs + (size_t)j * bt;
-    double tm = io ? loom_now() : r->t_fwd;
+    double tm = r->t_fwd;
     const int early_send = loom_dist_thread_multiple(); /* MPI lets this thread send beside the communication thread */
     if (io) {
+        const double tw = loom_now();
         loom_gpt_use_acts(g, io->set_of[j]);
         if (!io->last) { /* the next stage's gradient */
             loom_p2p_wait(&io->q_grad[j & 1], pp_what(io, c->dist, "the gradient", j, io->stage + 1));
             memcpy(loom_gpt_stage_grad(g), io->r_grad[j & 1], sizeof(float) * io->nio);
             pp_post_grad(io, c->dist, j + 2);
         }
-        loom_p2p_wait(&io->qs_head, "pipeline: the LM head's gradient sent for the previous micro-batch");
+        loom_p2p_wait(&io->qs_head, pp_what_sent(io, c->dist, "the previous micro-batch's LM head gradient", 0));
+        if (io->r_head) /* the LM head's part of the embedding's gradient, from the last stage */
+            loom_p2p_wait(&io->q_head, pp_what(io, c->dist, "the LM head's gradient", j, io->p - 1));
+        loom_trace_add(c->trace, "wait: gradients", j, tw);
+        tm = loom_now(); /* the backward itself: after its inputs arrived */
     }
     float *cur = c->pool[--c->n_free];
     loom_pass pass = {.grads = c->strided ? c->work : cur};
     loom_gpt_zero_grad(g, pass.grads);
-    if (io && io->r_head) { /* the LM head's part of the embedding's gradient, from the last stage */
-        loom_p2p_wait(&io->q_head, pp_what(io, c->dist, "the LM head's gradient", j, io->p - 1));
+    if (io && io->r_head) {
         memcpy(pass.grads + g->params_info[0].offset, io->r_head, sizeof(float) * io->nhead);
         pp_post_head(io, c->dist, j + 1);
     }
@@ -471,7 +485,7 @@ static void step_backward(step_run *r, int j) {
     }
     if (!sent) pp_send_back(r, j);
     if (io) { /* the set is free once its output's send is done */
-        loom_p2p_wait(&io->qs_out[io->set_of[j]], "pipeline: the activations sent to the next stage");
+        loom_p2p_wait(&io->qs_out[io->set_of[j]], pp_what_sent(io, c->dist, "the activations", io->stage + 1));
         io->free_set[io->n_free++] = io->set_of[j];
     }
     if (r->sum) return; /* the last micro-batch, folded during the backward */
@@ -509,8 +523,8 @@ float loom_train_step(loom_gpt *g, loom_adamw *opt, loom_step_ctx *c, const int3
             if (io->acts[i].op == 'F') step_forward(&r, io->acts[i].micro);
             else step_backward(&r, io->acts[i].micro);
         }
-        for (int k = 0; k < 2; k++) loom_p2p_wait(&io->qs_grad[k], "pipeline: the last gradients sent");
-        loom_p2p_wait(&io->qs_head, "pipeline: the last LM head gradient sent");
+        for (int k = 0; k < 2; k++) loom_p2p_wait(&io->qs_grad[k], pp_what_sent(io, c->dist, "the last gradients", io->stage - 1));
+        loom_p2p_wait(&io->qs_head, pp_what_sent(io, c->dist, "the last LM head gradient", 0));
     } else {
         for (int j = 0; j < c->local; j++) {
             step_forward(&r, j);
@@ -549,11 +563,9 @@ loom_status loom_step_ctx_eval(loom_step_ctx *c, loom_gpt *g, const loom_dataset
     loom_step_ctx_sync_params(c, g);
     if (!io) return loom_eval_loss(g, ds, B, T, max_batches, loss, NULL);
     /* the stages in turn, batch by batch, as loom_eval_loss adds the batch means */
-    uint64_t n = loom_dataset_samples(ds) / (uint64_t)B;
-    if (n == 0)
-        return loom_error(LOOM_ERR_ARG, "--batch: %d sequences of %d tokens need more data than the "
-                          "%llu windows available", B, T, (unsigned long long)loom_dataset_samples(ds));
-    if (max_batches > 0 && (uint64_t)max_batches < n) n = (uint64_t)max_batches;
+    uint64_t n;
+    loom_status st = loom_eval_batches(ds, B, T, max_batches, &n);
+    if (st) return st;
     int32_t *in = loom_alloc(sizeof(int32_t) * 2 * B * T, "eval batch");
     if (!in) return LOOM_ERR_NOMEM;
     int32_t *tg = in + B * T;
@@ -572,7 +584,7 @@ loom_status loom_step_ctx_eval(loom_step_ctx *c, loom_gpt *g, const loom_dataset
         if (io->last) sum += l;
         else {
             loom_p2p_isend(&d->pp, loom_gpt_stage_output(g), io->nio, io->stage + 1, 1, &q);
-            loom_p2p_wait(&q, "pipeline: validation activations sent to the next stage");
+            loom_p2p_wait(&q, pp_what_sent(io, d, "the validation activations", io->stage + 1));
         }
     }
     loom_free(in);

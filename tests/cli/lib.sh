@@ -41,6 +41,39 @@ mpi_setup() {
   fi
 }
 
+# fault_kill WHAT TRAIN_FLAGS...: 2 ranks train until the last is killed (-9) once metrics
+# appear: the job must end non-zero within 20 s
+fault_kill() {
+  local what=$1 job victim t0 rc took
+  shift
+  timeout 60 "${RUN[@]}" -np 2 "$LOOM" train "$@" --steps 100000 --out "$TMP/kill" >/dev/null 2>"$TMP/kill.err" &
+  job=$!
+  for _ in $(seq 300); do [ -s "$TMP/kill/metrics.jsonl" ] && break; sleep 0.1; done
+  victim=$(pgrep -f "loom train .*--out $TMP/kill" | tail -n 1)
+  t0=$(date +%s)
+  kill -9 "$victim"
+  wait $job
+  rc=$?; took=$(($(date +%s) - t0))
+  check "$what: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
+  check "$what: job ended within 20 s ($took s)" test $took -le 20
+}
+# fault_stop WHAT TRAIN_FLAGS...: the same with the last rank stopped (SIGSTOP) and
+# --comm-timeout 3: the job must end; the survivor's stderr is left in $TMP/stop.err
+fault_stop() {
+  local what=$1 job victim rc
+  shift
+  timeout 60 "${RUN[@]}" -np 2 "$LOOM" train "$@" --steps 100000 --comm-timeout 3 --out "$TMP/stop" >/dev/null \
+    2>"$TMP/stop.err" &
+  job=$!
+  for _ in $(seq 300); do [ -s "$TMP/stop/metrics.jsonl" ] && break; sleep 0.1; done
+  victim=$(pgrep -f "loom train .*--out $TMP/stop" | tail -n 1)
+  kill -STOP "$victim"
+  wait $job
+  rc=$?
+  kill -9 "$victim" 2>/dev/null
+  check "$what: the job ended (exit $rc)" test $rc -ne 0 -a $rc -ne 124
+}
+
 check() { # check "what" cond...
   local what=$1
   shift

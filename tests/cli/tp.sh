@@ -121,26 +121,8 @@ expect_error "--tp 2 without MPI ranks" "--tp 2: does not divide the 1 ranks of 
   "$LOOM" train $GPT --steps 1 --tp 2 --out "$TMP/bad1"
 
 # faults: a tp rank killed ends the job fast; a stopped one is named by the watchdog
-timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $GPT --steps 100000 --tp 2 --out "$TMP/kill" >/dev/null 2>"$TMP/kill.err" &
-job=$!
-for _ in $(seq 200); do [ -s "$TMP/kill/metrics.jsonl" ] && break; sleep 0.1; done
-victim=$(pgrep -f "loom train .*--out $TMP/kill" | tail -n 1)
-t0=$(date +%s)
-kill -9 "$victim"
-wait $job
-rc=$?; took=$(($(date +%s) - t0))
-check "killed tp rank: non-zero exit (got $rc)" test $rc -ne 0 -a $rc -ne 124
-check "killed tp rank: job ended within 20 s ($took s)" test $took -le 20
-timeout 60 "${RUN[@]}" -np 2 "$LOOM" train $GPT --steps 100000 --tp 2 --comm-timeout 3 --out "$TMP/stop" >/dev/null \
-  2>"$TMP/stop.err" &
-job=$!
-for _ in $(seq 200); do [ -s "$TMP/stop/metrics.jsonl" ] && break; sleep 0.1; done
-victim=$(pgrep -f "loom train .*--out $TMP/stop" | tail -n 1)
-kill -STOP "$victim"
-wait $job
-rc=$?
-kill -9 "$victim" 2>/dev/null
-check "stopped tp rank: the job ended (exit $rc)" test $rc -ne 0 -a $rc -ne 124
+fault_kill "killed tp rank" $GPT --tp 2
+fault_stop "stopped tp rank" $GPT --tp 2
 # the survivor waits in a tensor-parallel reduction (named with its group) or, when the
 # rank was stopped between steps, in a collective of all ranks
 check "stopped tp rank: the watchdog names the rank, the collective and its group ($(head -c 300 "$TMP/stop.err"))" \

@@ -21,7 +21,7 @@ static size_t cut(size_t total, int i, int dps) {
 
 /* split: loom_tp_split; split_dim as the description sets it; parts: blocks split each */
 static void check_layout(int ndim, int64_t d0, int64_t d1, int split, int split_dim, int parts, int tps, int dps) {
-    loom_param_info pi = {.ndim = ndim, .full = {d0, d1}, .split = split, .split_dim = split_dim, .parts = parts};
+    loom_param_info pi = {.here = 1, .ndim = ndim, .full = {d0, d1}, .split = split, .split_dim = split_dim, .parts = parts};
     snprintf(pi.name, sizeof pi.name, "t%dx%lld.%d/%d", ndim, (long long)d0, split_dim, parts);
     const int64_t cols = ndim == 2 ? d1 : d0, rows = ndim == 2 ? d0 : 1;
     pi.full_numel = (size_t)(rows * cols);
@@ -87,7 +87,7 @@ int main(void) {
             check_layout(2, 11, 4, LOOM_TP_VOCAB, 0, 1, t, dps);   /* a vocabulary of 11 rows: padded */
         }
     /* a dimension the ranks do not divide is an error, not a wrong file */
-    loom_param_info pi = {.name = "odd", .ndim = 2, .full = {6, 5}, .full_numel = 30, .split = LOOM_TP_COLUMN,
+    loom_param_info pi = {.here = 1, .name = "odd", .ndim = 2, .full = {6, 5}, .full_numel = 30, .split = LOOM_TP_COLUMN,
                           .split_dim = 1, .parts = 1};
     loom_slice sl;
     CHECK(loom_param_slice(&pi, 0, 2, &sl) == -1, "5 columns split over 2 ranks was accepted");

@@ -149,12 +149,32 @@ int main(int argc, char **argv) {
      * in the (mathematically zero) key-bias gradient is amplified by Adam to ~1e-5. In
      * the Llama cases (weights of std 0.2, so larger gradients) an element whose
      * gradient sits within float32 noise of zero in some step takes a different Adam
-     * step there: up to 4e-4, a twenty-fifth of one step at the peak lr of 1e-2. */
+     * step there: up to 4e-4 on one machine, 8e-4 on another (a torch build that sums in
+     * another order), a tenth of one step at the peak lr of 1e-2. So for Llama: every
+     * element within one peak-lr step, and at most 1 in 1,000 of a tensor beyond 5e-4 (a
+     * wrong gradient moves far more). */
     const double wtol = argc > 2 ? 5e-4 : 1e-4;
     for (int i = 0; i < g->sizes.n_tensors; i++) {
         const loom_param_info *pi = &g->params_info[i];
         snprintf(name, sizeof name, "final.%s", pi->name);
-        compare(name, g->params + pi->offset, tensor(f, name, NULL), pi->numel, 0, wtol);
+        const float *w = g->params + pi->offset, *wr = tensor(f, name, NULL);
+        if (argc > 2) {
+            size_t beyond = 0;
+            double worst = 0;
+            for (size_t k = 0; k < pi->numel; k++) {
+                const double d = fabs((double)w[k] - wr[k]);
+                beyond += !(d <= wtol);
+                if (!(d <= worst)) worst = d;
+            }
+            checks++;
+            if (!(worst <= oc.lr) || beyond > pi->numel / 1000) {
+                failures++;
+                printf("FAIL %s: %zu of %zu elements beyond %.1g, worst %.3g (bound: one step at lr %.3g)\n", name, beyond,
+                       pi->numel, wtol, worst, oc.lr);
+            }
+        } else {
+            compare(name, w, wr, pi->numel, 0, wtol);
+        }
         snprintf(name, sizeof name, "final.m.%s", pi->name);
         compare(name, opt.m + pi->offset, tensor(f, name, NULL), pi->numel, 1e-3, 1e-7);
         snprintf(name, sizeof name, "final.v.%s", pi->name);

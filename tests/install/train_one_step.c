@@ -17,7 +17,8 @@ int main(void) {
     }
     loom_gpt_init_weights(g, 7);
     int32_t in[B * T], tg[B * T];
-    for (int i = 0; i < B * T; i++) in[i] = (int32_t)((i * 31 + 5) % cfg.vocab_size), tg[i] = in[(i + 1) % (B * T)];
+    for (int i = 0; i < B * T; i++) in[i] = (int32_t)((i * 31 + 5) % cfg.vocab_size);
+    for (int i = 0; i < B * T; i++) tg[i] = in[(i + 1) % (B * T)];
     loom_adamw_config oc = {.lr = 1e-3f, .min_lr = 1e-3f, .warmup = 0, .total_steps = 1, .beta1 = 0.9f,
                             .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.0f, .clip = 1.0f};
     loom_adamw opt;
